@@ -1,0 +1,1 @@
+"""Shared runtime of every vispod service: settings, event bus, gRPC bootstrap, logging, metrics, image access."""

@@ -1,0 +1,412 @@
+"""The event bus: publishing, and the consumer runtime every service's event flow runs on.
+
+Delivery: a batch of input events is handled, then its outputs (dead letters included) and the
+input offsets are committed together — in one Kafka transaction by default (`exactly_once`: a crash
+at any point neither loses an accepted event nor leaves a duplicate output for read_committed
+readers), or flushed-then-committed (`at_least_once`). Output event ids derive from the input's,
+so a redelivery re-creates identical events and readers can de-duplicate by id either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter, Gauge, Histogram
+
+from vispod.common import events
+from vispod.common.events import Envelope, EventDecodeError
+from vispod.common.settings import KafkaSettings
+from vispod.common.topics import Topic, all_topics, dlq_topic, topic_name
+from vispod.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+CONSUMED = Counter("vispod_bus_events_consumed_total", "Events taken from Kafka, by outcome",
+                   ["service", "topic", "outcome"])
+PUBLISHED = Counter("vispod_bus_events_published_total", "Events published", ["service", "topic"])
+DEAD_LETTERS = Counter("vispod_bus_dead_letters_total", "Events sent to a dead-letter topic", ["service", "reason"])
+LAG = Gauge("vispod_bus_consumer_lag", "Messages behind the partition end", ["service", "topic"])
+HANDLE_SECONDS = Histogram("vispod_bus_handle_seconds", "Time to handle one event", ["service", "topic"],
+                           buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
+COMMIT_SECONDS = Histogram("vispod_bus_commit_seconds", "Time to commit one batch (outputs + offsets)", ["service"],
+                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+
+
+@dataclass(frozen=True)
+class Output:
+    """One event a handler wants published."""
+
+    topic: Topic
+    message: Message
+
+
+class InvalidEvent(Exception):
+    """Permanent: the event is decodable but invalid. It goes to the dead-letter topic at once."""
+
+
+Handler = Callable[[Envelope], Iterable[Output]]
+
+
+def _short_topic(full: str, prefix: str) -> str:
+    """Metric label for a topic: without the (possibly per-test) prefix, so label values stay few."""
+    return full[len(prefix) + 1:] if full.startswith(prefix + ".") else full
+
+
+def ensure_topics(kafka: KafkaSettings, topics: Sequence[str] | None = None, partitions: int = 1) -> None:
+    """Creates the given topics (default: every vispod topic under the prefix) if they do not exist."""
+    names = list(dict.fromkeys(topics if topics is not None else all_topics(kafka.topic_prefix)))
+    admin = KafkaAdminClient(**kafka.client_config(), client_id="vispod-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        for name in missing:  # one by one: a topic another client just created must not fail the rest
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+
+
+class EventPublisher:
+    """Publishes events and waits for the broker's acknowledgement."""
+
+    def __init__(self, kafka: KafkaSettings, source: str) -> None:
+        self.kafka = kafka
+        self.source = source
+        self._producer = KafkaProducer(**kafka.client_config(), acks="all", enable_idempotence=True,
+                                       linger_ms=1, client_id=f"vispod-{source}")
+
+    def publish(self, topic: Topic | str, message: Message, event_id: str | None = None,
+                content_type: str = events.PROTOBUF, timeout: float = 30.0) -> str:
+        """Publishes one event; returns its id."""
+        full = topic_name(topic, self.kafka.topic_prefix) if isinstance(topic, Topic) else topic
+        value, headers, key = events.encode(message, f"vispod/{self.source}", event_id, content_type)
+        self._producer.send(full, value=value, key=key, headers=headers).get(timeout=timeout)
+        PUBLISHED.labels(self.source, _short_topic(full, self.kafka.topic_prefix)).inc()
+        return dict(headers)["ce_id"].decode()
+
+    def send_raw(self, topic: str, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
+                 key: bytes | None = None) -> None:
+        """Publishes arbitrary bytes (tests, tools publishing pre-encoded JSON events)."""
+        self._producer.send(topic, value=value, key=key, headers=headers or []).get(timeout=30)
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+
+
+class EventReader:
+    """Reads committed events from topics without joining a group (tests, CLI, demo)."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Sequence[Topic | str], from_beginning: bool = True) -> None:
+        self.kafka = kafka
+        names = [topic_name(t, kafka.topic_prefix) if isinstance(t, Topic) else t for t in topics]
+        ensure_topics(kafka, names)
+        self._consumer = KafkaConsumer(**kafka.client_config(), enable_auto_commit=False,
+                                       isolation_level="read_committed", group_id=None)
+        parts = []
+        for name in names:
+            for _ in range(50):
+                found = self._consumer.partitions_for_topic(name)
+                if found:
+                    break
+                time.sleep(0.1)
+            parts += [TopicPartition(name, p) for p in sorted(found or {0})]
+        self._consumer.assign(parts)
+        if from_beginning:
+            self._consumer.seek_to_beginning(*parts)
+        else:
+            self._consumer.seek_to_end(*parts)
+            for tp in parts:
+                self._consumer.position(tp)
+
+    def records(self, timeout: float = 1.0) -> list[ConsumerRecord]:
+        batch = self._consumer.poll(timeout_ms=int(timeout * 1000))
+        return [r for recs in batch.values() for r in recs]
+
+    def read(self, count: int, timeout: float = 30.0,
+             where: Callable[[Envelope], bool] | None = None) -> list[Envelope]:
+        """Returns up to `count` decodable events matching `where`, waiting at most `timeout` seconds."""
+        found: list[Envelope] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            for rec in self.records(min(0.5, max(0.01, deadline - time.monotonic()))):
+                try:
+                    env = events.decode(rec.value, rec.headers, key=rec.key)
+                except EventDecodeError:
+                    continue
+                if where is None or where(env):
+                    found.append(env)
+        return found[:count] if len(found) > count else found
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _SeenIds:
+    """Bounded memory of handled event ids (upstream duplicates, redelivery within a process)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self.capacity = capacity
+        self._lock = threading.Lock()
+
+    def __contains__(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        with self._lock:
+            self._ids[event_id] = None
+            self._ids.move_to_end(event_id)
+            while len(self._ids) > self.capacity:
+                self._ids.popitem(last=False)
+
+    def discard(self, event_id: str) -> None:
+        with self._lock:
+            self._ids.pop(event_id, None)
+
+
+@dataclass
+class _Pending:
+    """A record to publish: topic, value, headers, key."""
+
+    topic: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    key: bytes | None
+
+
+class EventConsumer:
+    """Consumes one or more topics with a handler; see the module docstring for delivery guarantees."""
+
+    def __init__(self, *, service: str, topics: Sequence[Topic], expected: type[Message], handler: Handler,
+                 kafka: KafkaSettings, group_id: str | None = None, concurrency: int = 1,
+                 instance_id: str | None = None, max_batch: int | None = None,
+                 retry_backoff_s: float = 0.2) -> None:
+        self.service = service
+        self.kafka = kafka
+        self.topics = [topic_name(t, kafka.topic_prefix) for t in topics]
+        self.expected = expected
+        self.handler = handler
+        self.group_id = group_id or f"{kafka.topic_prefix}.{service}"
+        self.concurrency = max(1, concurrency)
+        # Events handled per poll and commit: slow handlers (model inference) want it near `concurrency`.
+        self.max_batch = max_batch or kafka.max_poll_records
+        self.instance_id = instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
+        self.retry_backoff_s = retry_backoff_s
+        self.dlq = dlq_topic(service, kafka.topic_prefix)
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._last_poll = 0.0
+        self._seen = _SeenIds()
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        self._source = f"vispod/{service}"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        """Running and polling (a stuck handler longer than the poll interval makes it unhealthy)."""
+        limit = self.kafka.max_poll_interval_ms / 1000
+        return self._running.is_set() and (time.monotonic() - self._last_poll) < limit
+
+    def stop(self) -> None:
+        """Stops polling; the batch in hand is finished and committed, then run() returns."""
+        self._stop.set()
+
+    def wait_running(self, timeout: float = 30.0) -> bool:
+        return self._running.wait(timeout)
+
+    def run(self) -> None:
+        outputs = [topic_name(t, self.kafka.topic_prefix) for t in Topic]
+        ensure_topics(self.kafka, [*self.topics, self.dlq, *outputs])
+        transactional = self.kafka.delivery == "exactly_once"
+        cfg = self.kafka.client_config()
+        self._consumer = KafkaConsumer(
+            *self.topics, **cfg, group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            max_poll_records=self.max_batch,
+            max_poll_interval_ms=self.kafka.max_poll_interval_ms, client_id=f"vispod-{self.service}",
+        )
+        producer_cfg: dict[str, object] = {"acks": "all", "enable_idempotence": True, "linger_ms": 1,
+                                           "client_id": f"vispod-{self.service}"}
+        if transactional:
+            # Stable per instance, so a restarted process fences its dead predecessor's open transaction.
+            producer_cfg["transactional_id"] = f"{self.group_id}.{self.instance_id}"
+        self._producer = KafkaProducer(**cfg, **producer_cfg)
+        if transactional:
+            self._producer.init_transactions()
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.service}-handler") \
+            if self.concurrency > 1 else None
+        self._running.set()
+        log.info("consumer started", extra={"topics": self.topics, "group": self.group_id,
+                                            "delivery": self.kafka.delivery})
+        try:
+            while not self._stop.is_set():
+                self._last_poll = time.monotonic()
+                batch = self._consumer.poll(timeout_ms=200, max_records=self.max_batch)
+                records = [r for recs in batch.values() for r in recs]
+                self._update_lag()
+                if records:
+                    self._process(records, executor, transactional)
+        finally:
+            self._running.clear()
+            if executor:
+                executor.shutdown(wait=True)
+            try:
+                self._producer.flush(timeout=10)
+                self._producer.close(timeout=10)
+            finally:
+                self._consumer.close(autocommit=False)
+            log.info("consumer stopped", extra={"group": self.group_id})
+
+    # --- one batch -------------------------------------------------------------------------
+    def _process(self, records: list[ConsumerRecord], executor: ThreadPoolExecutor | None,
+                 transactional: bool) -> None:
+        if executor is None:
+            results = [self._handle_record(r) for r in records]
+        else:
+            results = list(executor.map(self._handle_record, records))
+        pending = [p for res in results for p in res[1]]
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for rec in records:
+            offsets[TopicPartition(rec.topic, rec.partition)] = OffsetAndMetadata(rec.offset + 1, "", -1)
+        started = time.monotonic()
+        try:
+            self._commit(pending, offsets, transactional)
+        except KafkaError:
+            log.exception("commit failed; the batch will be redelivered")
+            for event_id, _ in results:
+                if event_id:
+                    self._seen.discard(event_id)
+            self._rewind(records)
+            if transactional:
+                self._recover_transaction()
+            return
+        COMMIT_SECONDS.labels(self.service).observe(time.monotonic() - started)
+        for p in pending:
+            PUBLISHED.labels(self.service, _short_topic(p.topic, self.kafka.topic_prefix)).inc()
+
+    def _commit(self, pending: list[_Pending], offsets: dict[TopicPartition, OffsetAndMetadata],
+                transactional: bool) -> None:
+        assert self._producer is not None and self._consumer is not None
+        if transactional:
+            self._producer.begin_transaction()
+            for p in pending:
+                self._producer.send(p.topic, value=p.value, key=p.key, headers=p.headers)
+            self._producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            self._producer.commit_transaction()
+        else:
+            futures = [self._producer.send(p.topic, value=p.value, key=p.key, headers=p.headers) for p in pending]
+            self._producer.flush()
+            for f in futures:
+                f.get(timeout=30)
+            self._consumer.commit(offsets)
+
+    def _recover_transaction(self) -> None:
+        assert self._producer is not None
+        try:
+            self._producer.abort_transaction()
+        except KafkaError:
+            log.exception("abort failed; stopping so a restart can fence and recover")
+            self._stop.set()
+
+    def _rewind(self, records: list[ConsumerRecord]) -> None:
+        assert self._consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            first[tp] = min(first.get(tp, rec.offset), rec.offset)
+        for tp, offset in first.items():
+            self._consumer.seek(tp, offset)
+
+    def _handle_record(self, rec: ConsumerRecord) -> tuple[str | None, list[_Pending]]:
+        """Returns (event id, records to publish) for one input record; never raises."""
+        short = _short_topic(rec.topic, self.kafka.topic_prefix)
+        try:
+            env = events.decode(rec.value, rec.headers, self.expected, key=rec.key)
+        except EventDecodeError as exc:
+            CONSUMED.labels(self.service, short, "dlq").inc()
+            return None, [self._dead_letter(rec, str(exc), "decode", 1)]
+        if env.id in self._seen:
+            CONSUMED.labels(self.service, short, "duplicate").inc()
+            return env.id, []
+        attempts = 0
+        while True:
+            attempts += 1
+            started = time.monotonic()
+            try:
+                outputs = list(self.handler(env))
+            except InvalidEvent as exc:
+                CONSUMED.labels(self.service, short, "dlq").inc()
+                self._seen.add(env.id)
+                return env.id, [self._dead_letter(rec, str(exc), "invalid", attempts)]
+            except Exception as exc:
+                if attempts >= self.kafka.max_attempts:
+                    log.exception("event failed %d times; dead-lettering", attempts, extra={"event_id": env.id})
+                    CONSUMED.labels(self.service, short, "dlq").inc()
+                    self._seen.add(env.id)
+                    return env.id, [self._dead_letter(rec, f"{type(exc).__name__}: {exc}", "failed", attempts)]
+                CONSUMED.labels(self.service, short, "retry").inc()
+                time.sleep(self.retry_backoff_s * 2 ** (attempts - 1))
+                continue
+            finally:
+                HANDLE_SECONDS.labels(self.service, short).observe(time.monotonic() - started)
+            break
+        CONSUMED.labels(self.service, short, "ok").inc()
+        self._seen.add(env.id)
+        pending = []
+        for i, out in enumerate(outputs):
+            value, headers, key = events.encode(out.message, self._source,
+                                                events.derived_id(env.id, i, self.service))
+            pending.append(_Pending(topic_name(out.topic, self.kafka.topic_prefix), value, headers,
+                                    key or rec.key))
+        return env.id, pending
+
+    def _dead_letter(self, rec: ConsumerRecord, error: str, kind: str, attempts: int) -> _Pending:
+        DEAD_LETTERS.labels(self.service, kind).inc()
+        log.warning("dead letter", extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                                          "error": error[:500], "error_kind": kind})
+        when = Timestamp()
+        when.GetCurrentTime()
+        letter = events_pb2.DeadLetter(
+            original_topic=rec.topic, partition=rec.partition, offset=rec.offset, key=rec.key or b"",
+            headers=[events_pb2.KafkaHeader(key=k, value=v or b"") for k, v in rec.headers or []],
+            payload=rec.value or b"", error=error, service=self.service, time=when, error_kind=kind,
+            attempts=attempts,
+        )
+        coordinates = f"{rec.topic}/{rec.partition}/{rec.offset}"
+        value, headers, _ = events.encode(letter, self._source, events.derived_id(coordinates, 0, "dlq"))
+        return _Pending(self.dlq, value, headers, rec.key)
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        per_topic: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = self._consumer.position(tp, timeout_ms=100)
+            except KafkaError:
+                pos = None
+            if pos is not None:
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - pos)
+        for full, lag in per_topic.items():
+            LAG.labels(self.service, _short_topic(full, self.kafka.topic_prefix)).set(lag)

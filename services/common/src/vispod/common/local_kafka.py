@@ -1,0 +1,190 @@
+"""A real single-node Apache Kafka 4.x broker (KRaft) on 127.0.0.1, for tests, the demo and `vispod up`.
+
+The broker's jars are resolved from Maven Central with Maven (cached in ~/.m2 and in a lib folder),
+storage is formatted in a temporary folder, and the broker listens on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+KAFKA_VERSION = os.environ.get("VISPOD_KAFKA_VERSION", "4.1.1")
+POM = Path(os.environ.get("VISPOD_KAFKA_POM", Path(__file__).resolve().parents[5] / "deploy" / "kafka" / "pom.xml"))
+CACHE = Path(os.environ.get("VISPOD_CACHE", Path.home() / ".cache" / "vispod"))
+STATE_FILE = CACHE / "kafka-up.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def resolve_broker_jars(version: str = KAFKA_VERSION) -> Path:
+    """Resolves kafka_2.13 and its runtime dependencies into a cached lib folder; returns it."""
+    lib = CACHE / f"kafka-{version}" / "lib"
+    marker = lib / ".complete"
+    if marker.exists():
+        return lib
+    if not POM.exists():
+        raise RuntimeError(f"missing {POM}: run from a vispod checkout")
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker: apt-get install maven")
+    tmp = lib.with_name("lib.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}",
+        "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+    ]
+    subprocess.run(cmd, check=True)
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    marker.touch()
+    return lib
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    workdir: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("Java 17+ is needed for the Kafka broker")
+    return java
+
+
+def start_broker(port: int | None = None, workdir: Path | None = None, timeout: float = 60.0) -> Broker:
+    """Formats KRaft storage and starts a broker; returns once it accepts connections."""
+    lib = resolve_broker_jars()
+    port = port or free_port()
+    controller = free_port()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="vispod-kafka-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    props = workdir / "server.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={workdir / 'data'}",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "num.partitions=1",
+                "auto.create.topics.enable=true",
+                "log.flush.interval.messages=100000",
+                "",
+            ]
+        )
+    )
+    classpath = f"{lib}/*"
+    java = _java()
+    subprocess.run(
+        [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()).replace("-", "")[:22],
+         "-c", str(props)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - owned by the process
+    heap = os.environ.get("VISPOD_KAFKA_HEAP", "-Xmx512m")
+    process = subprocess.Popen(
+        [java, heap, "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(props)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    broker = Broker(f"127.0.0.1:{port}", workdir, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Kafka broker exited with {process.returncode}; see {workdir / 'broker.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return broker
+        except OSError:
+            time.sleep(0.2)
+    broker.stop()
+    raise RuntimeError(f"Kafka broker did not listen on {port} within {timeout}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make kafka-up` / `make kafka-down`: a broker in the background for manual use."""
+    parser = argparse.ArgumentParser(prog="vispod kafka")
+    parser.add_argument("action", choices=["up", "down", "status", "resolve"])
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.action == "resolve":
+        print(resolve_broker_jars())
+        return 0
+    state = json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else None
+    if args.action == "up":
+        if state and _alive(state["pid"]):
+            print(f"kafka: {state['bootstrap']} (already running, pid {state['pid']})")
+            return 0
+        broker = start_broker(args.port)
+        STATE_FILE.write_text(json.dumps({"bootstrap": broker.bootstrap, "pid": broker.process.pid,
+                                          "workdir": str(broker.workdir)}))
+        print(f"kafka: {broker.bootstrap}")
+        print(f"export VISPOD_KAFKA_BOOTSTRAP={broker.bootstrap}")
+        return 0
+    if args.action == "status":
+        print(f"kafka: {state['bootstrap']}" if state and _alive(state["pid"]) else "kafka: not running")
+        return 0
+    if state:
+        if _alive(state["pid"]):
+            os.killpg(state["pid"], signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(state["pid"]):
+                    break
+                time.sleep(0.2)
+        shutil.rmtree(state["workdir"], ignore_errors=True)
+        STATE_FILE.unlink(missing_ok=True)
+    print("kafka: stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

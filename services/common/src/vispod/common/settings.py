@@ -1,0 +1,112 @@
+"""Settings shared by every service. Each service subclasses `ServiceSettings` once, with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GRPC_PORT = 8081
+METRICS_PORT = 8082
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka connection, read from VISPOD_KAFKA_* by every service."""
+
+    model_config = SettingsConfigDict(env_prefix="VISPOD_KAFKA_", extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "vispod"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    # exactly_once: outputs and input offsets commit in one Kafka transaction (no duplicates after
+    # a crash). at_least_once: outputs are flushed, then offsets committed.
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    # Attempts before a failing event goes to the dead-letter topic.
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    # Longest a handler may take before the group considers the consumer dead.
+    max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
+    # Events fetched (and handled concurrently) per poll; bounds work in flight (backpressure).
+    max_poll_records: int = Field(default=500, ge=1)
+
+    def client_config(self) -> dict[str, object]:
+        """Connection options shared by kafka-python producers, consumers and admin clients."""
+        cfg: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            cfg["sasl_mechanism"] = self.sasl_mechanism
+            cfg["sasl_plain_username"] = self.sasl_username
+            cfg["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.ssl_cafile:
+            cfg["ssl_cafile"] = str(self.ssl_cafile)
+        return cfg
+
+
+class ImageAccessSettings(BaseSettings):
+    """Where images may come from and how big they may be; read from VISPOD_IMAGES_*."""
+
+    model_config = SettingsConfigDict(env_prefix="VISPOD_IMAGES_", extra="ignore")
+
+    # file:// URIs must resolve (symlinks followed) under one of these folders.
+    file_roots: list[Path] = Field(default_factory=list)
+    # http(s):// URIs only to these host names (exact match); empty means no remote fetches.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allow_plain_http: bool = False
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
+    max_images: int = Field(default=32, ge=1)
+
+    @field_validator("file_roots", mode="after")
+    @classmethod
+    def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
+        return [Path(r).expanduser().resolve() for r in roots]
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's one settings class; subclasses set `env_prefix`, e.g. VISPOD_METRICS_."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "vispod"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=GRPC_PORT, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=METRICS_PORT, ge=0, le=65535)
+    grpc_max_workers: int = Field(default=8, ge=1)
+    # Seconds in-flight RPCs get to finish on SIGTERM.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+    # Run the Kafka consumer (off for gRPC-only replicas).
+    consume: bool = True
+    artifact_root: Path = Path("artifacts")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    images: ImageAccessSettings = Field(default_factory=ImageAccessSettings)
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up with a message naming every bad or missing setting."""
+
+
+T = TypeVar("T", bound=BaseSettings)
+
+
+def load_settings(cls: type[T], **overrides: object) -> T:
+    """Instantiate a settings class, turning validation errors into one readable start-up error."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = [f"invalid settings for {cls.__name__}:"]
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {prefix}{name.upper()}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None

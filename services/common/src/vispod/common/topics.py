@@ -1,0 +1,35 @@
+"""The one place topic names are made."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    IMAGESET_SUBMITTED = "imageset.submitted"
+    DIALOGUE_GENERATED = "dialogue.generated"
+    METRICS_COMPUTED = "metrics.computed"
+    JUDGEMENT_COMPLETED = "judgement.completed"
+    ADAPTER_PUBLISHED = "adapter.published"
+    ADAPTER_LIFECYCLE = "adapter.lifecycle"
+    SYNTHESIS_REQUESTED = "synthesis.requested"
+    SYNTHESIS_COMPLETED = "synthesis.completed"
+
+
+SERVICES = ("synth", "generator", "judge", "metrics", "trainer", "gate")
+
+
+def topic_name(topic: Topic | str, prefix: str = "vispod") -> str:
+    """`<prefix>.<topic>`, e.g. vispod.dialogue.generated."""
+    return f"{prefix}.{Topic(topic).value}"
+
+
+def dlq_topic(service: str, prefix: str = "vispod") -> str:
+    """The dead-letter topic of a consuming service, e.g. vispod.dlq.generator."""
+    if not service or not service.replace("-", "").isalnum():
+        raise ValueError(f"bad service name for a DLQ topic: {service!r}")
+    return f"{prefix}.dlq.{service}"
+
+
+def all_topics(prefix: str = "vispod") -> list[str]:
+    return [topic_name(t, prefix) for t in Topic] + [dlq_topic(s, prefix) for s in SERVICES]

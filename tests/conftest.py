@@ -1,0 +1,37 @@
+"""Session fixtures: one real Kafka broker for the whole run, a fresh topic prefix per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from vispod.common.local_kafka import Broker, start_broker
+from vispod.common.settings import KafkaSettings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real broker: VISPOD_TEST_KAFKA_BOOTSTRAP if set, else one started for this session."""
+    external = os.environ.get("VISPOD_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    broker: Broker = start_broker()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    """Kafka settings with a topic prefix of this test's own, so tests never see each other's events."""
+    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
