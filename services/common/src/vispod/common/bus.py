@@ -118,7 +118,8 @@ class EventReader:
         names = [topic_name(t, kafka.topic_prefix) if isinstance(t, Topic) else t for t in topics]
         ensure_topics(kafka, names)
         self._consumer = KafkaConsumer(**kafka.client_config(), enable_auto_commit=False,
-                                       isolation_level="read_committed", group_id=None)
+                                       isolation_level="read_committed", group_id=None,
+                                       fetch_max_wait_ms=kafka.fetch_max_wait_ms)
         parts = []
         for name in names:
             for _ in range(50):
@@ -243,6 +244,7 @@ class EventConsumer:
             auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=self.max_batch,
             max_poll_interval_ms=self.kafka.max_poll_interval_ms, client_id=f"vispod-{self.service}",
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
         )
         producer_cfg: dict[str, object] = {"acks": "all", "enable_idempotence": True, "linger_ms": 1,
                                            "client_id": f"vispod-{self.service}"}
@@ -255,6 +257,7 @@ class EventConsumer:
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.service}-handler") \
             if self.concurrency > 1 else None
         self._running.set()
+        last_lag_update = 0.0
         log.info("consumer started", extra={"topics": self.topics, "group": self.group_id,
                                             "delivery": self.kafka.delivery})
         try:
@@ -262,7 +265,9 @@ class EventConsumer:
                 self._last_poll = time.monotonic()
                 batch = self._consumer.poll(timeout_ms=200, max_records=self.max_batch)
                 records = [r for recs in batch.values() for r in recs]
-                self._update_lag()
+                if self._last_poll - last_lag_update > 1.0:
+                    self._update_lag()
+                    last_lag_update = self._last_poll
                 if records:
                     self._process(records, executor, transactional)
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class ServiceHandle:
             return
         self._stopped.set()
         log.info("shutting down")
+        drain_until = time.monotonic() + self.settings.shutdown_drain_s
         if self.grpc:
             self.grpc.set_serving(False)
         for consumer in self.consumers:
@@ -56,6 +58,7 @@ class ServiceHandle:
         for thread in self.threads:
             thread.join(self.settings.kafka.max_poll_interval_ms / 1000)
         if self.grpc:
+            time.sleep(max(0.0, drain_until - time.monotonic()))
             self.grpc.stop(self.settings.shutdown_grace_s)
         self.metrics.stop()
         log.info("stopped")

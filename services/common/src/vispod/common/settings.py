@@ -33,6 +33,8 @@ class KafkaSettings(BaseSettings):
     max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
     # Events fetched (and handled concurrently) per poll; bounds work in flight (backpressure).
     max_poll_records: int = Field(default=500, ge=1)
+    # How long the broker may hold an empty fetch; low values cut end-to-end latency at low rates.
+    fetch_max_wait_ms: int = Field(default=50, ge=0, le=5000)
 
     def client_config(self) -> dict[str, object]:
         """Connection options shared by kafka-python producers, consumers and admin clients."""
@@ -84,6 +86,8 @@ class ServiceSettings(BaseSettings):
     grpc_max_workers: int = Field(default=8, ge=1)
     # Seconds in-flight RPCs get to finish on SIGTERM.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Seconds between NOT_SERVING and closing the listener, so probes and load balancers notice first.
+    shutdown_drain_s: float = Field(default=1.0, ge=0)
     log_level: str = "INFO"
     # Run the Kafka consumer (off for gRPC-only replicas).
     consume: bool = True

@@ -1,0 +1,136 @@
+"""`vispod up`: one broker and one process per installed service on this machine, until Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from vispod.common import local_kafka
+from vispod.common.bus import ensure_topics
+from vispod.common.settings import KafkaSettings
+
+# Start order: producers of what others consume come first.
+SERVICES = ("synth", "generator", "metrics", "judge")
+SHARED_DATASETS = Path(__file__).resolve().parents[5].parent / "shared" / "datasets"
+UP_STATE = local_kafka.CACHE / "up.json"
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    metrics_port: int
+    log: Path
+
+
+def installed_services(names: list[str] | None = None) -> list[str]:
+    wanted = names or list(SERVICES)
+    unknown = [n for n in wanted if n not in SERVICES]
+    if unknown:
+        raise SystemExit(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    return [n for n in wanted if importlib.util.find_spec(f"vispod.{n}.__main__") is not None]
+
+
+def _wait_ready(svc: Running, deadline: float) -> bool:
+    url = f"http://127.0.0.1:{svc.metrics_port}/readyz"
+    while time.monotonic() < deadline:
+        if svc.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, ready_timeout: float) -> int:
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    broker = None
+    bootstrap = os.environ.get("VISPOD_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        print("starting a local Kafka broker …", flush=True)
+        broker = local_kafka.start_broker(workdir=workdir / "kafka")
+        bootstrap = broker.bootstrap
+    print(f"kafka: {bootstrap}", flush=True)
+    prefix = os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod")
+    ensure_topics(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix))
+
+    roots = [workdir / "artifacts", Path("out").resolve(), *[r.resolve() for r in image_roots]]
+    if SHARED_DATASETS.exists():
+        roots.append(SHARED_DATASETS)
+    running: list[Running] = []
+    code = 0
+    try:
+        for name in installed_services(names):
+            grpc_port, metrics_port = local_kafka.free_port(), local_kafka.free_port()
+            prefix_env = f"VISPOD_{name.upper()}_"
+            env = {
+                **os.environ,
+                "VISPOD_KAFKA_BOOTSTRAP": bootstrap,
+                "VISPOD_IMAGES_FILE_ROOTS": json.dumps([str(r) for r in roots]),
+                prefix_env + "GRPC_PORT": str(grpc_port),
+                prefix_env + "METRICS_PORT": str(metrics_port),
+                prefix_env + "ARTIFACT_ROOT": str(workdir / "artifacts"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            log = workdir / f"{name}.log"
+            proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env,
+                                    stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+            running.append(Running(name, proc, grpc_port, metrics_port, log))
+        deadline = time.monotonic() + ready_timeout
+        for svc in running:
+            if not _wait_ready(svc, deadline):
+                print(f"{svc.name}: did not become ready; see {svc.log}", flush=True)
+                code = 1
+                return code
+            print(f"{svc.name}: grpc 127.0.0.1:{svc.grpc_port} metrics http://127.0.0.1:{svc.metrics_port}/metrics "
+                  f"(log {svc.log})", flush=True)
+        UP_STATE.parent.mkdir(parents=True, exist_ok=True)
+        UP_STATE.write_text(json.dumps({
+            "bootstrap": bootstrap, "pid": os.getpid(),
+            "services": {s.name: {"grpc": s.grpc_port, "metrics": s.metrics_port} for s in running},
+        }))
+        print("ready — Ctrl-C to stop", flush=True)
+        while not stop.wait(1.0):
+            for svc in running:
+                if svc.process.poll() is not None:
+                    print(f"{svc.name} exited with {svc.process.returncode}; see {svc.log}", flush=True)
+                    code = 1
+                    stop.set()
+        return code
+    finally:
+        print("stopping …", flush=True)
+        for svc in reversed(running):
+            _stop(svc.process, 30)
+        if broker:
+            broker.stop()
+        UP_STATE.unlink(missing_ok=True)
+        print("stopped", flush=True)

@@ -1,0 +1,147 @@
+"""`vispod submit`: publish an ImageSetSubmitted for a folder and print the events that follow."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.events import Envelope
+from vispod.common.settings import KafkaSettings
+from vispod.common.topics import Topic, dlq_topic
+from vispod.v1 import common_pb2, events_pb2
+
+IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+def image_set_from_folder(folder: Path) -> tuple[str, list[common_pb2.ImageRef]]:
+    """Images in story order with captions: story.json when present (VIST layout), else sorted image files."""
+    folder = folder.resolve()
+    story = folder / "story.json"
+    refs: list[common_pb2.ImageRef] = []
+    if story.exists():
+        meta = json.loads(story.read_text())
+        set_id = f"story-{meta.get('vist_story_id', folder.name)}"
+        for item in sorted(meta.get("images", []), key=lambda i: i.get("position", 0)):
+            if item.get("file"):
+                refs.append(_ref(folder / item["file"], item.get("vist_caption") or ""))
+    else:
+        set_id = folder.name
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                refs.append(_ref(path, ""))
+    if not refs:
+        raise SystemExit(f"{folder}: no images found")
+    return set_id, refs
+
+
+def _ref(path: Path, caption: str) -> common_pb2.ImageRef:
+    mime = IMAGE_SUFFIXES.get(path.suffix.lower(), "")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return common_pb2.ImageRef(uri=path.as_uri(), caption=caption, mime_type=mime, sha256=digest)
+
+
+def build_event(args: argparse.Namespace) -> events_pb2.ImageSetSubmitted:
+    set_id, refs = image_set_from_folder(args.folder)
+    speakers = []
+    for spec in args.speaker:
+        name, _, persona = spec.partition(":")
+        speakers.append(common_pb2.Speaker(name=name.strip(), persona=persona.strip()))
+    now = Timestamp()
+    now.GetCurrentTime()
+    return events_pb2.ImageSetSubmitted(
+        image_set_id=set_id, tenant="cli", images=refs, speakers=speakers, target_words=args.target_words,
+        style_instructions=args.style, language=args.language, adapter=args.adapter,
+        correlation_id=str(uuid.uuid4()), seed=args.seed, submitted_at=now,
+    )
+
+
+def describe(env: Envelope) -> str:
+    """A readable rendering of the events that follow a submission."""
+    m = env.message
+    if isinstance(m, events_pb2.DialogueGenerated):
+        head = (f"DialogueGenerated [{events_pb2.Status.Name(m.status)}] system={m.system or m.model} "
+                f"backend={m.backend} adapter={m.adapter_id or '(base)'} "
+                f"input={events_pb2.InputMode.Name(m.input_mode)} latency={m.latency_seconds:.1f}s "
+                f"tokens={m.usage.completion_tokens}")
+        notes = []
+        if m.input_mode == events_pb2.INPUT_MODE_CAPTIONS:
+            notes.append("note: a text-only model wrote this from the image captions; it saw no pixels")
+        if m.random_weights:
+            notes.append("note: the model has RANDOM weights; the text is meaningless by design")
+        if m.status == common_pb2.STATUS_FAILED:
+            notes.append(f"error: {m.error}")
+        turns = "\n".join(f"  {t.speaker}: {t.text}" for t in m.dialogue.turns)
+        return "\n".join([head, *notes, turns])
+    if isinstance(m, events_pb2.DeadLetter):
+        return f"DeadLetter from {m.service} ({m.error_kind}): {m.error}"
+    body = json_format.MessageToDict(m, preserving_proto_field_name=True)
+    return f"{m.DESCRIPTOR.name}: {json.dumps(body, indent=2)}"
+
+
+def submit(args: argparse.Namespace, bootstrap: str) -> int:
+    import os
+
+    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod"))
+    event = build_event(args)
+    watch = [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED, Topic.JUDGEMENT_COMPLETED,
+             dlq_topic("generator", kafka.topic_prefix)]
+    reader = None if args.no_wait else EventReader(kafka, watch, from_beginning=False)
+    publisher = EventPublisher(kafka, "cli")
+    event_id = publisher.publish(Topic.IMAGESET_SUBMITTED, event)
+    publisher.close()
+    print(f"submitted {event.image_set_id} ({len(event.images)} images) as event {event_id}, "
+          f"correlation {event.correlation_id}", flush=True)
+    if reader is None:
+        return 0
+    try:
+        return _follow(reader, event, args.timeout, args.json)
+    finally:
+        reader.close()
+
+
+def _follow(reader: EventReader, event: events_pb2.ImageSetSubmitted, timeout: float, as_json: bool) -> int:
+    """Prints each related event until the dialogue and its metrics arrived (or a failure, or the timeout)."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    got_dialogue = got_metrics = False
+    code = 0
+
+    def related(env: Envelope) -> bool:
+        m = env.message
+        if isinstance(m, events_pb2.DeadLetter):
+            return event.correlation_id.encode() in m.payload
+        return getattr(m, "correlation_id", "") == event.correlation_id
+
+    while time.monotonic() < deadline and not (got_dialogue and got_metrics):
+        for env in reader.read(1, timeout=min(5.0, max(0.1, deadline - time.monotonic())), where=related):
+            if env.id in seen:
+                continue
+            seen.add(env.id)
+            m = env.message
+            if as_json:
+                print(json.dumps({"type": env.type, "id": env.id,
+                                  "event": json_format.MessageToDict(m, preserving_proto_field_name=True)}))
+            else:
+                print(describe(env), flush=True)
+            if isinstance(m, events_pb2.DeadLetter):
+                return 1
+            if isinstance(m, events_pb2.DialogueGenerated):
+                got_dialogue = True
+                if m.status != common_pb2.STATUS_OK:
+                    return 1
+            if isinstance(m, events_pb2.MetricsComputed):
+                got_metrics = True
+        if got_dialogue and not got_metrics and time.monotonic() > deadline - 1:
+            break
+    if not got_dialogue:
+        print(f"no dialogue within {timeout:.0f}s (is the generator running? `vispod up`)", flush=True)
+        code = 1
+    return code

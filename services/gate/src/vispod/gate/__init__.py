@@ -1,0 +1,1 @@
+"""vispod gate: evaluation, reports and evaluation-gated adapter promotion."""

@@ -1,0 +1,97 @@
+"""The service runtime: health, reflection, error mapping, metrics, ordered shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic_settings import SettingsConfigDict
+
+from vispod.common.grpc_server import InvalidArgument
+from vispod.common.service import ServiceHandle, start_service
+from vispod.common.settings import ServiceSettings
+
+SERVICE = "vispod.test.Echo"
+
+
+class EchoSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VISPOD_ECHO_", extra="ignore")
+
+
+def _register(server: grpc.Server) -> None:
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if request == b"bad":
+            raise InvalidArgument("the request was bad: say something else")
+        if request == b"crash":
+            raise RuntimeError("kaboom")
+        if request.startswith(b"slow"):
+            time.sleep(float(request[4:] or 1))
+        return request
+
+    handler = grpc.unary_unary_rpc_method_handler(echo, request_deserializer=None, response_serializer=None)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler}),))
+
+
+@pytest.fixture
+def service() -> ServiceHandle:
+    settings = EchoSettings(service_name="echo", grpc_port=0, metrics_port=0, shutdown_grace_s=5, consume=False)
+    handle = start_service(settings, grpc_services=[(SERVICE, _register)])
+    yield handle
+    handle.stop()
+
+
+def _health(channel: grpc.Channel, name: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+
+
+def test_health_serving_then_not_serving_during_shutdown(service: ServiceHandle) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    echo = channel.unary_unary(f"/{SERVICE}/Echo")
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+    assert _health(channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    result: list[bytes] = []
+    slow = threading.Thread(target=lambda: result.append(echo(b"slow2", timeout=10)))
+    slow.start()
+    time.sleep(0.3)
+    stopper = threading.Thread(target=service.stop)
+    stopper.start()
+    time.sleep(0.3)
+    # In-flight call still running inside the grace period: health already says NOT_SERVING.
+    assert _health(channel, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    slow.join(10)
+    stopper.join(15)
+    assert result == [b"slow2"], "the in-flight call was not allowed to finish"
+    with pytest.raises(grpc.RpcError):
+        echo(b"after", timeout=2)
+
+
+def test_invalid_argument_has_the_reason_and_is_counted(service: ServiceHandle) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    echo = channel.unary_unary(f"/{SERVICE}/Echo")
+    with pytest.raises(grpc.RpcError) as err:
+        echo(b"bad", timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "say something else" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        echo(b"crash", timeout=5)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert echo(b"hi", timeout=5) == b"hi"
+    body = urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/metrics").read().decode()
+    assert 'vispod_grpc_requests_total{code="INVALID_ARGUMENT",method="Echo",service="echo"}' in body
+    assert 'vispod_grpc_requests_total{code="OK",method="Echo",service="echo"}' in body
+    assert urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/readyz").status == 200
+
+
+def test_reflection_lists_the_services(service: ServiceHandle) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health"} <= names
