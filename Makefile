@@ -14,7 +14,7 @@ STORY ?=
 PYTEST_ARGS ?=
 export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 
-.PHONY: constraints setup protos test test-fast lint bench demo up down kafka-up kafka-down images helm-lint tools clean
+.PHONY: constraints setup protos test test-fast lint bench demo up down kafka-up kafka-down images images-cuda helm-lint deploy-check tools clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -62,18 +62,34 @@ kafka-up: setup
 kafka-down: setup
 	$(VENV)/bin/vispod kafka down
 
+REGISTRY ?= vispod
+TAG ?= 0.1.0
+CUDA_BASE ?= nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+IMAGE_SERVICES ?= synth generator judge metrics trainer
+CUDA_SERVICES ?= synth generator metrics trainer
+TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
+
 up:
-	docker-compose up -d
+	mkdir -p var/artifacts var/images var/models var/adapters
+	chown -R 10001:10001 var || echo "warning: var/ must be writable by uid 10001"
+	VISPOD_REGISTRY=$(REGISTRY) VISPOD_TAG=$(TAG) docker-compose up -d
 
 down:
-	docker-compose down
+	docker-compose --profile gpu --profile train down
 
 images:
-	set -e; for s in synth generator judge metrics trainer; do \
-		docker build -f services/$$s/Dockerfile -t vispod-$$s:dev .; done
+	@for s in $(IMAGE_SERVICES); do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
+
+images-cuda:
+	@for s in $(CUDA_SERVICES); do docker build -f services/$$s/Dockerfile --build-arg BASE_IMAGE=$(CUDA_BASE) \
+		-t $(REGISTRY)/$$s:$(TAG)-cuda . || exit 1; done
 
 helm-lint: tools
-	helm lint --strict helm/vispod
+	$(TOOLS_BIN)/helm lint --strict helm/vispod
+	@for f in helm/vispod/ci/*.yaml; do $(TOOLS_BIN)/helm lint --strict -f $$f helm/vispod || exit 1; done
+
+deploy-check: setup tools
+	$(PY) -m pytest tests/deploy -q
 
 clean:
 	rm -rf $(GEN_DIR) bench-results out .pytest_cache

@@ -256,6 +256,12 @@ class EventConsumer:
             self._producer.init_transactions()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.service}-handler") \
             if self.concurrency > 1 else None
+        # Series exist from the start at zero, so increase() sees the very first dead letter.
+        for reason in ("decode", "invalid", "failed"):
+            DEAD_LETTERS.labels(self.service, reason)
+        for full in self.topics:
+            for outcome in ("ok", "dlq", "duplicate", "retry"):
+                CONSUMED.labels(self.service, _short_topic(full, self.kafka.topic_prefix), outcome)
         self._running.set()
         last_lag_update = 0.0
         log.info("consumer started", extra={"topics": self.topics, "group": self.group_id,

@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_submit)
 
 
+    from vispod.common.demo import register as register_demo
+
+    register_demo(sub)
+
+
 def bootstrap_from(arg: str | None) -> str:
     """--bootstrap, else VISPOD_KAFKA_BOOTSTRAP, else the broker `vispod up` / `vispod kafka up` started."""
     if arg:

@@ -19,7 +19,7 @@ from vispod.common.bus import ensure_topics
 from vispod.common.settings import KafkaSettings
 
 # Start order: producers of what others consume come first.
-SERVICES = ("synth", "generator", "metrics", "judge")
+SERVICES = ("synth", "generator", "metrics", "judge", "gate")
 SHARED_DATASETS = Path(__file__).resolve().parents[5].parent / "shared" / "datasets"
 UP_STATE = local_kafka.CACHE / "up.json"
 

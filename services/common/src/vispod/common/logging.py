@@ -51,3 +51,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # Its event loop warns whenever a task runs >100 ms, which a loaded CPU makes routine.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

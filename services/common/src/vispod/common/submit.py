@@ -7,9 +7,11 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vispod.common.bus import EventPublisher, EventReader
@@ -107,12 +109,13 @@ def submit(args: argparse.Namespace, bootstrap: str) -> int:
         reader.close()
 
 
-def _follow(reader: EventReader, event: events_pb2.ImageSetSubmitted, timeout: float, as_json: bool) -> int:
-    """Prints each related event until the dialogue and its metrics arrived (or a failure, or the timeout)."""
+def follow(reader: EventReader, event: events_pb2.ImageSetSubmitted, timeout: float,
+           on_event: Callable[[Envelope], None]) -> dict[str, Message]:
+    """Collects the events that follow a submission until its dialogue and metrics arrived, a failure, or the
+    timeout. Returns {"dialogue": …, "metrics": …, "dead_letter": …} for those that came."""
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
-    got_dialogue = got_metrics = False
-    code = 0
+    got: dict[str, Message] = {}
 
     def related(env: Envelope) -> bool:
         m = env.message
@@ -120,28 +123,37 @@ def _follow(reader: EventReader, event: events_pb2.ImageSetSubmitted, timeout: f
             return event.correlation_id.encode() in m.payload
         return getattr(m, "correlation_id", "") == event.correlation_id
 
-    while time.monotonic() < deadline and not (got_dialogue and got_metrics):
+    while time.monotonic() < deadline and not ("dialogue" in got and "metrics" in got):
         for env in reader.read(1, timeout=min(5.0, max(0.1, deadline - time.monotonic())), where=related):
             if env.id in seen:
                 continue
             seen.add(env.id)
+            on_event(env)
             m = env.message
-            if as_json:
-                print(json.dumps({"type": env.type, "id": env.id,
-                                  "event": json_format.MessageToDict(m, preserving_proto_field_name=True)}))
-            else:
-                print(describe(env), flush=True)
             if isinstance(m, events_pb2.DeadLetter):
-                return 1
+                got["dead_letter"] = m
+                return got
             if isinstance(m, events_pb2.DialogueGenerated):
-                got_dialogue = True
+                got["dialogue"] = m
                 if m.status != common_pb2.STATUS_OK:
-                    return 1
-            if isinstance(m, events_pb2.MetricsComputed):
-                got_metrics = True
-        if got_dialogue and not got_metrics and time.monotonic() > deadline - 1:
-            break
-    if not got_dialogue:
-        print(f"no dialogue within {timeout:.0f}s (is the generator running? `vispod up`)", flush=True)
-        code = 1
-    return code
+                    return got
+            elif isinstance(m, events_pb2.MetricsComputed):
+                got["metrics"] = m
+    return got
+
+
+def _follow(reader: EventReader, event: events_pb2.ImageSetSubmitted, timeout: float, as_json: bool) -> int:
+    def show(env: Envelope) -> None:
+        if as_json:
+            print(json.dumps({"type": env.type, "id": env.id,
+                              "event": json_format.MessageToDict(env.message, preserving_proto_field_name=True)}))
+        else:
+            print(describe(env), flush=True)
+
+    got = follow(reader, event, timeout, show)
+    dialogue = got.get("dialogue")
+    if dialogue is None:
+        if "dead_letter" not in got:
+            print(f"no dialogue within {timeout:.0f}s (is the generator running? `vispod up`)", flush=True)
+        return 1
+    return 0 if dialogue.status == common_pb2.STATUS_OK else 1

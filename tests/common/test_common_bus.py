@@ -151,7 +151,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(kafka: KafkaSet
     publisher = EventPublisher(kafka, "test")
     for i in range(total):
         _submit(publisher, f"e-{i:03d}")
-    script = Path(__file__).with_name("relay_consumer.py")
+    script = Path(__file__).with_name("common_relay_consumer.py")
     cmd = [sys.executable, str(script), kafka.bootstrap, kafka.topic_prefix, "0.02", delivery]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reader = EventReader(kafka, [Topic.DIALOGUE_GENERATED])

@@ -1,0 +1,317 @@
+{{/*
+Shared pieces of every vispod workload. Templates pass a dict:
+  root: the chart context ($), name: the service (synth, generator, …), and where needed
+  mounts: volume specs "artifacts" | "models:ro" | "adapters" | "adapters:ro" | "data".
+*/}}
+
+{{- define "vispod.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/part-of: vispod
+{{- end }}
+
+{{- define "vispod.labels" -}}
+{{ include "vispod.selectorLabels" . }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end }}
+
+{{- define "vispod.usesGpu" -}}
+{{- $v := index .root.Values .name -}}
+{{- if and .root.Values.gpu.enabled (gt (int $v.gpus) 0) }}true{{ end -}}
+{{- end }}
+
+{{/* <registry>/<name>:<tag>[-cuda] unless the service's image.repository/tag say otherwise. */}}
+{{- define "vispod.image" -}}
+{{- $v := index .root.Values .name -}}
+{{- $repo := $v.image.repository | default (printf "%s/%s" .root.Values.image.registry .name) -}}
+{{- $tag := $v.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if include "vispod.usesGpu" . }}{{ $tag = printf "%s%s" $tag .root.Values.gpu.imageTagSuffix }}{{ end -}}
+{{ printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{- define "vispod.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "vispod.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* nodeSelector + tolerations: the service's own, plus the GPU pool's when it runs on GPUs. */}}
+{{- define "vispod.scheduling" -}}
+{{- $v := index .root.Values .name -}}
+{{- $gpu := or .forceGpu (include "vispod.usesGpu" .) -}}
+{{- $nodeSelector := deepCopy $v.nodeSelector -}}
+{{- $tolerations := $v.tolerations -}}
+{{- if $gpu }}
+{{- $nodeSelector = merge $nodeSelector .root.Values.gpu.nodeSelector -}}
+{{- $tolerations = concat .root.Values.gpu.tolerations $v.tolerations -}}
+{{- end }}
+{{- with $nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* requests/limits, with the GPU count added to limits when the service runs on GPUs. */}}
+{{- define "vispod.resources" -}}
+{{- $v := index .root.Values .name -}}
+{{- $res := deepCopy $v.resources -}}
+{{- if or .forceGpu (include "vispod.usesGpu" .) }}
+{{- $limits := $res.limits | default dict -}}
+{{- $_ := set $limits .root.Values.gpu.resourceName (int $v.gpus) -}}
+{{- $_ := set $res "limits" $limits -}}
+{{- end }}
+{{- toYaml $res }}
+{{- end }}
+
+{{- define "vispod.envFrom" -}}
+- configMapRef:
+    name: vispod-common
+- configMapRef:
+    name: {{ .name }}
+{{- end }}
+
+{{/* Secret references: optional, so an absent Secret only leaves the setting unset. */}}
+{{- define "vispod.secretEnv" -}}
+- name: VISPOD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.kafka.sasl.passwordSecret.name }}
+      key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
+      optional: true
+{{- if eq .name "judge" }}
+{{- range $provider := list "openai" "anthropic" "gemini" }}
+- name: VISPOD_JUDGE_{{ upper $provider }}_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.root.Values.judge.apiKeySecret }}
+      key: {{ $provider }}-api-key
+      optional: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vispod.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- range .mounts }}
+{{- $parts := splitList ":" . }}
+- name: {{ first $parts }}
+  mountPath: /var/lib/vispod/{{ first $parts }}
+  {{- if has "ro" $parts }}
+  readOnly: true
+  {{- end }}
+{{- end }}
+{{- if .root.Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/vispod/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "vispod.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- range .mounts }}
+{{- $volume := first (splitList ":" .) }}
+- name: {{ $volume }}
+  persistentVolumeClaim:
+    claimName: {{ eq $volume "data" | ternary "trainer-data" (printf "vispod-%s" $volume) }}
+{{- end }}
+{{- with .root.Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* The service's own ConfigMap: where it listens and where artifacts go, then .defaults,
+     values.<svc>.env, and last .overrides (settings another part of the chart depends on). */}}
+{{- define "vispod.configMap" -}}
+{{- $v := index .root.Values .name -}}
+{{- $prefix := printf "VISPOD_%s_" (upper .name) -}}
+{{- $data := dict (printf "%sARTIFACT_ROOT" $prefix) "/var/lib/vispod/artifacts" (printf "%sMETRICS_HOST" $prefix) "0.0.0.0" -}}
+{{- if not .batch }}{{ $_ := set $data (printf "%sGRPC_HOST" $prefix) "0.0.0.0" }}{{ end -}}
+{{- range $k, $val := .defaults }}{{ $_ := set $data $k $val }}{{ end -}}
+{{- range $k, $val := $v.env }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
+{{- range $k, $val := .overrides }}{{ $_ := set $data $k $val }}{{ end -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+data:
+  {{- toYaml $data | nindent 2 }}
+{{- end }}
+
+{{/*
+A long-running service: ConfigMap, Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler
+and NetworkPolicy. gRPC (grpc.health.v1) on 8081, Prometheus metrics on 8082.
+*/}}
+{{- define "vispod.service" -}}
+{{- $v := index .root.Values .name -}}
+{{ include "vispod.configMap" . }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+spec:
+  replicas: {{ $v.replicas }}
+  selector:
+    matchLabels:
+      {{- include "vispod.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "vispod.labels" . | nindent 8 }}
+      annotations:
+        checksum/config: {{ include "vispod.configMap" . | sha256sum }}
+    spec:
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      # Longer than the app's 10 s shutdown grace: drain consumers, commit, stop gRPC.
+      terminationGracePeriodSeconds: 30
+      securityContext:
+        {{- include "vispod.podSecurityContext" . | nindent 8 }}
+      {{- with .root.Values.image.pullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- include "vispod.scheduling" . | nindent 6 }}
+      containers:
+        - name: {{ .name }}
+          image: {{ include "vispod.image" . }}
+          imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+          ports:
+            - {name: grpc, containerPort: 8081, protocol: TCP}
+            - {name: metrics, containerPort: 8082, protocol: TCP}
+          envFrom:
+            {{- include "vispod.envFrom" . | nindent 12 }}
+          env:
+            {{- include "vispod.secretEnv" . | nindent 12 }}
+          # Model loading can take minutes: the startup probe holds the others off until SERVING.
+          startupProbe:
+            grpc: {port: 8081}
+            periodSeconds: 10
+            failureThreshold: 60
+          readinessProbe:
+            grpc: {port: 8081}
+            periodSeconds: 10
+            timeoutSeconds: 5
+            failureThreshold: 3
+          livenessProbe:
+            grpc: {port: 8081}
+            periodSeconds: 20
+            timeoutSeconds: 5
+            failureThreshold: 3
+          resources:
+            {{- include "vispod.resources" . | nindent 12 }}
+          securityContext:
+            {{- include "vispod.containerSecurityContext" . | nindent 12 }}
+          volumeMounts:
+            {{- include "vispod.volumeMounts" . | nindent 12 }}
+      volumes:
+        {{- include "vispod.volumes" . | nindent 8 }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "vispod.selectorLabels" . | nindent 4 }}
+  ports:
+    - {name: grpc, port: 8081, targetPort: grpc, protocol: TCP, appProtocol: grpc}
+    - {name: metrics, port: 8082, targetPort: metrics, protocol: TCP}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "vispod.selectorLabels" . | nindent 6 }}
+{{- if $v.autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  minReplicas: {{ $v.autoscaling.minReplicas }}
+  maxReplicas: {{ $v.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $v.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- if .root.Values.networkPolicy.enabled }}
+---
+{{ include "vispod.networkPolicy" (dict "root" .root "name" .name "servingPort" 8081 "servingFrom" (dict "app.kubernetes.io/part-of" "vispod")) }}
+{{- end }}
+{{- end }}
+
+{{/* Ingress: servingPort from servingFrom pods, metricsPort (8082) from the monitoring namespace.
+     Egress stays open: Kafka and the judges' APIs may live outside the cluster. */}}
+{{- define "vispod.networkPolicy" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "vispod.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "vispod.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    {{- if .servingPort }}
+    - from:
+        - podSelector:
+            matchLabels:
+              {{- toYaml .servingFrom | nindent 14 }}
+      ports:
+        - {port: {{ .servingPort }}, protocol: TCP}
+    {{- end }}
+    - from:
+        - namespaceSelector:
+            {{- toYaml .root.Values.networkPolicy.metricsNamespaceSelector | nindent 12 }}
+      ports:
+        - {port: {{ .metricsPort | default 8082 }}, protocol: TCP}
+{{- end }}

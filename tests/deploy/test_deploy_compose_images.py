@@ -1,0 +1,99 @@
+"""docker-compose.yml (checked by docker-compose itself) and the services' Dockerfiles."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from functools import cache
+
+import pytest
+import yaml
+from deploy_tools import REPO, find_tool, run
+
+SERVICES = ["synth", "generator", "judge", "metrics", "trainer"]
+CUDA_CAPABLE = {"synth", "generator", "metrics", "trainer"}
+
+
+@cache
+def compose_config(*profiles: str) -> dict:
+    cmd = [find_tool("docker-compose"), "-f", str(REPO / "docker-compose.yml")]
+    for profile in profiles:
+        cmd += ["--profile", profile]
+    return yaml.safe_load(run([*cmd, "config"]))
+
+
+@pytest.mark.parametrize("profiles", [(), ("gpu",), ("gpu", "train")], ids=["default", "gpu", "gpu+train"])
+def test_compose_config_is_valid(profiles: tuple[str, ...]) -> None:
+    services = compose_config(*profiles)["services"]
+    expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics"}
+    if "gpu" in profiles:
+        expected.add("tgi")
+    if "train" in profiles:
+        expected.add("trainer")
+    assert expected <= set(services)
+
+
+def test_compose_uses_host_networking_and_distinct_ports() -> None:
+    services = compose_config("gpu", "train")["services"]
+    ports: Counter[str] = Counter()
+    for name, svc in services.items():
+        assert svc.get("network_mode") == "host", name
+        assert "ports" not in svc, f"{name}: host networking publishes nothing"
+        for key, value in (svc.get("environment") or {}).items():
+            if re.fullmatch(r"VISPOD_[A-Z]+_(GRPC|METRICS)_PORT", key):
+                ports[str(value)] += 1
+    assert ports and max(ports.values()) == 1, f"ports shared between services: {ports}"
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["user"] == "10001:10001" and svc["read_only"] is True and svc["cap_drop"] == ["ALL"], name
+        env = svc["environment"]
+        assert env["VISPOD_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092", name
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller", "single-node KRaft"
+    assert "127.0.0.1" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    tgi = services["tgi"]
+    assert services["generator"]["environment"]["VISPOD_GENERATOR_TGI_URL"] == "http://127.0.0.1:18080"
+    assert "18080" in tgi["command"] and tgi["environment"]["MODEL_ID"].startswith("/")
+    devices = tgi["deploy"]["resources"]["reservations"]["devices"][0]
+    assert devices["capabilities"] == ["gpu"]
+    prometheus = services["prometheus"]
+    mounted = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in prometheus["volumes"]}
+    assert any(str(m).endswith("deploy/prometheus/rules.yml") for m in mounted)
+
+
+def test_compose_passes_secrets_through_without_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys come from the caller's environment; the file holds none."""
+    monkeypatch.setenv("VISPOD_JUDGE_OPENAI_API_KEY", "sk-test")
+    cmd = [find_tool("docker-compose"), "-f", str(REPO / "docker-compose.yml"), "config"]
+    assert yaml.safe_load(run(cmd))["services"]["judge"]["environment"]["VISPOD_JUDGE_OPENAI_API_KEY"] == "sk-test"
+    assert "sk-" not in (REPO / "docker-compose.yml").read_text()
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfile(svc: str) -> None:
+    text = (REPO / "services" / svc / "Dockerfile").read_text()
+    instructions = [line.split()[0] for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    assert instructions.count("FROM") == 2, "multi-stage: build, then runtime"
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS build$", text, re.M), "the base image is a build argument"
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert "USER 10001:10001" in text
+    assert "grpc_tools.protoc -I protos" in text, "stubs are generated at build time"
+    assert f"pip install ./services/common ./services/{svc}" in text, "only common + the service itself"
+    assert f'ENTRYPOINT ["python", "-m", "vispod.{svc}"]' in text
+    runtime = text.split("AS build", 1)[1].split("\nFROM ", 1)[1]
+    assert "grpcio-tools" not in runtime, "protoc stays in the build stage"
+    if svc == "trainer":
+        assert "HEALTHCHECK NONE" in text
+    else:
+        assert "HEALTHCHECK" in runtime and "grpc_health.v1" in runtime and f"VISPOD_{svc.upper()}_GRPC_PORT" in runtime
+    if svc in CUDA_CAPABLE:
+        assert "--build-arg BASE_IMAGE=nvidia/cuda:" in text, "document the CUDA variant"
+
+
+def test_install_tools_is_idempotent_and_fast_when_installed() -> None:
+    """CI runs scripts/install-tools.sh first; a second run must be a quick no-op."""
+    started = time.monotonic()
+    run(["bash", str(REPO / "scripts" / "install-tools.sh")], timeout=600)
+    assert time.monotonic() - started < 30

@@ -1,0 +1,211 @@
+"""Helm chart and kustomize renders: lint, schema, validation against Kubernetes schemas, hardening."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, find_tool, load_docs, run, validate_files
+
+VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
+LONG_RUNNING = {"synth", "generator", "judge", "metrics"}
+
+
+def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    """(kind/name, pod spec) of every workload."""
+    out = []
+    for d in docs:
+        spec = d.get("spec", {})
+        if d["kind"] in ("Deployment", "Job"):
+            out.append((f"{d['kind']}/{d['metadata']['name']}", spec["template"]["spec"]))
+        elif d["kind"] == "CronJob":
+            out.append((f"CronJob/{d['metadata']['name']}", spec["jobTemplate"]["spec"]["template"]["spec"]))
+    return out
+
+
+@pytest.mark.parametrize("values", VALUES_SETS)
+def test_helm_lint_strict(values: str) -> None:
+    cmd = [find_tool("helm"), "lint", "--strict", str(CHART)]
+    if values:
+        cmd += ["-f", str(CHART / values)]
+    run(cmd)
+
+
+# The operator renders add only CRD objects, which kubernetes-validate has no schema for: they are
+# checked for presence here and by promtool (test_prometheus_rule_in_chart_is_the_tested_rules_file).
+RENDERS = [f"helm:{v or 'default'}:{op}" for v in VALUES_SETS for op in ("plain", "operator")] + [
+    "kustomize:base", "kustomize:overlays/gpu"]
+VALIDATED = [r for r in RENDERS if not r.endswith(":operator")]
+
+
+@pytest.fixture(scope="module")
+def validated(helm_template: Callable[..., str], kustomize_build: Callable[[str], str],
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, list[str]]]:
+    """Every render, and the errors kubernetes-validate --strict found in it (one run for all of them)."""
+    folder = tmp_path_factory.mktemp("renders")
+    texts: dict[str, str] = {}
+    for render in RENDERS:
+        tool, source, *mode = render.split(":")
+        if tool == "helm":
+            values = () if source == "default" else (source,)
+            texts[render] = helm_template(*values, api_versions=(MONITORING_API,) if mode == ["operator"] else ())
+        else:
+            texts[render] = kustomize_build(source)
+    files = {}
+    for i, render in enumerate(VALIDATED):
+        files[render] = folder / f"render{i}.yaml"
+        files[render].write_text(texts[render])
+    # A canary proves the validator really rejects things (a strict-mode typo and a wrong type).
+    canary = folder / "canary.yaml"
+    canary.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: [{port: x}], tpye: A}\n")
+    errors = validate_files([*files.values(), canary])
+    assert errors[canary], "kubernetes-validate accepted an invalid Service: the check is broken"
+    return {render: (texts[render], errors.get(files.get(render), [])) for render in RENDERS}
+
+
+@pytest.mark.parametrize("render", RENDERS)
+def test_render_validates_against_kubernetes_schemas(render: str, validated: dict[str, tuple[str, list[str]]]) -> None:
+    text, errors = validated[render]
+    assert not errors, "\n".join(errors)
+    kinds = {d["kind"] for d in load_docs(text)}
+    if render.startswith("helm:"):
+        with_operator = render.endswith(":operator")
+        assert ("PrometheusRule" in kinds) == with_operator, "PrometheusRule must follow the CRD's presence"
+        assert ("ServiceMonitor" in kinds) == with_operator
+
+
+@pytest.mark.parametrize("bad", [
+    "kafka.securityProtocol=PLAIN_TEXT",
+    "kafka.sasl.mechanism=GSSAPI",
+    "synth.replicas=-1",
+    "tgi.modelId=Qwen/Qwen2.5-VL-7B-Instruct",   # a hub id: TGI must get a local path
+    "generator.env.lowercase_key=x",
+    "unknownTopLevel=1",
+])
+def test_schema_rejects_bad_values(bad: str) -> None:
+    proc = subprocess.run([find_tool("helm"), "template", "vispod", str(CHART), "--set", bad],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, f"--set {bad} rendered"
+    assert "schema" in proc.stderr
+
+
+def test_every_workload_is_hardened(helm_template: Callable[..., str], kustomize_build: Callable[[str], str]) -> None:
+    renders = {"helm gpu": helm_template("ci/gpu-values.yaml"), "helm tls": helm_template("ci/sasl-tls-values.yaml"),
+               "kustomize base": kustomize_build("base")}
+    for label, text in renders.items():
+        workloads = pod_specs(load_docs(text))
+        assert workloads, label
+        for name, pod in workloads:
+            where = f"{label} {name}"
+            assert pod["securityContext"]["runAsNonRoot"] is True, where
+            assert pod["securityContext"]["runAsUser"] == 10001, where
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            assert pod["automountServiceAccountToken"] is False, where
+            assert pod["terminationGracePeriodSeconds"] > 10, f"{where}: must outlast the app's 10 s grace"
+            tmp = [v for v in pod["volumes"] if v["name"] == "tmp"]
+            assert tmp and "emptyDir" in tmp[0], where
+            for c in pod["containers"]:
+                sc = c["securityContext"]
+                assert sc["readOnlyRootFilesystem"] is True, where
+                assert sc["allowPrivilegeEscalation"] is False, where
+                assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], where
+                assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], where
+                assert c["resources"]["requests"] and c["resources"]["limits"], where
+
+
+def test_services_probe_grpc_health_and_have_pdb_hpa_netpol(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template())
+    by_kind: dict[str, set[str]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], set()).add(d["metadata"]["name"])
+    for svc in LONG_RUNNING:
+        for kind in ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+                     "NetworkPolicy"):
+            assert svc in by_kind.get(kind, set()), f"{kind}/{svc} missing"
+    assert {"trainer"} <= by_kind["Job"] & by_kind["CronJob"]
+    assert {"vispod-artifacts", "vispod-adapters", "vispod-models", "trainer-data"} <= by_kind["PersistentVolumeClaim"]
+    for name, pod in pod_specs(docs):
+        if name.startswith("Deployment/"):
+            c = pod["containers"][0]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c[probe]["grpc"] == {"port": 8081}, f"{name} {probe}"
+            assert {p["containerPort"] for p in c["ports"]} == {8081, 8082}
+
+
+def test_gpu_values_schedule_tgi_and_trainer_on_gpus(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template("ci/gpu-values.yaml"))
+    pods = dict(pod_specs(docs))
+    for name in ("Deployment/tgi", "Deployment/synth", "Job/trainer", "CronJob/trainer"):
+        pod = pods[name]
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, name
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"], name
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1, name
+    tgi = pods["Deployment/tgi"]
+    shm = next(v for v in tgi["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    env = {e["name"]: e.get("value") for e in tgi["containers"][0]["env"]}
+    assert env["MODEL_ID"].startswith("/var/lib/vispod/models/")
+    assert "nodeSelector" not in pods["Deployment/judge"]
+    for job in ("Job/trainer", "CronJob/trainer"):
+        assert pods[job]["containers"][0]["image"].endswith("-cuda")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "generator")
+    assert cm["data"]["VISPOD_GENERATOR_BACKEND"] == "tgi"
+    assert cm["data"]["VISPOD_GENERATOR_TGI_URL"] == "http://tgi:80"
+    jobs = {d["kind"]: d["spec"] for d in docs if d["kind"] in ("Job", "CronJob")}
+    for spec in (jobs["Job"], jobs["CronJob"]["jobTemplate"]["spec"]):
+        assert spec["backoffLimit"] >= 0 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
+
+
+def test_sasl_tls_values_wire_kafka_secrets(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
+    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    assert common["VISPOD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert common["VISPOD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert common["VISPOD_KAFKA_SSL_CAFILE"] == "/etc/vispod/kafka-ca/ca.crt"
+    assert "PASSWORD" not in " ".join(common), "the SASL password belongs in a Secret"
+    for name, pod in pod_specs(docs):
+        c = pod["containers"][0]
+        ref = next(e for e in c["env"] if e["name"] == "VISPOD_KAFKA_SASL_PASSWORD")["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("kafka-vispod-user", "password"), name
+        assert {"name": "kafka-ca", "mountPath": "/etc/vispod/kafka-ca", "readOnly": True} in c["volumeMounts"], name
+        assert {"name": "kafka-ca", "secret": {"secretName": "kafka-cluster-ca"}} in pod["volumes"], name
+        assert c["image"].startswith("registry.example.com/vispod/"), name
+
+
+def test_prometheus_rule_in_chart_is_the_tested_rules_file(helm_template: Callable[..., str], tmp_path) -> None:
+    docs = load_docs(helm_template(api_versions=(MONITORING_API,)))
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    source = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    assert rule["spec"]["groups"] == source["groups"]
+    extracted = tmp_path / "rules.yml"
+    extracted.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    run([find_tool("promtool"), "check", "rules", str(extracted)])
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor" and d["metadata"]["name"] == "vispod")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True, "keep the runtime's own `service` label"
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ("", ["synth.vispod.svc:8081", "vispod-judge", "CronJob \"trainer\"", "No prometheus-operator CRDs"]),
+    ("ci/gpu-values.yaml", ["TGI serves /var/lib/vispod/models/Qwen2.5-VL", "no Qwen3-VL support"]),
+    ("ci/sasl-tls-values.yaml", ["SASL SCRAM-SHA-512: password from Secret kafka-vispod-user/password"]),
+])
+def test_notes_render(values: str, expected: list[str], tmp_path: Path) -> None:
+    """NOTES.txt is not part of `helm template`: render it through a ConfigMap in a copy of the chart."""
+    chart = tmp_path / "vispod"
+    shutil.copytree(CHART, chart, symlinks=False)
+    (chart / "templates" / "NOTES.txt").rename(chart / "NOTES.txt")
+    (chart / "templates" / "notes-check.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n'
+        '  notes: {{ tpl (.Files.Get "NOTES.txt") . | quote }}\n')
+    cmd = [find_tool("helm"), "template", "vispod", str(chart), "--namespace", "vispod",
+           "--show-only", "templates/notes-check.yaml"]
+    if values:
+        cmd += ["-f", str(chart / values)]
+    notes = yaml.safe_load(run(cmd))["data"]["notes"]
+    for text in expected:
+        assert text in notes, f"{text!r} not in NOTES:\n{notes}"
