@@ -129,6 +129,7 @@ class EventReader:
                 time.sleep(0.1)
             parts += [TopicPartition(name, p) for p in sorted(found or {0})]
         self._consumer.assign(parts)
+        self._buffer: list[Envelope] = []
         if from_beginning:
             self._consumer.seek_to_beginning(*parts)
         else:
@@ -142,8 +143,15 @@ class EventReader:
 
     def read(self, count: int, timeout: float = 30.0,
              where: Callable[[Envelope], bool] | None = None) -> list[Envelope]:
-        """Returns up to `count` decodable events matching `where`, waiting at most `timeout` seconds."""
+        """Returns up to `count` decodable events matching `where`, waiting at most `timeout` seconds.
+
+        Matching events beyond `count` that one poll brought are kept for the next call, never dropped.
+        """
         found: list[Envelope] = []
+        keep: list[Envelope] = []
+        for env in self._buffer:
+            (found if len(found) < count and (where is None or where(env)) else keep).append(env)
+        self._buffer = keep
         deadline = time.monotonic() + timeout
         while len(found) < count and time.monotonic() < deadline:
             for rec in self.records(min(0.5, max(0.01, deadline - time.monotonic()))):
@@ -151,9 +159,11 @@ class EventReader:
                     env = events.decode(rec.value, rec.headers, key=rec.key)
                 except EventDecodeError:
                     continue
-                if where is None or where(env):
+                if len(found) < count and (where is None or where(env)):
                     found.append(env)
-        return found[:count] if len(found) > count else found
+                else:
+                    self._buffer.append(env)
+        return found
 
     def close(self) -> None:
         self._consumer.close()

@@ -72,6 +72,16 @@ class Broker:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def die_with_parent() -> None:
+    """preexec_fn for local child processes: the kernel sends SIGTERM when their parent dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
@@ -79,8 +89,12 @@ def _java() -> str:
     return java
 
 
-def start_broker(port: int | None = None, workdir: Path | None = None, timeout: float = 60.0) -> Broker:
-    """Formats KRaft storage and starts a broker; returns once it accepts connections."""
+def start_broker(port: int | None = None, workdir: Path | None = None, timeout: float = 60.0,
+                 detach: bool = False) -> Broker:
+    """Formats KRaft storage and starts a broker; returns once it accepts connections.
+
+    Unless `detach`, the broker dies with the process that started it (no orphans after a crash).
+    """
     lib = resolve_broker_jars()
     port = port or free_port()
     controller = free_port()
@@ -126,6 +140,7 @@ def start_broker(port: int | None = None, workdir: Path | None = None, timeout: 
     process = subprocess.Popen(
         [java, heap, "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(props)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=None if detach else die_with_parent,
     )
     broker = Broker(f"127.0.0.1:{port}", workdir, process)
     deadline = time.monotonic() + timeout
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if state and _alive(state["pid"]):
             print(f"kafka: {state['bootstrap']} (already running, pid {state['pid']})")
             return 0
-        broker = start_broker(args.port)
+        broker = start_broker(args.port, detach=True)
         STATE_FILE.write_text(json.dumps({"bootstrap": broker.bootstrap, "pid": broker.process.pid,
                                           "workdir": str(broker.workdir)}))
         print(f"kafka: {broker.bootstrap}")

@@ -41,9 +41,9 @@ def installed_services(names: list[str] | None = None) -> list[str]:
     return [n for n in wanted if importlib.util.find_spec(f"vispod.{n}.__main__") is not None]
 
 
-def _wait_ready(svc: Running, deadline: float) -> bool:
+def _wait_ready(svc: Running, deadline: float, stop: threading.Event) -> bool:
     url = f"http://127.0.0.1:{svc.metrics_port}/readyz"
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         if svc.process.poll() is not None:
             return False
         try:
@@ -102,12 +102,15 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 "PYTHONUNBUFFERED": "1",
             }
             log = workdir / f"{name}.log"
-            proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env,
-                                    stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+            with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+                proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, preexec_fn=local_kafka.die_with_parent)
             running.append(Running(name, proc, grpc_port, metrics_port, log))
         deadline = time.monotonic() + ready_timeout
         for svc in running:
-            if not _wait_ready(svc, deadline):
+            if not _wait_ready(svc, deadline, stop):
+                if stop.is_set():
+                    return code
                 print(f"{svc.name}: did not become ready; see {svc.log}", flush=True)
                 code = 1
                 return code

@@ -1,0 +1,42 @@
+"""OpenAI-compatible chat completions (OpenAI GPT models, vLLM): POST {base}/chat/completions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vispod.judge.backends.base import Completion, JudgePrompt
+from vispod.judge.backends.http import BadResponse, HttpJudge
+from vispod.judge.images import data_url
+
+
+class OpenAIChatJudge(HttpJudge):
+    kind = "openai"
+
+    def __init__(self, name: str, model: str, *, json_mode: bool, **kwargs: Any) -> None:
+        super().__init__(name, model, **kwargs)
+        self.json_mode = json_mode
+
+    def request(self, prompt: JudgePrompt) -> tuple[str, dict[str, str], dict[str, Any]]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
+        if self.accepts_images:
+            content += [{"type": "image_url", "image_url": {"url": data_url(im)}} for im in prompt.images]
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": prompt.system}, {"role": "user", "content": content}],
+            # max_completion_tokens: the current name (reasoning models reject max_tokens); vLLM takes both.
+            "max_completion_tokens": self.max_tokens,
+        }
+        if prompt.attempt == 0 and self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.json_mode:
+            body["response_format"] = {"type": "json_object"}
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return f"{self.base_url}/chat/completions", headers, body
+
+    def parse(self, body: Any) -> Completion:
+        message = body["choices"][0]["message"]
+        text = message.get("content")
+        if not isinstance(text, str):
+            raise BadResponse("choices[0].message.content is not a string")
+        usage = body.get("usage") or {}
+        return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))

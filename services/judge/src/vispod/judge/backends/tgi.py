@@ -1,0 +1,119 @@
+"""TGI through huggingface_hub.InferenceClient (TGI's maintained client) against a base URL.
+
+Route "chat" (default): TGI's /v1/chat/completions, images as OpenAI-style image_url parts.
+Route "generate": TGI's native text generation (POST / with {"inputs", "parameters"}), for models
+served without a chat template; the system and user prompts are joined, and images go inside
+`inputs` as markdown data-URL images, as TGI's vision models expect. Images are read only when TGI
+serves a vision model (setting tgi_images).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import InferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+
+from vispod.judge import metrics
+from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt, RetryPolicy
+from vispod.judge.backends.http import _RETRYABLE
+from vispod.judge.images import data_url
+
+try:  # huggingface_hub >= 1.x talks through httpx-compatible clients
+    from httpx2 import TransportError as _TransportError
+except ImportError:  # pragma: no cover
+    from httpx import TransportError as _TransportError
+
+
+class TGIJudge(JudgeBackend):
+    kind = "tgi"
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        base_url: str,
+        api_key: str | None,
+        accepts_images: bool,
+        timeout_s: float,
+        retry: RetryPolicy,
+        max_tokens: int,
+        temperature: float,
+        route: str = "chat",
+    ) -> None:
+        super().__init__(name, model, accepts_images)
+        if route not in ("chat", "generate"):
+            raise ValueError(f"TGI route must be chat or generate, not {route!r}")
+        self.route = route
+        self.retry = retry
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._client = InferenceClient(base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout_s)
+
+    def _messages(self, prompt: JudgePrompt) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
+        if self.accepts_images:
+            content += [{"type": "image_url", "image_url": {"url": data_url(im)}} for im in prompt.images]
+        return [{"role": "system", "content": prompt.system}, {"role": "user", "content": content}]
+
+    def _call(self, messages: list[dict[str, Any]], prompt: JudgePrompt) -> Completion:
+        # TGI rejects temperature 0: near-greedy first, sampling on the retry.
+        temperature = max(self.temperature, 0.01) if prompt.attempt == 0 else 0.7
+        if self.route == "generate":
+            images = "".join(f"![]({data_url(im)})" for im in prompt.images) if self.accepts_images else ""
+            out = self._client.text_generation(
+                f"{images}{prompt.system}\n\n{prompt.user}\n\nAnswer:",
+                max_new_tokens=self.max_tokens,
+                temperature=temperature,
+                details=True,
+                decoder_input_details=True,
+            )
+            details = out.details
+            return Completion(
+                out.generated_text,
+                len(details.prefill or []) if details else 0,
+                int(details.generated_tokens) if details else 0,
+            )
+        out = self._client.chat_completion(
+            messages, model=self.model or None, max_tokens=self.max_tokens, temperature=temperature
+        )
+        text = out.choices[0].message.content
+        if not isinstance(text, str):
+            raise TypeError("message content is not a string")
+        usage = out.usage
+        return Completion(
+            text, int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+        )
+
+    def complete(self, prompt: JudgePrompt) -> Completion:
+        messages = self._messages(prompt)
+        last = ""
+        for attempt in range(self.retry.max_retries + 1):
+            final = attempt == self.retry.max_retries
+            wait = 0.0
+            try:
+                return self._call(messages, prompt)
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                last = f"HTTP {status}"
+                if status not in _RETRYABLE:
+                    raise BackendError(f"{self.name}: HTTP {status}") from exc
+                metrics.RETRIES.labels(self.name, "rate_limited" if status == 429 else "server").inc()
+                header = exc.response.headers.get("retry-after") if exc.response is not None else None
+                wait = self.retry.retry_after(header, attempt) if status in (429, 503) else self.retry.backoff(attempt)
+            except InferenceTimeoutError:
+                last = "timeout"
+                metrics.RETRIES.labels(self.name, "timeout").inc()
+                wait = self.retry.backoff(attempt)
+            except _TransportError as exc:
+                last = f"transport error: {type(exc).__name__}"
+                metrics.RETRIES.labels(self.name, "server").inc()
+                wait = self.retry.backoff(attempt)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                last = f"bad response: {type(exc).__name__}"
+                metrics.RETRIES.labels(self.name, "bad_response").inc()
+                wait = self.retry.backoff(attempt)
+            if not final:
+                self.retry.wait(wait)
+        raise BackendError(f"{self.name}: gave up after {self.retry.max_retries + 1} attempts ({last})", retryable=True)
