@@ -106,14 +106,17 @@ def run_service(settings: ServiceSettings, *, grpc_services: Sequence[tuple[str,
                 consumers: Sequence[EventConsumer] = ()) -> None:
     """Blocks until SIGTERM/SIGINT (or a consumer crash), then shuts down in order."""
     configure_logging(settings.service_name, settings.log_level)
-    handle = start_service(settings, grpc_services=grpc_services, consumers=consumers)
-    print(f"{settings.service_name}: grpc 127.0.0.1:{handle.grpc_port} metrics "
-          f"http://127.0.0.1:{handle.metrics_port}/metrics", flush=True)
+    stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        threading.Thread(target=handle.stop, name="shutdown").start()
+        stop_requested.set()
 
+    # Handlers first: a SIGTERM that arrives during start-up still shuts down in order.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    handle = start_service(settings, grpc_services=grpc_services, consumers=consumers)
+    print(f"{settings.service_name}: grpc 127.0.0.1:{handle.grpc_port} metrics "
+          f"http://127.0.0.1:{handle.metrics_port}/metrics", flush=True)
+    threading.Thread(target=lambda: (stop_requested.wait(), handle.stop()), name="shutdown", daemon=True).start()
     handle.wait()

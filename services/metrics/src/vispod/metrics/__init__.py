@@ -1,0 +1,1 @@
+"""vispod metrics service."""

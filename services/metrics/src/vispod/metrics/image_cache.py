@@ -1,0 +1,76 @@
+"""Images as content-addressed inputs, and an LRU of their CLIP embeddings keyed by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from vispod.common.images import decode_image
+from vispod.common.settings import ImageAccessSettings
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image identified by the sha256 of its content; `load` decodes it only on a cache miss."""
+
+    key: str
+    load: Callable[[], Image.Image]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, limits: ImageAccessSettings | None = None, name: str = "image") -> ImageInput:
+        """Decoded lazily with the shared byte/pixel/format limits (corrupt data raises ImageAccessError)."""
+        limits = limits or ImageAccessSettings()
+        return cls(hashlib.sha256(data).hexdigest(), lambda: decode_image(data, limits, name))
+
+    @classmethod
+    def from_pil(cls, img: Image.Image) -> ImageInput:
+        rgb = img.convert("RGB")
+        digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+        return cls(digest, lambda: rgb)
+
+
+class EmbeddingCache:
+    """Thread-safe LRU: content hash -> normalised embedding (CPU tensor)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> torch.Tensor | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        """Presence without touching the LRU order or the hit/miss counts."""
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -1,0 +1,138 @@
+"""The metrics service: gRPC MetricsService.Score and the Kafka flow dialogue.generated -> metrics.computed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vispod.common.bus import EventConsumer, InvalidEvent, Output
+from vispod.common.events import Envelope
+from vispod.common.grpc_server import InvalidArgument, Registrar
+from vispod.common.service import ServiceHandle, run_service, start_service
+from vispod.common.settings import load_settings
+from vispod.common.topics import Topic
+from vispod.metrics import prom
+from vispod.metrics.scoring import DialogueScorer, ScoreOutcome, build_grounding, observe
+from vispod.metrics.settings import MetricsSettings
+from vispod.v1 import common_pb2, events_pb2, metrics_pb2, metrics_pb2_grpc
+
+if TYPE_CHECKING:
+    from vispod.metrics.grounding import GroundingScorer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "vispod.v1.MetricsService"
+# Image sets remembered as distractors for the event flow's retrieval accuracy.
+DISTRACTOR_SETS = 8
+
+
+class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, scorer: DialogueScorer) -> None:
+        self.scorer = scorer
+
+    def Score(self, request: metrics_pb2.ScoreRequest, context: grpc.ServicerContext) -> metrics_pb2.ScoreResponse:
+        try:
+            outcome = self.scorer.score(request.dialogue, request.images, request.distractors, strict=True,
+                                        path="grpc")
+        except InvalidArgument:
+            prom.SCORED.labels("grpc", "invalid").inc()
+            raise
+        prom.SCORED.labels("grpc", "ok").inc()
+        response = metrics_pb2.ScoreResponse(style=outcome.style.to_proto(), paper_style=outcome.paper_style.to_proto(),
+                                             warnings=outcome.warnings)
+        if outcome.grounding is not None:
+            response.grounding.CopyFrom(outcome.grounding.to_proto())
+        return response
+
+
+class DialogueHandler:
+    """Kafka handler: one DialogueGenerated in, one MetricsComputed out (none for FAILED generations)."""
+
+    def __init__(self, scorer: DialogueScorer, settings: MetricsSettings) -> None:
+        self.scorer = scorer
+        self.systems = prom.BoundedLabels(settings.max_system_labels)
+        self._recent: OrderedDict[str, list[common_pb2.ImageRef]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _distractors(self, image_set_id: str, images: Sequence[common_pb2.ImageRef]) -> list[common_pb2.ImageRef]:
+        """Images of other recently seen sets (their embeddings are usually cached), then remember this set."""
+        own = {ref.uri for ref in images}
+        with self._lock:
+            pool = [ref for key, refs in self._recent.items() if key != image_set_id for ref in refs
+                    if ref.uri not in own]
+            self._recent[image_set_id] = list(images)
+            self._recent.move_to_end(image_set_id)
+            while len(self._recent) > DISTRACTOR_SETS:
+                self._recent.popitem(last=False)
+        return pool[-self.scorer.settings.max_distractors:] if self.scorer.settings.max_distractors else []
+
+    def __call__(self, envelope: Envelope) -> list[Output]:
+        event = envelope.message
+        if not isinstance(event, events_pb2.DialogueGenerated):
+            raise InvalidEvent(f"expected DialogueGenerated, got {type(event).__name__}")
+        system = self.systems(event.system)
+        if event.status == common_pb2.STATUS_FAILED:
+            prom.FAILED_DIALOGUES.labels(system).inc()
+            log.info("skipping failed generation", extra={"image_set_id": event.image_set_id})
+            return []
+        try:
+            self.scorer.validate(event.dialogue, event.images)
+            distractors = self._distractors(event.image_set_id, event.images)
+            outcome = self.scorer.score(event.dialogue, event.images, distractors, strict=False, path="kafka")
+        except InvalidArgument as exc:
+            prom.SCORED.labels("kafka", "invalid").inc()
+            raise InvalidEvent(str(exc)) from exc
+        prom.SCORED.labels("kafka", "ok").inc()
+        observe(outcome, system)
+        return [Output(Topic.METRICS_COMPUTED, metrics_computed(event, outcome))]
+
+
+def metrics_computed(event: events_pb2.DialogueGenerated, outcome: ScoreOutcome) -> events_pb2.MetricsComputed:
+    computed_at = Timestamp()
+    computed_at.GetCurrentTime()
+    warnings = list(outcome.warnings)
+    if event.random_weights:
+        warnings.append("the dialogue was written by a model with random weights")
+    out = events_pb2.MetricsComputed(
+        image_set_id=event.image_set_id, correlation_id=event.correlation_id, system=event.system,
+        adapter_id=event.adapter_id, model=event.model, style=outcome.style.to_proto(),
+        paper_style=outcome.paper_style.to_proto(), labels=dict(event.labels), computed_at=computed_at,
+        warnings=warnings,
+    )
+    if outcome.grounding is not None:
+        out.grounding.CopyFrom(outcome.grounding.to_proto())
+    return out
+
+
+def build(settings: MetricsSettings,
+          grounding: GroundingScorer | None = None) -> tuple[list[tuple[str, Registrar]], list[EventConsumer]]:
+    """The gRPC registrars and consumers of one metrics process (`grounding` may be shared, e.g. by tests)."""
+    if grounding is None:
+        grounding = build_grounding(settings)
+    scorer = DialogueScorer(settings, grounding)
+    servicer = MetricsServicer(scorer)
+    registrars: list[tuple[str, Registrar]] = [
+        (SERVICE_NAME, lambda server: metrics_pb2_grpc.add_MetricsServiceServicer_to_server(servicer, server))
+    ]
+    consumer = EventConsumer(service="metrics", topics=[Topic.DIALOGUE_GENERATED],
+                             expected=events_pb2.DialogueGenerated, handler=DialogueHandler(scorer, settings),
+                             kafka=settings.kafka, max_batch=4)
+    return registrars, [consumer]
+
+
+def start(settings: MetricsSettings, grounding: GroundingScorer | None = None) -> ServiceHandle:
+    """The service running in-process (tests)."""
+    registrars, consumers = build(settings, grounding)
+    return start_service(settings, grpc_services=registrars, consumers=consumers)
+
+
+def main() -> None:
+    settings = load_settings(MetricsSettings)
+    registrars, consumers = build(settings)
+    run_service(settings, grpc_services=registrars, consumers=consumers)
