@@ -1,0 +1,61 @@
+"""Metrics and judge services started in-process for `vispod eval` when no address is given.
+
+They are the real services (their gRPC servers on 127.0.0.1, an ephemeral port), so `vispod eval` talks to them
+exactly as it talks to deployed ones. Their packages are optional: a clear error says what to install or pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from vispod.common.settings import ImageAccessSettings
+
+log = logging.getLogger(__name__)
+
+
+class LocalServiceError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def local_metrics(roots: Sequence[Path], *, grounding: bool, clip_model: str, clip_weights: Path | None,
+                  max_images: int = 32) -> Iterator[str]:
+    """Yields the address of an in-process MetricsService (random CLIP weights unless `clip_weights`)."""
+    try:
+        from vispod.metrics.service import start
+        from vispod.metrics.settings import MetricsSettings
+    except ImportError as exc:
+        raise LocalServiceError("no --metrics-addr and the vispod-metrics package is not installed") from exc
+    settings = MetricsSettings(
+        grpc_port=0, metrics_port=0, consume=False, grounding_enabled=grounding, clip_model=clip_model,
+        clip_weights=clip_weights, clip_random_init=grounding and clip_weights is None, shutdown_drain_s=0,
+        shutdown_grace_s=1, images=ImageAccessSettings(file_roots=[Path(r) for r in roots], max_images=max_images))
+    handle = start(settings)
+    try:
+        yield f"127.0.0.1:{handle.grpc_port}"
+    finally:
+        handle.stop()
+
+
+@contextlib.contextmanager
+def local_judge(roots: Sequence[Path], judges: Sequence[str], criteria: Sequence[str]) -> Iterator[str]:
+    """Yields the address of an in-process JudgeService configured with `judges` (e.g. "local")."""
+    try:
+        from vispod.judge.service import JudgeApp
+        from vispod.judge.settings import JudgeSettings
+    except ImportError as exc:
+        raise LocalServiceError("--judges without --judge-addr needs the vispod-judge package "
+                                f"(vispod.judge.service): {exc}") from exc
+    extra = {"criteria": list(criteria)} if criteria else {}
+    settings = JudgeSettings(grpc_port=0, metrics_port=0, consume=False, judges=list(judges), shutdown_drain_s=0,
+                             shutdown_grace_s=1, images=ImageAccessSettings(file_roots=[Path(r) for r in roots]),
+                             **extra)
+    app = JudgeApp.build(settings)
+    handle = app.start()
+    try:
+        yield f"127.0.0.1:{handle.grpc_port}"
+    finally:
+        app.stop(handle)

@@ -1,0 +1,16 @@
+"""The gate's Prometheus metrics (label values from fixed sets)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+DECISIONS = Counter("vispod_gate_decisions_total", "Gate decisions on published adapters", ["decision"])
+EVALUATION_SECONDS = Histogram("vispod_gate_evaluation_seconds", "Time to evaluate one candidate adapter",
+                               buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600))
+FAILED_EVALUATIONS = Counter("vispod_gate_failed_evaluations_total",
+                             "Evaluations that could not complete (no promotion; reason in the decisions log)")
+APPLY_FAILURES = Counter("vispod_gate_apply_failures_total",
+                         "UpdateAdapter calls that failed (the lifecycle event still carries the decision)")
+
+for _decision in ("promote", "reject"):
+    DECISIONS.labels(_decision)

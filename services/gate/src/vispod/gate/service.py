@@ -1,0 +1,60 @@
+"""The gate service: consumes vispod.adapter.published (its own group), decides, publishes lifecycle events.
+
+No gRPC API of its own; the metrics endpoint (/metrics, readiness tied to the consumer) is served on
+settings.metrics_port. One event at a time (max_batch=1): an evaluation takes minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vispod.common.bus import EventConsumer
+from vispod.common.service import ServiceHandle, run_service, start_service
+from vispod.common.settings import load_settings
+from vispod.common.topics import Topic
+from vispod.gate.clients import Clients
+from vispod.gate.evalset import Story, load_eval_set, write_builtin_set
+from vispod.gate.gate import Gate
+from vispod.gate.settings import GateSettings
+from vispod.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+SERVICE = "gate"
+
+
+def eval_stories(settings: GateSettings) -> list[Story]:
+    """The configured evaluation set; without one, a small synthetic set (a smoke test, not a quality bar)."""
+    if settings.eval_set is not None:
+        return load_eval_set(settings.eval_set, settings.max_stories)
+    root = Path(settings.artifact_root) / "gate" / "builtin-set"
+    log.warning("no VISPOD_GATE_EVAL_SET configured: evaluating on the built-in synthetic set",
+                extra={"set": str(root)})
+    if not root.is_dir():
+        write_builtin_set(root)
+    return load_eval_set(root, settings.max_stories)
+
+
+def build(settings: GateSettings, clients: Clients | None = None) -> tuple[Gate, EventConsumer]:
+    clients = clients or Clients(settings.generator_addr, settings.metrics_addr, settings.judge_addr)
+    gate = Gate(settings, clients, eval_stories(settings))
+    consumer = EventConsumer(service=SERVICE, topics=[Topic.ADAPTER_PUBLISHED], expected=events_pb2.AdapterPublished,
+                             handler=gate.handle, kafka=settings.kafka,
+                             group_id=f"{settings.kafka.topic_prefix}.{SERVICE}", max_batch=1)
+    return gate, consumer
+
+
+def start(settings: GateSettings, clients: Clients | None = None) -> tuple[Gate, ServiceHandle]:
+    """In-process service (tests)."""
+    gate, consumer = build(settings, clients)
+    return gate, start_service(settings, consumers=[consumer])
+
+
+def main() -> None:
+    settings = load_settings(GateSettings)
+    gate, consumer = build(settings)
+    try:
+        run_service(settings, consumers=[consumer])
+    finally:
+        gate.clients.close()

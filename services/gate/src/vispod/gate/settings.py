@@ -1,0 +1,73 @@
+"""The gate's one settings class (env prefix VISPOD_GATE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from vispod.common.settings import ServiceSettings
+
+TiePolicy = Literal["half", "loss", "exclude"]
+
+
+class GateSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VISPOD_GATE_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "gate"
+
+    # The services the gate evaluates through (gRPC, host:port).
+    generator_addr: str = "127.0.0.1:8081"
+    metrics_addr: str = "127.0.0.1:8081"
+    judge_addr: str = "127.0.0.1:8081"
+
+    # Evaluation set: story folders (story_<id>/story.json + image_N.*); see vispod.gate.evalset.
+    eval_set: Path | None = None
+    # At most this many stories of the set (0: all), taken in name order so runs are comparable.
+    max_stories: int = Field(default=0, ge=0)
+    speakers: list[str] = Field(default_factory=lambda: ["Speaker 1", "Speaker 2"])
+    target_words: int = Field(default=0, ge=0)
+    seed: int = 7
+
+    # Decision rule: promote only if the Wilson lower bound of the candidate's win rate on `criterion`
+    # is above `min_win_rate_lower` AND mean CLIPScore falls by at most `max_grounding_drop` points.
+    criterion: str = "naturalness"
+    judges: list[str] = Field(default_factory=list)  # empty: every judge the judge service has
+    tie_policy: TiePolicy = "half"
+    min_win_rate_lower: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_grounding_drop: float = Field(default=1.0, ge=0.0)
+    # What a failed gate does to the candidate: leave it a candidate (the issue's rule) or reject it for good.
+    reject_action: Literal["keep_candidate", "reject"] = "keep_candidate"
+    # Also apply the decision through GeneratorService.UpdateAdapter (secondary; the event is primary).
+    apply_via_grpc: bool = True
+
+    # Robustness: per-RPC deadline, whole-evaluation budget, and how long to wait for the generator to register
+    # the candidate (it consumes the same AdapterPublished event).
+    rpc_timeout_s: float = Field(default=300.0, gt=0)
+    # Must stay under VISPOD_KAFKA_MAX_POLL_INTERVAL_MS: the evaluation runs inside the consumer's poll loop.
+    evaluation_timeout_s: float = Field(default=480.0, gt=0)
+    candidate_wait_s: float = Field(default=60.0, ge=0)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+
+    # Decisions log (JSON lines) and the HTML report; default under artifact_root/gate/.
+    decisions_log: Path | None = None
+    report_path: Path | None = None
+
+    def decisions_path(self) -> Path:
+        return self.decisions_log or (self.artifact_root / "gate" / "decisions.jsonl")
+
+    def report_file(self) -> Path:
+        return self.report_path or (self.artifact_root / "gate" / "report.html")
+
+    @model_validator(mode="after")
+    def _fits_poll_interval(self) -> GateSettings:
+        limit = self.kafka.max_poll_interval_ms / 1000
+        # Waiting for the candidate, the decision's calls and the commit come on top of the evaluation budget.
+        needed = self.evaluation_timeout_s + self.candidate_wait_s + 30
+        if needed > limit:
+            raise ValueError(f"evaluation_timeout_s + candidate_wait_s + 30 s = {needed:g} s exceeds the Kafka "
+                             f"max poll interval ({limit:g} s): raise VISPOD_KAFKA_MAX_POLL_INTERVAL_MS or lower "
+                             "VISPOD_GATE_EVALUATION_TIMEOUT_S")
+        return self

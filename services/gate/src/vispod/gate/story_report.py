@@ -1,0 +1,122 @@
+"""One dialogue as a self-contained HTML page (used by `vispod demo`): photos beside the turns that discuss them,
+the metrics, the judgement, a plot, and — first and prominently — notes on which models were real."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, photo_img, png_img, table, write_atomic
+from vispod.v1 import common_pb2, events_pb2
+
+_STYLE_FIELDS = ("words", "distinct_1", "distinct_2", "avg_turn_length", "switch_rate", "num_turns", "num_speakers",
+                 "speaker_balance", "longest_monologue_share", "question_rate", "repeated_4gram_rate",
+                 "image_mention_rate")
+_GROUNDING_FIELDS = ("clipscore", "clipscore_hessel", "paper_clipscore", "retrieval_accuracy",
+                     "retrieval_accuracy_distractors", "num_windows")
+
+
+def _num(v: float) -> str:
+    return "–" if isinstance(v, float) and math.isnan(v) else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def _turn_html(turn: common_pb2.Turn) -> str:
+    badges = "".join(f'<span class="badge">photo {i + 1}</span>' for i in turn.image_refs)
+    return f'<div class="turn"><span class="spk">{esc(turn.speaker)}:</span> {esc(turn.text)}{badges}</div>'
+
+
+def _photos_section(images: Sequence[Path], captions: Sequence[str], turns: Sequence[common_pb2.Turn]) -> str:
+    blocks = []
+    for i, path in enumerate(images):
+        about = [t for t in turns if i in t.image_refs]
+        caption = captions[i] if i < len(captions) else ""
+        turns_html = "".join(_turn_html(t) for t in about) or '<p class="cap">No turn refers to this photo.</p>'
+        try:
+            img = photo_img(Path(path), f"photo {i + 1}")
+        except OSError as exc:
+            img = f'<p class="warn">photo {i + 1} unreadable: {esc(exc)}</p>'
+        blocks.append(f'<div class="photo"><div>{img}<div class="cap">Photo {i + 1}: {esc(caption)}</div></div>'
+                      f'<div class="turns">{turns_html}</div></div>')
+    return "".join(blocks)
+
+
+def _metrics_section(metrics: events_pb2.MetricsComputed) -> str:
+    rows = []
+    for name in _STYLE_FIELDS:
+        paper = getattr(metrics.paper_style, name) if name in ("words", "distinct_1", "distinct_2", "avg_turn_length",
+                                                              "switch_rate", "num_turns") else "–"
+        rows.append([name, _num(getattr(metrics.style, name)), _num(paper) if paper != "–" else "–"])
+    out = table(["Style metric", "robust", "paper mode"], rows)
+    if metrics.HasField("grounding"):
+        g = metrics.grounding
+        label = f"Grounding ({g.clip_model})" + (" — RANDOM WEIGHTS: measures nothing" if g.random_weights else "")
+        out += f"<h3>{esc(label)}</h3>" + table(["Metric", "value"],
+                                                [[n, _num(getattr(g, n))] for n in _GROUNDING_FIELDS])
+    if metrics.warnings:
+        out += "<ul>" + "".join(f'<li class="warn">{esc(w)}</li>' for w in metrics.warnings) + "</ul>"
+    return out
+
+
+def _judgement_section(judgement: events_pb2.JudgementCompleted) -> str:
+    if judgement.error:
+        return f'<p class="warn">{esc(judgement.error)}</p>'
+    name = events_pb2.Outcome.Name
+    rows = [[v.judge, v.criterion, name(v.outcome).removeprefix("OUTCOME_"), name(v.outcome_ab).removeprefix(
+        "OUTCOME_"), name(v.outcome_ba).removeprefix("OUTCOME_"), v.rationale] for v in judgement.verdicts]
+    head = f"<p>A = {esc(judgement.system_a)}, B = {esc(judgement.system_b)}</p>"
+    return head + table(["Judge", "Criterion", "Outcome", "A first", "B first", "Rationale"], rows, left=6)
+
+
+def _words_plot(turns: Sequence[common_pb2.Turn]) -> bytes:
+    fig, ax = new_figure(8, 3)
+    speakers = list(dict.fromkeys(t.speaker for t in turns))
+    colours = {s: f"C{i % 10}" for i, s in enumerate(speakers)}
+    for i, t in enumerate(turns):
+        ax.bar(i + 1, len(t.text.split()), color=colours[t.speaker])
+    for s in speakers:
+        ax.bar(0, 0, color=colours[s], label=s)
+    ax.set_xlabel("turn")
+    ax.set_ylabel("words")
+    ax.set_title("Words per turn, by speaker", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return figure_png(fig)
+
+
+def render_story_report(out_path: Path, story_dir: Path | None, images: list[Path], captions: list[str],
+                        dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None,
+                        judgement: events_pb2.JudgementCompleted | None, notes: list[str]) -> Path:
+    """Writes one self-contained HTML page (photos embedded as downscaled base64 JPEGs) and returns its path."""
+    all_notes = list(notes)
+    if dialogue.random_weights:
+        all_notes.append(f"The dialogue was written by {dialogue.model or 'a model'} with RANDOM weights.")
+    if dialogue.input_mode == events_pb2.INPUT_MODE_CAPTIONS:
+        all_notes.append("The model read the photos' captions, not their pixels.")
+    if metrics is not None and metrics.HasField("grounding") and metrics.grounding.random_weights:
+        all_notes.append("CLIP weights are RANDOM: the grounding numbers measure nothing.")
+    all_notes = list(dict.fromkeys(all_notes))
+    turns = list(dialogue.dialogue.turns)
+    facts = [["Image set", dialogue.image_set_id], ["System", dialogue.system], ["Model", dialogue.model],
+             ["Backend", dialogue.backend], ["Adapter", dialogue.adapter_id or "(base model)"],
+             ["Input", events_pb2.InputMode.Name(dialogue.input_mode).removeprefix("INPUT_MODE_").lower()],
+             ["Status", common_pb2.Status.Name(dialogue.status).removeprefix("STATUS_")],
+             ["Latency (s)", f"{dialogue.latency_seconds:.1f}"]]
+    if story_dir is not None:
+        facts.insert(0, ["Story folder", str(story_dir)])
+    body = [notes_box(all_notes), table(["", ""], facts, left=2)]
+    if dialogue.error:
+        body.append(f'<p class="warn">Generation failed: {esc(dialogue.error)}</p>')
+    body += ["<h2>Photos and the turns that discuss them</h2>", _photos_section(images, captions, turns),
+             "<h2>The whole dialogue</h2>"]
+    body.append("".join(_turn_html(t) for t in turns) if turns
+                else f"<pre>{esc(dialogue.dialogue.text)}</pre>")
+    if turns:
+        body.append(png_img(_words_plot(turns), "words per turn by speaker"))
+    body.append("<h2>Metrics</h2>")
+    body.append(_metrics_section(metrics) if metrics is not None else "<p>No metrics.</p>")
+    body.append("<h2>Judgement</h2>")
+    body.append(_judgement_section(judgement) if judgement is not None else "<p>No judgement.</p>")
+    if dialogue.warnings:
+        body.append("<h2>Generator warnings</h2><ul>" + "".join(f"<li>{esc(w)}</li>" for w in dialogue.warnings)
+                    + "</ul>")
+    return write_atomic(Path(out_path), page(f"vispod — {dialogue.image_set_id or 'dialogue'}", "".join(body)))

@@ -1,0 +1,74 @@
+"""The `vispod` command: example story, submit, and `vispod up` as a real process tree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vispod.common.bus import EventReader
+from vispod.common.example_story import write_example_story
+from vispod.common.settings import KafkaSettings
+from vispod.common.topics import Topic
+
+VISPOD = [sys.executable, "-m", "vispod.common.cli"]
+
+
+def test_example_story_has_five_real_photos_with_captions(tmp_path: Path) -> None:
+    story = write_example_story(tmp_path / "story")
+    meta = json.loads((story / "story.json").read_text())
+    assert [i["position"] for i in meta["images"]] == [1, 2, 3, 4, 5]
+    assert all((story / i["file"]).stat().st_size > 5_000 and i["vist_caption"] for i in meta["images"])
+    assert meta["images"][0]["source"] == "skimage.data.astronaut"
+
+
+def test_submit_publishes_the_story_in_order(kafka: KafkaSettings, tmp_path: Path) -> None:
+    story = write_example_story(tmp_path / "story")
+    env = {**os.environ, "VISPOD_KAFKA_BOOTSTRAP": kafka.bootstrap, "VISPOD_KAFKA_TOPIC_PREFIX": kafka.topic_prefix}
+    out = subprocess.run([*VISPOD, "submit", str(story), "--speaker", "Alex:host", "--speaker", "Sam",
+                          "--target-words", "600", "--no-wait"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "submitted story-example-space-day (5 images)" in out.stdout
+    [env_] = EventReader(kafka, [Topic.IMAGESET_SUBMITTED]).read(1, timeout=30)
+    msg = env_.message
+    assert [s.name for s in msg.speakers] == ["Alex", "Sam"] and msg.speakers[0].persona == "host"
+    assert msg.target_words == 600 and msg.correlation_id
+    first = msg.images[0]
+    assert first.uri == (story / "image_1.jpg").as_uri() and first.caption.startswith("the astronaut")
+    assert first.sha256 == hashlib.sha256((story / "image_1.jpg").read_bytes()).hexdigest()
+
+
+def test_submit_refuses_a_folder_without_images(tmp_path: Path) -> None:
+    out = subprocess.run([*VISPOD, "submit", str(tmp_path), "--bootstrap", "127.0.0.1:1", "--no-wait"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "no images found" in out.stderr
+
+
+def test_up_prints_endpoints_and_stops_cleanly_on_sigterm(kafka: KafkaSettings, tmp_path: Path) -> None:
+    env = {**os.environ, "VISPOD_KAFKA_BOOTSTRAP": kafka.bootstrap, "VISPOD_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+           "VISPOD_METRICS_GROUNDING_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*VISPOD, "up", "--services", "metrics", "--workdir", str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 180
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("ready"):
+            break
+    assert f"kafka: {kafka.bootstrap}\n" in lines, lines
+    assert any(line.startswith("metrics: grpc 127.0.0.1:") for line in lines), lines
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest
+    assert "service started" in (tmp_path / "metrics.log").read_text()
+    assert '"msg": "stopped"' in (tmp_path / "metrics.log").read_text()

@@ -1,0 +1,90 @@
+"""The gate's event handler against scripted gRPC services (no broker): redelivery re-emits the recorded decision
+without evaluating again, a generator that comes up late is waited for, NaN evidence keeps the log strict JSON."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from gate_scripted import ScriptedGenerator, ScriptedJudge, ScriptedMetrics, Servers
+
+from vispod.common.events import Envelope
+from vispod.gate.clients import Clients
+from vispod.gate.evalset import load_eval_set
+from vispod.gate.gate import Gate
+from vispod.gate.settings import GateSettings
+from vispod.v1 import events_pb2
+
+S = events_pb2.AdapterState
+
+
+def _gate(tmp_path: Path, set_dir: Path, gen: str, met: str, jud: str, **kw: object) -> Gate:
+    settings = GateSettings(artifact_root=tmp_path / "gate", generator_addr=gen, metrics_addr=met, judge_addr=jud,
+                            candidate_wait_s=5, poll_interval_s=0.05, rpc_timeout_s=5, **kw)
+    return Gate(settings, Clients(gen, met, jud), load_eval_set(set_dir))
+
+
+def _envelope(adapter_id: str, event_id: str) -> Envelope:
+    return Envelope(event_id, "vispod.v1.AdapterPublished", "test", "", events_pb2.AdapterPublished(
+        adapter_id=adapter_id))
+
+
+def test_redelivery_re_emits_the_same_decision_without_evaluating(tmp_path: Path, builtin_set: Path,
+                                                                  servers: Servers) -> None:
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
+                 servers.serve(ScriptedJudge()))
+    [first] = gate.handle(_envelope("pod@1", "e-1"))
+    calls = len(gen.generated)
+    [again] = gate.handle(_envelope("pod@1", "e-1"))
+    assert again.message == first.message and len(gen.generated) == calls == 6
+    assert first.message.state == S.ADAPTER_STATE_ACTIVE and first.message.actor == "gate"
+    assert gen.updates == [("pod@1", "ACTION_PROMOTE")]  # applied once
+    assert gate.handle(_envelope("pod@1", "e-2")) == []  # a new publication of a decided version: ignored
+    gate.clients.close()
+
+
+def test_waits_for_a_generator_that_comes_up_late_and_refuses_nan_grounding(tmp_path: Path, builtin_set: Path,
+                                                                               servers: Servers) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a free port the generator will listen on shortly
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    metrics = ScriptedMetrics(clipscore={"pod@1": float("nan")})
+    gate = _gate(tmp_path, builtin_set, f"127.0.0.1:{port}", servers.serve(metrics), servers.serve(ScriptedJudge()))
+
+    def start_late() -> None:
+        import time
+        from concurrent import futures
+
+        import grpc
+
+        from vispod.v1 import generator_pb2_grpc
+
+        time.sleep(1.0)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        generator_pb2_grpc.add_GeneratorServiceServicer_to_server(gen, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        late.append(server)
+
+    late: list = []
+    threading.Thread(target=start_late).start()
+    try:
+        [out] = gate.handle(_envelope("pod@1", "e-1"))
+    finally:
+        for server in late:
+            server.stop(0)
+        gate.clients.close()
+    assert len(gen.generated) == 6  # evaluated once the generator answered
+    line = gate.log.path.read_text().splitlines()[0]
+    entry = json.loads(line)  # strict JSON: NaN became null
+    assert "NaN" not in line and entry["stories"][0]["clipscore_candidate"] is None
+    # a NaN CLIPScore is no measurement: the candidate wins every verdict, yet is not promoted blind
+    assert out.message.state == S.ADAPTER_STATE_CANDIDATE and "grounding was not measured" in out.message.reason
+    assert "grounding_delta" not in out.message.evidence
