@@ -1,0 +1,145 @@
+"""One training run end to end: check the data, train (or resume), write the manifest, store, announce."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vispod.trainer import telemetry as tm
+from vispod.trainer.dataset import dataset_hash, load_pairs
+from vispod.trainer.loop import LoraTrainer, StepCallback, TrainResult
+from vispod.trainer.publish import (
+    base_identity,
+    check_name,
+    code_version,
+    next_version,
+    publish_adapter,
+    write_manifest,
+)
+from vispod.trainer.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+PINNED_VERSION = "version.txt"  # the auto-chosen version, reused when a resumed run publishes
+
+
+@dataclass
+class RunOutcome:
+    result: TrainResult
+    manifest: dict[str, Any]
+    event: Any | None  # AdapterPublished, when published
+
+
+def _choose_version(settings: TrainerSettings, store: Any) -> str:
+    from vispod.common.artifacts import ArtifactExists
+
+    if settings.adapter_version:
+        if settings.adapter_version in store.versions(settings.adapter_name) and not settings.resume:
+            raise ArtifactExists(f"{settings.adapter_name}@{settings.adapter_version} is already published; "
+                                 "versions are never overwritten")
+        return settings.adapter_version
+    pinned = settings.output_dir / PINNED_VERSION
+    if settings.resume and pinned.is_file():
+        return pinned.read_text().strip()
+    version = next_version(store, settings.adapter_name, settings.version_scheme)
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    pinned.write_text(version)
+    return version
+
+
+def run_training(settings: TrainerSettings, *, on_step: StepCallback | None = None,
+                 stop: threading.Event | None = None, publisher: Any | None = None) -> RunOutcome:
+    """publisher: an EventPublisher to announce with; None with settings.publish makes one from settings.kafka."""
+    if settings.pairs_dir is None or settings.base_model is None:
+        raise ValueError("both --pairs (VISPOD_TRAINER_PAIRS_DIR) and --base (VISPOD_TRAINER_BASE_MODEL) are required")
+    if not Path(settings.base_model).is_dir():
+        raise FileNotFoundError(f"base model folder {settings.base_model} does not exist")
+    check_name(settings.adapter_name, settings.adapter_version)
+    pairs = load_pairs(settings.pairs_dir, settings.images_per_pair)  # every pair checked before any GPU time
+    data_sha = dataset_hash(settings.pairs_dir, pairs)
+    base = base_identity(settings.base_model, settings.base_model_id, settings.base_model_revision)
+    if base.random_weights:
+        log.warning("base model has RANDOM weights: the adapter is for tests only", extra={"base": base.model_id})
+    store = version = None
+    if settings.publish:
+        from vispod.common.artifacts import ArtifactStore
+
+        store = ArtifactStore(settings.artifact_root)
+        version = _choose_version(settings, store)
+    trainer = LoraTrainer(settings, pairs, dataset_sha256=data_sha, base_model_id=base.model_id,
+                          base_revision=base.revision)
+    result = trainer.train(on_step=on_step, stop=stop, resume=settings.resume)
+    version = version or settings.adapter_version or "unpublished"
+    manifest = write_manifest(result.adapter_dir, name=settings.adapter_name, version=version,
+                              base=base, dataset_sha256=data_sha, hyperparameters=settings.hyperparameters(),
+                              metrics=result.metrics, code=code_version(settings.code_version),
+                              target_modules=list(settings.lora_target_modules))
+    event = None
+    if settings.publish:
+        own = publisher is None
+        if own:
+            from vispod.common.bus import EventPublisher
+
+            publisher = EventPublisher(settings.kafka, source=settings.service_name)
+        try:
+            event = publish_adapter(store=store, publisher=publisher, adapter_dir=result.adapter_dir, manifest=manifest)
+            tm.PUBLISHED.labels("ok").inc()
+        except Exception:
+            tm.PUBLISHED.labels("error").inc()
+            raise
+        finally:
+            if own:
+                publisher.close()
+        trainer.progress.emit("published", adapter_id=event.adapter_id, artifact_uri=event.artifact_uri,
+                              files=dict(event.file_sha256))
+    trainer.progress.emit("done", adapter_id=manifest["adapter_id"], published=event is not None,
+                          metrics=result.metrics)
+    return RunOutcome(result=result, manifest=manifest, event=event)
+
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_PUBLISHABLE, EXIT_INTERRUPTED = 0, 2, 3, 143
+
+
+def main(settings: TrainerSettings) -> int:
+    """The Job's entry: metrics endpoint, SIGTERM → checkpoint and exit 143 (the Job retries with resume).
+
+    Exit codes: 0 done; 2 bad dataset or inputs and 3 version already published (retrying cannot help: a Job's
+    podFailurePolicy should FailJob on them); 143 interrupted after a checkpoint; 1 anything else (retry).
+    """
+    from vispod.common.artifacts import ArtifactExists
+    from vispod.common.logging import configure_logging
+    from vispod.trainer.dataset import DatasetError
+    from vispod.trainer.loop import Interrupted
+    from vispod.trainer.publish import PublishError
+
+    configure_logging(settings.service_name, settings.log_level)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server = None
+    if settings.serve_metrics:
+        from vispod.common.metrics_http import MetricsServer
+
+        server = MetricsServer(settings.metrics_host, settings.metrics_port, ready=lambda: True)
+        server.start()
+    try:
+        outcome = run_training(settings, stop=stop)
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        log.error("bad input: %s", exc)
+        return EXIT_BAD_INPUT
+    except (ArtifactExists, PublishError) as exc:
+        log.error("not publishable: %s", exc)
+        return EXIT_NOT_PUBLISHABLE
+    except Interrupted as exc:
+        log.warning("%s", exc)
+        return EXIT_INTERRUPTED
+    finally:
+        if server is not None:
+            stop.wait(settings.metrics_linger_s)  # SIGTERM cuts the wait short
+            server.stop()
+    log.info("training done", extra={"adapter_id": outcome.event.adapter_id if outcome.event else None,
+                                     "metrics": outcome.result.metrics})
+    return 0

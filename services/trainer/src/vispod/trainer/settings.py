@@ -1,0 +1,100 @@
+"""The trainer's one settings class (VISPOD_TRAINER_*): the paper's LoRA recipe as defaults, all overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from vispod.common.settings import ServiceSettings
+
+# The paper's targets: every attention and MLP projection of the language model.
+PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VISPOD_TRAINER_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "trainer"
+
+    # Inputs and outputs.
+    pairs_dir: Path | None = None           # holds pairs.jsonl, images/, manifest.json
+    base_model: Path | None = None          # local folder loadable by AutoModelForImageTextToText
+    base_model_id: str = ""                 # default: the config's name or the folder name
+    base_model_revision: str = ""           # default: HF snapshot commit, else a hash of config + weight index
+    output_dir: Path = Path("trainer-out")  # checkpoints/ and adapter/ go here
+    adapter_name: str = "vispod-dialogue"
+    adapter_version: str = ""               # default: see version_scheme
+    version_scheme: Literal["increment", "timestamp"] = "increment"
+    publish: bool = True                    # store + AdapterPublished event after training
+    code_version: str = ""                  # default: git describe, else the package version
+
+    # LoRA (paper: r 16, alpha 32, dropout 0.05, q/k/v/o/gate/up/down of the language model).
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: float = Field(default=32.0, gt=0)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(PAPER_TARGET_MODULES))
+
+    # Optimisation (paper: lr 4e-6, effective batch 32, 1 epoch, NEFTune alpha 5, max length 8192).
+    learning_rate: float = Field(default=4e-6, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = Field(default=1.0, ge=0)  # 0 disables clipping
+    warmup_ratio: float = Field(default=0.03, ge=0, le=1)
+    effective_batch_size: int = Field(default=32, ge=1)
+    micro_batch_size: int = Field(default=1, ge=1)    # samples per forward; accumulation makes up the rest
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=0, ge=0)           # 0: as many as the epochs take
+    neftune_alpha: float = Field(default=5.0, ge=0)   # 0 disables NEFTune
+    max_length: int = Field(default=8192, ge=16)
+    # When prompt + dialogue exceed max_length: cut the dialogue's tail, skip the pair, or stop. Each case is
+    # counted and logged; a prompt (images included) that alone does not fit is always skipped and counted.
+    overflow: Literal["truncate", "skip", "error"] = "truncate"
+    min_dialogue_tokens: int = Field(default=16, ge=1)  # truncation that leaves fewer than this skips instead
+    images_per_pair: int = Field(default=5, ge=0)       # 0: any number
+    label_end_of_turn: bool = True                      # learn the end-of-turn token so generation stops
+
+    # Evaluation, checkpoints, reproducibility.
+    eval_fraction: float = Field(default=0.05, ge=0, lt=1)
+    eval_max_samples: int = Field(default=200, ge=0)
+    eval_every_steps: int = Field(default=0, ge=0)      # 0: only at the end
+    checkpoint_every_steps: int = Field(default=50, ge=0)  # 0: no intermediate checkpoints
+    keep_checkpoints: int = Field(default=2, ge=1)
+    seed: int = 1234
+    resume: bool = False
+
+    # Hardware.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool | None = None                    # default: on with CUDA
+    gradient_checkpointing: bool | None = None  # default: on with CUDA
+    data_workers: int = Field(default=1, ge=0)  # >0: encode the next step in a background thread; 0: inline
+    serve_metrics: bool = True
+    # Keep /metrics up this long after the run so Prometheus scrapes the final values of a short-lived Job pod.
+    metrics_linger_s: float = Field(default=30.0, ge=0)
+    torch_threads: int = Field(default=0, ge=0)  # 0: torch's default; 1 suits tiny CPU models on shared machines
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerSettings:
+        if self.effective_batch_size % self.micro_batch_size:
+            raise ValueError("effective_batch_size must be a multiple of micro_batch_size")
+        if not self.lora_target_modules:
+            raise ValueError("lora_target_modules must not be empty")
+        return self
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.effective_batch_size // self.micro_batch_size
+
+    def hyperparameters(self) -> dict[str, object]:
+        """What went into the adapter, for its manifest."""
+        keys = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "learning_rate", "weight_decay",
+                "adam_beta1", "adam_beta2", "adam_eps", "max_grad_norm", "warmup_ratio", "effective_batch_size",
+                "micro_batch_size", "epochs", "max_steps", "neftune_alpha", "max_length", "overflow",
+                "min_dialogue_tokens", "images_per_pair", "label_end_of_turn", "eval_fraction", "seed"]
+        out = {k: getattr(self, k) for k in keys}
+        out["grad_accum_steps"] = self.grad_accum_steps
+        return out
