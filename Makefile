@@ -65,12 +65,12 @@ kafka-down: setup
 REGISTRY ?= vispod
 TAG ?= 0.1.0
 CUDA_BASE ?= nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
-IMAGE_SERVICES ?= synth generator judge metrics trainer
+IMAGE_SERVICES ?= synth generator judge metrics trainer gate
 CUDA_SERVICES ?= synth generator metrics trainer
 TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
 
 up:
-	mkdir -p var/artifacts var/images var/models var/adapters
+	mkdir -p var/artifacts var/images var/models var/adapters var/state var/pairs var/work
 	chown -R 10001:10001 var || echo "warning: var/ must be writable by uid 10001"
 	VISPOD_REGISTRY=$(REGISTRY) VISPOD_TAG=$(TAG) docker-compose up -d
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from deploy_tools import REPO, find_tool, run
 
-SERVICES = ["synth", "generator", "judge", "metrics", "trainer"]
+SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate"]
 CUDA_CAPABLE = {"synth", "generator", "metrics", "trainer"}
 
 
@@ -26,7 +26,7 @@ def compose_config(*profiles: str) -> dict:
 @pytest.mark.parametrize("profiles", [(), ("gpu",), ("gpu", "train")], ids=["default", "gpu", "gpu+train"])
 def test_compose_config_is_valid(profiles: tuple[str, ...]) -> None:
     services = compose_config(*profiles)["services"]
-    expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics"}
+    expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics", "gate"}
     if "gpu" in profiles:
         expected.add("tgi")
     if "train" in profiles:
@@ -57,6 +57,11 @@ def test_compose_uses_host_networking_and_distinct_ports() -> None:
     assert "18080" in tgi["command"] and tgi["environment"]["MODEL_ID"].startswith("/")
     devices = tgi["deploy"]["resources"]["reservations"]["devices"][0]
     assert devices["capabilities"] == ["gpu"]
+    gate = services["gate"]["environment"]
+    for target in ("generator", "metrics", "judge"):  # the gate calls each on its own gRPC port
+        port = services[target]["environment"][f"VISPOD_{target.upper()}_GRPC_PORT"]
+        assert gate[f"VISPOD_GATE_{target.upper()}_ADDR"] == f"127.0.0.1:{port}", target
+    assert str(services["synth"]["environment"]["VISPOD_SYNTH_TINY_IF_UNSET"]).lower() == "false"
     prometheus = services["prometheus"]
     mounted = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in prometheus["volumes"]}
     assert any(str(m).endswith("deploy/prometheus/rules.yml") for m in mounted)
@@ -86,6 +91,8 @@ def test_dockerfile(svc: str) -> None:
     assert "grpcio-tools" not in runtime, "protoc stays in the build stage"
     if svc == "trainer":
         assert "HEALTHCHECK NONE" in text
+    elif svc == "gate":  # Kafka-only: no gRPC server, health from /readyz on the metrics port
+        assert "HEALTHCHECK" in runtime and "/readyz" in runtime and "VISPOD_GATE_METRICS_PORT" in runtime
     else:
         assert "HEALTHCHECK" in runtime and "grpc_health.v1" in runtime and f"VISPOD_{svc.upper()}_GRPC_PORT" in runtime
     if svc in CUDA_CAPABLE:

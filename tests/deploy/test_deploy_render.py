@@ -13,6 +13,7 @@ from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, find_tool, load_
 
 VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
 LONG_RUNNING = {"synth", "generator", "judge", "metrics"}
+KAFKA_ONLY = {"gate"}  # no gRPC server: HTTP /healthz and /readyz on the metrics port
 
 
 def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
@@ -126,14 +127,76 @@ def test_services_probe_grpc_health_and_have_pdb_hpa_netpol(helm_template: Calla
         for kind in ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler",
                      "NetworkPolicy"):
             assert svc in by_kind.get(kind, set()), f"{kind}/{svc} missing"
+    for svc in KAFKA_ONLY:
+        for kind in ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"):
+            assert svc in by_kind.get(kind, set()), f"{kind}/{svc} missing"
     assert {"trainer"} <= by_kind["Job"] & by_kind["CronJob"]
-    assert {"vispod-artifacts", "vispod-adapters", "vispod-models", "trainer-data"} <= by_kind["PersistentVolumeClaim"]
+    assert {"vispod-artifacts", "vispod-adapters", "vispod-models", "trainer-data", "trainer-work"} <= by_kind[
+        "PersistentVolumeClaim"]
     for name, pod in pod_specs(docs):
         if name.startswith("Deployment/"):
             c = pod["containers"][0]
+            if name.split("/")[1] in KAFKA_ONLY:
+                assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, name
+                assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, name
+                assert {p["containerPort"] for p in c["ports"]} == {8082}
+                continue
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert c[probe]["grpc"] == {"port": 8081}, f"{name} {probe}"
             assert {p["containerPort"] for p in c["ports"]} == {8081, 8082}
+
+
+def _config(docs: list[dict], name: str) -> dict[str, str]:
+    return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
+
+
+def test_services_get_what_they_need_to_start_in_production(helm_template: Callable[..., str]) -> None:
+    """Each service's settings validator passes with these: models from the volume, never a random fallback."""
+    docs = load_docs(helm_template())
+    assert _config(docs, "synth")["VISPOD_SYNTH_MODEL_PATH"].startswith("/var/lib/vispod/models/")
+    assert _config(docs, "synth")["VISPOD_SYNTH_TINY_IF_UNSET"] == "false"
+    metrics = _config(docs, "metrics")
+    assert metrics["VISPOD_METRICS_CLIP_WEIGHTS"].startswith("/var/lib/vispod/models/")
+    assert "VISPOD_METRICS_CLIP_RANDOM_INIT" not in metrics
+    generator = _config(docs, "generator")
+    assert generator["VISPOD_GENERATOR_MODEL_PATH"].startswith("/var/lib/vispod/models/")
+    assert generator["VISPOD_GENERATOR_BASE_MODEL_ID"] == _config(docs, "trainer")["VISPOD_TRAINER_BASE_MODEL_ID"]
+    pods = dict(pod_specs(docs))
+    mounts = {m["mountPath"] for m in pods["Deployment/generator"]["containers"][0]["volumeMounts"]}
+    for key in ("VISPOD_GENERATOR_ADAPTER_STATE_DIR", "VISPOD_GENERATOR_ADAPTER_CACHE_DIR"):
+        assert any(generator[key].startswith(m + "/") for m in mounts if m != "/var/lib/vispod/models"), key
+    assert _config(docs, "judge")["VISPOD_JUDGE_STATE_DIR"].startswith("/var/lib/vispod/artifacts/")
+    judge_env = {e["name"] for e in pods["Deployment/judge"]["containers"][0]["env"]}
+    assert {f"VISPOD_JUDGE_{k}_API_KEY" for k in ("OPENAI", "ANTHROPIC", "GEMINI", "VLLM", "TGI")} <= judge_env
+    gate = _config(docs, "gate")
+    assert (gate["VISPOD_GATE_GENERATOR_ADDR"], gate["VISPOD_GATE_METRICS_ADDR"], gate["VISPOD_GATE_JUDGE_ADDR"]) == (
+        "generator:8081", "metrics:8081", "judge:8081")
+
+
+def test_trainer_job_follows_its_exit_codes_and_resumes(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template())
+    cfg = _config(docs, "trainer")
+    assert cfg["VISPOD_TRAINER_PAIRS_DIR"] == "/data/pairs" and cfg["VISPOD_TRAINER_RESUME"] == "true"
+    assert cfg["VISPOD_TRAINER_METRICS_HOST"] == "0.0.0.0" and cfg["VISPOD_TRAINER_METRICS_PORT"] == "8082"
+    jobs = {d["kind"]: d["spec"] for d in docs if d["kind"] in ("Job", "CronJob")}
+    for spec in (jobs["Job"], jobs["CronJob"]["jobTemplate"]["spec"]):
+        rules = spec["podFailurePolicy"]["rules"]
+        assert {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2, 3]}} \
+            in rules
+        assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
+        pod = spec["template"]["spec"]
+        assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] >= 120
+        c = pod["containers"][0]
+        assert c["command"] == ["python", "-m", "vispod.trainer"]
+        env = {e["name"]: e for e in c["env"]}
+        job_name = env["JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert job_name == "metadata.labels['batch.kubernetes.io/job-name']"
+        assert env["VISPOD_TRAINER_OUTPUT_DIR"]["value"] == "/var/lib/vispod/work/$(JOB_NAME)"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/data"].get("readOnly") and mounts["/var/lib/vispod/models"].get("readOnly")
+        assert not mounts["/var/lib/vispod/work"].get("readOnly") and "/dev/shm" in mounts
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["shm"]["emptyDir"]["medium"] == "Memory"
 
 
 def test_gpu_values_schedule_tgi_and_trainer_on_gpus(helm_template: Callable[..., str]) -> None:

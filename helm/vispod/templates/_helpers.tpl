@@ -1,7 +1,8 @@
 {{/*
 Shared pieces of every vispod workload. Templates pass a dict:
   root: the chart context ($), name: the service (synth, generator, …), and where needed
-  mounts: volume specs "artifacts" | "models:ro" | "adapters" | "adapters:ro" | "data".
+  mounts: volume specs "artifacts" | "models:ro" | "adapters" | "adapters:ro" | "data",
+  emptyDirs: per-pod scratch volumes as "name=/mount/path" (the generator's adapter state and cache).
 */}}
 
 {{- define "vispod.selectorLabels" -}}
@@ -95,7 +96,7 @@ tolerations:
       key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
       optional: true
 {{- if eq .name "judge" }}
-{{- range $provider := list "openai" "anthropic" "gemini" }}
+{{- range $provider := list "openai" "anthropic" "gemini" "vllm" "tgi" }}
 - name: VISPOD_JUDGE_{{ upper $provider }}_API_KEY
   valueFrom:
     secretKeyRef:
@@ -109,6 +110,11 @@ tolerations:
 {{- define "vispod.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- range .emptyDirs }}
+{{- $parts := splitList "=" . }}
+- name: {{ first $parts }}
+  mountPath: {{ last $parts }}
+{{- end }}
 {{- range .mounts }}
 {{- $parts := splitList ":" . }}
 - name: {{ first $parts }}
@@ -127,6 +133,10 @@ tolerations:
 {{- define "vispod.volumes" -}}
 - name: tmp
   emptyDir: {}
+{{- range .emptyDirs }}
+- name: {{ first (splitList "=" .) }}
+  emptyDir: {}
+{{- end }}
 {{- range .mounts }}
 {{- $volume := first (splitList ":" .) }}
 - name: {{ $volume }}
@@ -146,7 +156,7 @@ tolerations:
 {{- $v := index .root.Values .name -}}
 {{- $prefix := printf "VISPOD_%s_" (upper .name) -}}
 {{- $data := dict (printf "%sARTIFACT_ROOT" $prefix) "/var/lib/vispod/artifacts" (printf "%sMETRICS_HOST" $prefix) "0.0.0.0" -}}
-{{- if not .batch }}{{ $_ := set $data (printf "%sGRPC_HOST" $prefix) "0.0.0.0" }}{{ end -}}
+{{- if not (or .batch .kafkaOnly) }}{{ $_ := set $data (printf "%sGRPC_HOST" $prefix) "0.0.0.0" }}{{ end -}}
 {{- range $k, $val := .defaults }}{{ $_ := set $data $k $val }}{{ end -}}
 {{- range $k, $val := $v.env }}{{ $_ := set $data $k (toString $val) }}{{ end -}}
 {{- range $k, $val := .overrides }}{{ $_ := set $data $k $val }}{{ end -}}
@@ -162,7 +172,8 @@ data:
 
 {{/*
 A long-running service: ConfigMap, Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler
-and NetworkPolicy. gRPC (grpc.health.v1) on 8081, Prometheus metrics on 8082.
+and NetworkPolicy. gRPC (grpc.health.v1) on 8081, Prometheus metrics on 8082. With .kafkaOnly (the gate:
+no gRPC server of its own) only 8082 is exposed and probes use its HTTP /healthz and /readyz.
 */}}
 {{- define "vispod.service" -}}
 {{- $v := index .root.Values .name -}}
@@ -202,12 +213,31 @@ spec:
           image: {{ include "vispod.image" . }}
           imagePullPolicy: {{ .root.Values.image.pullPolicy }}
           ports:
+            {{- if not .kafkaOnly }}
             - {name: grpc, containerPort: 8081, protocol: TCP}
+            {{- end }}
             - {name: metrics, containerPort: 8082, protocol: TCP}
           envFrom:
             {{- include "vispod.envFrom" . | nindent 12 }}
           env:
             {{- include "vispod.secretEnv" . | nindent 12 }}
+          {{- if .kafkaOnly }}
+          # No gRPC server: /healthz says the process is up, /readyz that its consumer runs.
+          startupProbe:
+            httpGet: {path: /healthz, port: metrics}
+            periodSeconds: 10
+            failureThreshold: 30
+          readinessProbe:
+            httpGet: {path: /readyz, port: metrics}
+            periodSeconds: 10
+            timeoutSeconds: 5
+            failureThreshold: 3
+          livenessProbe:
+            httpGet: {path: /healthz, port: metrics}
+            periodSeconds: 20
+            timeoutSeconds: 5
+            failureThreshold: 3
+          {{- else }}
           # Model loading can take minutes: the startup probe holds the others off until SERVING.
           startupProbe:
             grpc: {port: 8081}
@@ -223,6 +253,7 @@ spec:
             periodSeconds: 20
             timeoutSeconds: 5
             failureThreshold: 3
+          {{- end }}
           resources:
             {{- include "vispod.resources" . | nindent 12 }}
           securityContext:
@@ -243,7 +274,9 @@ spec:
   selector:
     {{- include "vispod.selectorLabels" . | nindent 4 }}
   ports:
+    {{- if not .kafkaOnly }}
     - {name: grpc, port: 8081, targetPort: grpc, protocol: TCP, appProtocol: grpc}
+    {{- end }}
     - {name: metrics, port: 8082, targetPort: metrics, protocol: TCP}
 ---
 apiVersion: policy/v1
@@ -282,7 +315,11 @@ spec:
 {{- end }}
 {{- if .root.Values.networkPolicy.enabled }}
 ---
+{{- if .kafkaOnly }}
+{{ include "vispod.networkPolicy" (dict "root" .root "name" .name) }}
+{{- else }}
 {{ include "vispod.networkPolicy" (dict "root" .root "name" .name "servingPort" 8081 "servingFrom" (dict "app.kubernetes.io/part-of" "vispod")) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
