@@ -1,0 +1,1 @@
+"""vispod generator service."""

@@ -1,0 +1,27 @@
+"""One interface over the three inference backends (local transformers, TGI, OpenAI-compatible/vLLM)."""
+
+from __future__ import annotations
+
+from vispod.generator.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    GenerationInput,
+    GenerationStream,
+)
+
+__all__ = ["Backend", "BackendError", "BackendUnavailable", "GenerationInput", "GenerationStream", "make_backend"]
+
+
+def make_backend(settings) -> Backend:  # settings: GeneratorSettings
+    """The backend the settings name; imports only that backend's dependencies."""
+    if settings.backend == "local":
+        from vispod.generator.backends.local import LocalBackend
+        return LocalBackend.from_settings(settings)
+    if settings.backend == "tgi":
+        from vispod.generator.backends.tgi import TGIBackend
+        return TGIBackend.from_settings(settings)
+    if settings.backend == "openai":
+        from vispod.generator.backends.openai import OpenAIBackend
+        return OpenAIBackend.from_settings(settings)
+    raise ValueError(f"unknown backend {settings.backend!r}")

@@ -1,0 +1,88 @@
+"""The backend contract: a prompt (+ images) in, a stream of text chunks out."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from vispod.v1 import events_pb2
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from vispod.generator.adapters import AdapterVersion
+
+
+class BackendError(Exception):
+    """Permanent failure of one request (bad request, adapter not servable): reported as a FAILED result."""
+
+
+class BackendUnavailable(Exception):
+    """The engine could not be reached or stayed overloaded after retries: the caller may try again later."""
+
+
+@dataclass
+class GenerationInput:
+    system: str
+    user: str                                     # the instruction (images come before it)
+    images: list[Image.Image] = field(default_factory=list)   # pixel mode, story order
+    image_bytes: list[tuple[bytes, str]] = field(default_factory=list)  # (bytes, mime) for remote engines
+    max_new_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    adapter: AdapterVersion | None = None
+    deadline: float | None = None               # time.monotonic() by which generation must stop
+    prefill: str = ""                            # the answer starts with this (backends with supports_prefill)
+
+
+@dataclass
+class GenerationStream:
+    """Iterate for text chunks; after the iteration, usage and finish_reason are set."""
+
+    chunks: Iterator[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""          # "stop" | "length" | ""
+
+    def __iter__(self) -> Iterator[str]:
+        return self.chunks
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class Backend(Protocol):
+    name: str                   # local | tgi | openai
+    model: str                  # the base model's label, recorded in DialogueGenerated.model
+    input_mode: int             # events_pb2.InputMode
+    random_weights: bool
+    supports_prefill: bool      # can start the model's answer with given text (e.g. the first speaker label)
+
+    def stream(self, inp: GenerationInput) -> GenerationStream: ...
+
+    def servable(self, adapter_id: str) -> bool: ...
+
+    def on_adapter_loaded(self, adapter: AdapterVersion) -> None: ...
+
+    def on_adapter_retired(self, adapter_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+PIXELS = events_pb2.INPUT_MODE_PIXELS
+CAPTIONS = events_pb2.INPUT_MODE_CAPTIONS
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_to_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,169 @@
+"""OpenAI-compatible chat completions (vLLM) over httpx.
+
+Images go as `image_url` parts holding data URIs (the generator fetched and checked them, so the
+engine never fetches a caller's URL). The adapter is addressed as the model name; vLLM started
+with `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` loads new ones at run time via
+`POST /v1/load_lora_adapter {lora_name, lora_path}` (`load_adapter`, called from the registry's
+on_loaded hook) — the path must be readable by the vLLM server (a shared volume). vLLM applies
+LoRA to the language model of a VLM only. Streaming is SSE (`data: {json}` … `data: [DONE]`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+
+from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
+from vispod.generator.backends.base import (
+    CAPTIONS,
+    PIXELS,
+    BackendError,
+    BackendUnavailable,
+    GenerationInput,
+    GenerationStream,
+    data_uri,
+)
+from vispod.generator.backends.retry import RETRYABLE_STATUS, RetryableHTTP, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+
+def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
+    """OpenAI chat messages: system, then one user message with the images (story order) before the text."""
+    content: list[dict] = []
+    if not text_only:
+        content = [{"type": "image_url", "image_url": {"url": data_uri(b, mime)}} for b, mime in inp.image_bytes]
+    content.append({"type": "text", "text": inp.user})
+    return [{"role": "system", "content": inp.system}, {"role": "user", "content": content}]
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, text_only: bool = False,
+                 timeout_s: float = 120.0, connect_timeout_s: float = 5.0, retry: RetryPolicy | None = None,
+                 model_label: str = "") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.served_model = model
+        self.model = model_label or model
+        self.input_mode = CAPTIONS if text_only else PIXELS
+        self.text_only = text_only
+        self.random_weights = False
+        self.supports_prefill = False
+        self.retry = retry or RetryPolicy()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers,
+                                    timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._loaded: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, s) -> OpenAIBackend:
+        key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+        return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
+                   connect_timeout_s=s.connect_timeout_s,
+                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s),
+                   model_label=s.remote_model_id)
+
+    # --- adapters ----------------------------------------------------------------------------
+    def servable(self, adapter_id: str) -> bool:
+        return True  # any verified adapter can be loaded at run time
+
+    def load_adapter(self, adapter: AdapterVersion) -> None:
+        """POST /v1/load_lora_adapter; an adapter the engine already has counts as loaded."""
+        body = {"lora_name": adapter.adapter_id, "lora_path": str(adapter.local_path)}
+
+        def attempt() -> None:
+            try:
+                r = self._client.post("/v1/load_lora_adapter", json=body)
+            except httpx.TransportError as exc:
+                raise ConnectionError(str(exc)) from exc
+            if r.status_code in RETRYABLE_STATUS:
+                raise RetryableHTTP(r.status_code, parse_retry_after(r.headers.get("retry-after")), r.text[:200])
+            if r.status_code >= 400 and "already" not in r.text.lower():
+                raise AdapterUnavailable(f"engine refused adapter {adapter.adapter_id}: HTTP {r.status_code} "
+                                         f"{r.text[:200]}")
+
+        self.retry.call(attempt, f"load adapter {adapter.adapter_id}")
+        self._loaded.add(adapter.adapter_id)
+        log.info("adapter loaded into engine", extra={"adapter_id": adapter.adapter_id})
+
+    def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
+        self.load_adapter(adapter)
+
+    def on_adapter_retired(self, adapter_id: str) -> None:
+        """POST /v1/unload_lora_adapter, best effort: a retired adapter only wastes engine memory."""
+        try:
+            r = self._client.post("/v1/unload_lora_adapter", json={"lora_name": adapter_id})
+            if r.status_code >= 400:
+                log.warning("engine did not unload adapter", extra={"adapter_id": adapter_id, "status": r.status_code})
+        except httpx.HTTPError as exc:
+            log.warning("engine did not unload adapter", extra={"adapter_id": adapter_id, "error": str(exc)})
+        self._loaded.discard(adapter_id)
+
+    # --- generation --------------------------------------------------------------------------
+    def stream(self, inp: GenerationInput) -> GenerationStream:
+        model = inp.adapter.adapter_id if inp.adapter else self.served_model
+        if inp.adapter and inp.adapter.adapter_id not in self._loaded:
+            self.load_adapter(inp.adapter)  # e.g. after an engine restart the registry's hook did not see
+        body = {
+            "model": model, "messages": chat_messages(inp, self.text_only), "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": inp.max_new_tokens,
+            "temperature": inp.temperature, "top_p": inp.top_p, "seed": inp.seed,
+        }
+
+        def open_stream() -> httpx.Response:
+            try:
+                req = self._client.build_request("POST", "/v1/chat/completions", json=body)
+                r = self._client.send(req, stream=True)
+            except httpx.TimeoutException as exc:
+                raise TimeoutError(str(exc)) from exc
+            except httpx.TransportError as exc:
+                raise ConnectionError(str(exc)) from exc
+            if r.status_code >= 400:
+                detail = r.read().decode("utf-8", "replace")[:300]
+                r.close()
+                if r.status_code in RETRYABLE_STATUS:
+                    raise RetryableHTTP(r.status_code, parse_retry_after(r.headers.get("retry-after")), detail)
+                if r.status_code == 404 and inp.adapter:
+                    raise AdapterUnavailable(f"engine does not serve adapter {model}: {detail}")
+                raise BackendError(f"engine rejected the request: HTTP {r.status_code} {detail}")
+            return r
+
+        response = self.retry.call(open_stream, "chat completion")
+        result = GenerationStream(iter(()))
+        result.chunks = self._read_sse(response, result)
+        return result
+
+    def _read_sse(self, response: httpx.Response, result: GenerationStream) -> Iterator[str]:
+        try:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    raise BackendError(f"engine error mid-stream: {event['error']}")
+                usage = event.get("usage")
+                if usage:
+                    result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    result.completion_tokens = int(usage.get("completion_tokens") or 0)
+                for choice in event.get("choices") or []:
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield text
+        except httpx.TimeoutException as exc:
+            raise BackendUnavailable(f"stream timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"stream broke: {exc}") from exc
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,134 @@
+"""text-generation-inference (TGI) through `huggingface_hub.InferenceClient`.
+
+Requests go to TGI's OpenAI-compatible `/v1/chat/completions` route (TGI applies the model's chat
+template there): images as `image_url` parts with data URIs, in story order before the
+instruction; the adapter is selected per request by the `model` field, which TGI reads as the
+`adapter_id`; output is streamed (SSE).
+
+TGI's limits, which this backend respects rather than hides:
+- LoRA adapters are fixed when the server starts (`LORA_ADAPTERS=id,name=/path,…`); a new adapter
+  needs a restart. `tgi_adapters` (VISPOD_GENERATOR_TGI_ADAPTERS) lists the ids the server was
+  started with; an adapter that is not listed is reported as unavailable (a FAILED result), never
+  silently served by the base model.
+- TGI serves no Qwen3-VL; its Qwen-VL family stops at Qwen2.5-VL (also Qwen2-VL, Idefics2/3,
+  LLaVA-Next, PaliGemma, Gemma3, Mllama, Llama4). Use `local` or `openai` (vLLM) for Qwen3-VL.
+- TGI is in maintenance mode (since Dec 2025).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import httpx
+from huggingface_hub import InferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+
+from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
+from vispod.generator.backends.base import (
+    CAPTIONS,
+    PIXELS,
+    BackendError,
+    BackendUnavailable,
+    GenerationInput,
+    GenerationStream,
+)
+from vispod.generator.backends.openai import chat_messages
+from vispod.generator.backends.retry import RETRYABLE_STATUS, RetryableHTTP, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+
+class TGIBackend:
+    name = "tgi"
+
+    def __init__(self, base_url: str, adapters: list[str], *, text_only: bool = False, timeout_s: float = 120.0,
+                 retry: RetryPolicy | None = None, model_label: str = "tgi") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.adapters = frozenset(adapters)
+        self.model = model_label or "tgi"
+        self.text_only = text_only
+        self.input_mode = CAPTIONS if text_only else PIXELS
+        self.random_weights = False
+        self.supports_prefill = False
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+
+    @classmethod
+    def from_settings(cls, s) -> TGIBackend:
+        return cls(s.tgi_url, s.tgi_adapters, text_only=s.text_only, timeout_s=s.request_timeout_s,
+                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s),
+                   model_label=s.remote_model_id or "tgi")
+
+    def servable(self, adapter_id: str) -> bool:
+        return adapter_id in self.adapters
+
+    def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
+        if adapter.adapter_id not in self.adapters:
+            log.warning("TGI was not started with this adapter; it stays unroutable until TGI restarts with it",
+                        extra={"adapter_id": adapter.adapter_id})
+
+    def on_adapter_retired(self, adapter_id: str) -> None:
+        pass  # TGI cannot unload: its adapters live as long as the server
+
+    def stream(self, inp: GenerationInput) -> GenerationStream:
+        if inp.adapter and not self.servable(inp.adapter.adapter_id):
+            raise AdapterUnavailable(f"TGI was not started with adapter {inp.adapter.adapter_id} "
+                                     f"(its adapters are fixed at start-up: {sorted(self.adapters) or 'none'})")
+        messages = chat_messages(inp, self.text_only)
+        model = inp.adapter.adapter_id if inp.adapter else "tgi"
+        client = InferenceClient(base_url=self.base_url, timeout=self.timeout_s)
+
+        def open_stream():
+            try:
+                it = client.chat_completion(messages, model=model, stream=True, max_tokens=inp.max_new_tokens,
+                                            temperature=inp.temperature, top_p=inp.top_p, seed=inp.seed,
+                                            stream_options={"include_usage": True})
+                # The request is sent lazily: pull the first chunk here so HTTP errors surface inside the retry.
+                first = next(iter(it), None)
+                return it, first
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                detail = exc.response.text[:300] if exc.response is not None else str(exc)
+                if status in RETRYABLE_STATUS:
+                    raise RetryableHTTP(status, parse_retry_after(exc.response.headers.get("retry-after")),
+                                        detail) from exc
+                raise BackendError(f"TGI rejected the request: HTTP {status} {detail}") from exc
+            except InferenceTimeoutError as exc:
+                raise TimeoutError(str(exc)) from exc
+            except httpx.TransportError as exc:
+                raise ConnectionError(str(exc)) from exc
+
+        try:
+            it, first = self.retry.call(open_stream, "TGI chat completion")
+        except BaseException:
+            client.close()
+            raise
+        result = GenerationStream(iter(()))
+        result.chunks = self._chunks(client, it, first, result)
+        return result
+
+    @staticmethod
+    def _chunks(client: InferenceClient, it, first, result: GenerationStream) -> Iterator[str]:
+        try:
+            chunk = first
+            while chunk is not None:
+                usage = getattr(chunk, "usage", None)
+                if usage:
+                    result.prompt_tokens = int(usage.prompt_tokens or 0)
+                    result.completion_tokens = int(usage.completion_tokens or 0)
+                for choice in chunk.choices or []:
+                    if choice.finish_reason:
+                        result.finish_reason = choice.finish_reason
+                    if choice.delta and choice.delta.content:
+                        yield choice.delta.content
+                chunk = next(it, None)
+        except InferenceTimeoutError as exc:
+            raise BackendUnavailable(f"TGI stream timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"TGI stream broke: {exc}") from exc
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        pass

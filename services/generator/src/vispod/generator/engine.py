@@ -1,0 +1,174 @@
+"""One generation: validate → resolve the adapter once → prompt → stream → parse/repair → retry once → result.
+
+Callers (gRPC servicer, Kafka handler, CLI, benchmark) share one `Generator`, whose semaphore is the
+concurrency limit. Bad requests raise InvalidArgument; an unreachable or overloaded engine raises
+BackendUnavailable (the caller may try again later); everything else ends in a DialogueGenerated,
+FAILED with the reason when no usable dialogue came out — never an empty OK.
+
+Streaming: `on_turn` gets each turn as soon as it is complete. If the first attempt turns out
+malformed and is retried, turns of the retry follow; the final DialogueGenerated is authoritative
+(its `attempts` says when that happened).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vispod.common.images import ImageFetcher
+from vispod.generator import metrics
+from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
+from vispod.generator.backends.base import Backend, BackendError, BackendUnavailable, GenerationInput
+from vispod.generator.parsing import TranscriptParser, render
+from vispod.generator.prompting import build_prompt, speaker_label
+from vispod.generator.request import Job, prepare
+from vispod.generator.settings import GeneratorSettings
+from vispod.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+TurnCallback = Callable[[common_pb2.Turn], None]
+
+
+class Generator:
+    def __init__(self, settings: GeneratorSettings, backend: Backend, registry, fetcher: ImageFetcher | None = None):
+        self.settings = settings
+        self.backend = backend
+        self.registry = registry
+        self.fetcher = fetcher or ImageFetcher(settings.images)
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+
+    @property
+    def text_only(self) -> bool:
+        return self.backend.input_mode == events_pb2.INPUT_MODE_CAPTIONS
+
+    def prepare(self, event: events_pb2.ImageSetSubmitted) -> Job:
+        try:
+            return prepare(event, self.settings, self.fetcher, self.text_only)
+        except ValueError:  # InvalidArgument and ImageAccessError
+            metrics.REQUESTS.labels(self.backend.name, "invalid").inc()
+            raise
+
+    def generate(self, event: events_pb2.ImageSetSubmitted, on_turn: TurnCallback | None = None,
+                 job: Job | None = None) -> events_pb2.DialogueGenerated:
+        started = time.monotonic()
+        job = job or self.prepare(event)
+        name = self.backend.name
+        with self._slots:
+            metrics.IN_FLIGHT.labels(name).inc()
+            try:
+                result = self._run(job, started, on_turn or (lambda _t: None))
+            except BackendUnavailable:
+                metrics.REQUESTS.labels(name, "unavailable").inc()
+                raise
+            finally:
+                metrics.IN_FLIGHT.labels(name).dec()
+        result.latency_seconds = time.monotonic() - started
+        ok = result.status == common_pb2.STATUS_OK
+        metrics.REQUESTS.labels(name, "ok" if ok else "failed").inc()
+        metrics.LATENCY.labels(name).observe(result.latency_seconds)
+        metrics.TOKENS.labels(name, "prompt").inc(result.usage.prompt_tokens)
+        metrics.TOKENS.labels(name, "completion").inc(result.usage.completion_tokens)
+        log.info("dialogue generated", extra={"image_set_id": event.image_set_id, "status": "ok" if ok else "failed",
+                                              "adapter_id": result.adapter_id, "attempts": result.attempts,
+                                              "seconds": round(result.latency_seconds, 3), "error": result.error})
+        return result
+
+    def _base_result(self, job: Job, adapter: AdapterVersion | None) -> events_pb2.DialogueGenerated:
+        ev = job.event
+        adapter_id = adapter.adapter_id if adapter else ""
+        now = Timestamp()
+        now.GetCurrentTime()
+        return events_pb2.DialogueGenerated(
+            image_set_id=ev.image_set_id, tenant=ev.tenant, correlation_id=ev.correlation_id,
+            images=list(ev.images), model=self.backend.model, backend=self.backend.name, adapter_id=adapter_id,
+            system=f"{self.backend.model}@{adapter_id}" if adapter_id else self.backend.model,
+            prompt_version=self.settings.prompt_version, input_mode=self.backend.input_mode,
+            labels=dict(ev.labels), generated_at=now, random_weights=self.backend.random_weights,
+            dialogue=common_pb2.Dialogue(speakers=job.speakers),
+        )
+
+    def _run(self, job: Job, started: float, on_turn: TurnCallback) -> events_pb2.DialogueGenerated:
+        s = self.settings
+        ev = job.event
+        try:
+            # Resolved once: the whole request (retry included) runs on this adapter.
+            adapter = self.registry.resolve(ev.adapter, ev.image_set_id)
+        except AdapterUnavailable as exc:
+            result = self._base_result(job, None)
+            result.adapter_id = ev.adapter
+            return _failed(result, f"adapter unavailable: {exc}")
+        result = self._base_result(job, adapter)
+        deadline = started + s.generation_deadline_s
+        reason = ""
+        for attempt in range(1, s.max_attempts + 1):
+            attempt_started = time.monotonic()
+            result.attempts = attempt
+            prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
+                                  language=job.language, style=ev.style_instructions,
+                                  captions=job.captions if self.text_only else None, version=s.prompt_version,
+                                  retry_reason=reason)
+            inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
+                                  image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
+                                  temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
+                                  adapter=adapter, deadline=deadline)
+            if s.prefill_first_label and self.backend.supports_prefill:
+                # Starting the answer with the first label keeps small models in the transcript format.
+                inp.prefill = f"{speaker_label(0)}:"
+            parser = TranscriptParser(job.speaker_names, job.captions, len(ev.images))
+            parser.feed(inp.prefill)
+            raw: list[str] = [inp.prefill]
+            try:
+                stream = self.backend.stream(inp)
+                timed_out = False
+                for chunk in stream:
+                    raw.append(chunk)
+                    for turn in parser.feed(chunk):
+                        on_turn(turn)
+                    if time.monotonic() > deadline:
+                        timed_out = True
+                        close = getattr(stream.chunks, "close", None)
+                        if close:
+                            close()  # releases the HTTP stream / stops reading the local streamer
+                        break
+            except AdapterUnavailable as exc:
+                return _failed(result, f"adapter unavailable: {exc}")
+            except BackendError as exc:
+                return _failed(result, str(exc))
+            result.usage.prompt_tokens += stream.prompt_tokens
+            result.usage.completion_tokens += stream.completion_tokens
+            parsed = parser.finish(truncated=stream.truncated or timed_out)
+            if timed_out:
+                parsed.warnings.append(f"generation deadline of {s.generation_deadline_s:.0f}s reached")
+            if parsed.ok:
+                metrics.ATTEMPTS.labels(self.backend.name, "ok").inc()
+                for turn in parsed.pending:
+                    on_turn(turn)
+                result.status = common_pb2.STATUS_OK
+                result.dialogue.turns.extend(parsed.turns)
+                result.dialogue.text = render(parsed.turns)
+                result.warnings.extend(parsed.warnings)
+                if parsed.warnings:
+                    metrics.REPAIRS.labels(self.backend.name).inc()
+                return result
+            metrics.ATTEMPTS.labels(self.backend.name, "malformed").inc()
+            reason = parsed.error
+            head = " ".join("".join(raw).split())[:160]
+            result.warnings.append(f"attempt {attempt}: malformed output: {reason} (output began: {head!r})")
+            # Bounded budget: retry only when another attempt as long as this one still fits the deadline.
+            took = time.monotonic() - attempt_started
+            if attempt < s.max_attempts and time.monotonic() + took > deadline:
+                result.warnings.append("no retry: it would not finish before the generation deadline")
+                break
+        return _failed(result, f"malformed model output after {result.attempts} attempt(s): {reason}")
+
+
+def _failed(result: events_pb2.DialogueGenerated, reason: str) -> events_pb2.DialogueGenerated:
+    result.status = common_pb2.STATUS_FAILED
+    result.error = reason
+    del result.dialogue.turns[:]
+    result.dialogue.text = ""
+    return result

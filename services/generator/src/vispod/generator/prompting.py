@@ -1,0 +1,72 @@
+"""Builds the instruction from the versioned template files in `vispod/generator/prompts/<version>/`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+
+from vispod.v1 import common_pb2
+
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
+                  "pt": "Portuguese", "nl": "Dutch", "ja": "Japanese", "zh": "Chinese", "ko": "Korean"}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    user: str            # the instruction text; a VLM gets the images before it
+    version: str
+
+
+@cache
+def _template(version: str, name: str) -> Template:
+    path = resources.files("vispod.generator").joinpath("prompts", version, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt template {version}/{name} not found")
+    return Template(path.read_text(encoding="utf-8"))
+
+
+def available_versions() -> list[str]:
+    root = resources.files("vispod.generator").joinpath("prompts")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.joinpath("user.txt").is_file())
+
+
+def speaker_label(index: int) -> str:
+    """The label the model is told to write: the paper's "Speaker N" (what the fine-tuned adapter learned)."""
+    return f"Speaker {index + 1}"
+
+
+def language_name(tag: str) -> str:
+    base = (tag or "en").split("-")[0].lower()
+    return LANGUAGE_NAMES.get(base, tag)
+
+
+def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_words: int, language: str,
+                 style: str, captions: list[str] | None, version: str, retry_reason: str = "") -> Prompt:
+    """captions None: the model sees the pixels; else one caption (or alt text) per image, in story order."""
+    labels = [speaker_label(i) for i in range(len(speakers))]
+    label_list = ", ".join(f'"{label}:"' for label in labels)
+    lines = []
+    for label, sp in zip(labels, speakers, strict=True):
+        line = f"- {label}" if sp.name == label else f"- {label} is {sp.name}"
+        if sp.persona:
+            line += f": {sp.persona.strip().rstrip('.')}."
+        else:
+            line += "."
+        lines.append(line)
+    if captions is None:
+        scenes = _template(version, "scenes_pixels.txt").substitute(num_images=num_images)
+    else:
+        scene_lines = "\n".join(f"Scene {i + 1}: {c.strip()}" for i, c in enumerate(captions))
+        scenes = _template(version, "scenes_captions.txt").substitute(num_images=num_images, scene_lines=scene_lines)
+    style_line = f"- Style: {style.strip()}\n" if style.strip() else ""
+    user = _template(version, "user.txt").substitute(
+        scenes=scenes.strip() + "\n", target_words=target_words, num_speakers=len(speakers), label_list=label_list,
+        num_images=num_images, speaker_lines="\n".join(lines), language=language_name(language),
+        style_line=style_line,
+    ).strip()
+    if retry_reason:
+        user += "\n\n" + _template(version, "retry.txt").substitute(reason=retry_reason, label_list=label_list).strip()
+    return Prompt(system=_template(version, "system.txt").substitute().strip(), user=user, version=version)

