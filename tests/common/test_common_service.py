@@ -26,6 +26,8 @@ def _register(server: grpc.Server) -> None:
     def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
         if request == b"bad":
             raise InvalidArgument("the request was bad: say something else")
+        if request == b"abort":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         if request == b"crash":
             raise RuntimeError("kaboom")
         if request.startswith(b"slow"):
@@ -95,3 +97,12 @@ def test_reflection_lists_the_services(service: ServiceHandle) -> None:
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+def test_abort_keeps_its_status(service: ServiceHandle) -> None:
+    """A servicer's own context.abort() is not turned into INTERNAL by the interceptor."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    echo = channel.unary_unary(f"/{SERVICE}/Echo")
+    with pytest.raises(grpc.RpcError) as err:
+        echo(b"abort", timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and err.value.details() == "no such thing"

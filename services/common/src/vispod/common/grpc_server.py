@@ -59,7 +59,7 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
                 try:
                     return inner(request, context)
                 except Exception as exc:
-                    if _is_abort(exc):
+                    if _aborted(context):
                         raise
                     fail(context, exc)
                 finally:
@@ -75,7 +75,7 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
                 try:
                     yield from inner_stream(request, context)
                 except Exception as exc:
-                    if _is_abort(exc):
+                    if _aborted(context):
                         raise
                     fail(context, exc)
                 finally:
@@ -86,9 +86,10 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         return handler
 
 
-def _is_abort(exc: Exception) -> bool:
-    # context.abort() raises a bare Exception subclass internal to grpc; let it through untouched.
-    return type(exc).__module__.startswith("grpc")
+def _aborted(context: grpc.ServicerContext) -> bool:
+    """context.abort() raises a bare Exception after setting the status: such calls pass through untouched."""
+    code = context.code() if hasattr(context, "code") else None
+    return code is not None and code != grpc.StatusCode.OK
 
 
 class GrpcServer:

@@ -78,7 +78,7 @@ class GeneratorApp:
 
 def build_app(settings: GeneratorSettings, backend: Backend | None = None, with_publisher: bool = True) -> GeneratorApp:
     backend = backend or make_backend(settings)
-    publisher = EventPublisher(settings.kafka, "vispod/generator") if with_publisher else None
+    publisher = EventPublisher(settings.kafka, "generator") if with_publisher else None
     registry = AdapterRegistry(
         settings.adapter_state_dir, settings.adapter_cache_dir, settings.resolved_base_model_id(),
         servable=backend.servable, on_loaded=backend.on_adapter_loaded, publisher=publisher,
