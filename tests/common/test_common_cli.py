@@ -72,3 +72,20 @@ def test_up_prints_endpoints_and_stops_cleanly_on_sigterm(kafka: KafkaSettings, 
     assert "stopped" in rest
     assert "service started" in (tmp_path / "metrics.log").read_text()
     assert '"msg": "stopped"' in (tmp_path / "metrics.log").read_text()
+
+
+def test_describe_says_what_the_model_saw() -> None:
+    from vispod.common.events import Envelope
+    from vispod.common.submit import describe
+    from vispod.v1 import common_pb2, events_pb2
+
+    msg = events_pb2.DialogueGenerated(
+        status=common_pb2.STATUS_OK, model="smollm2", backend="local", input_mode=events_pb2.INPUT_MODE_CAPTIONS,
+        dialogue=common_pb2.Dialogue(turns=[common_pb2.Turn(speaker="Alex", text="Look at that fair!")]))
+    text = describe(Envelope("id", msg.DESCRIPTOR.full_name, "s", "t", msg))
+    assert "[STATUS_OK]" in text and "Alex: Look at that fair!" in text
+    assert "captions; it saw no pixels" in text
+    failed = events_pb2.DialogueGenerated(status=common_pb2.STATUS_FAILED, error="one speaker only",
+                                          random_weights=True)
+    text = describe(Envelope("id", failed.DESCRIPTOR.full_name, "s", "t", failed))
+    assert "error: one speaker only" in text and "RANDOM weights" in text

@@ -100,6 +100,7 @@ def start_broker(port: int | None = None, workdir: Path | None = None, timeout: 
     controller = free_port()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="vispod-kafka-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir / "data", ignore_errors=True)  # a fresh cluster every start
     props = workdir / "server.properties"
     props.write_text(
         "\n".join(

@@ -69,7 +69,7 @@ def describe(env: Envelope) -> str:
     """A readable rendering of the events that follow a submission."""
     m = env.message
     if isinstance(m, events_pb2.DialogueGenerated):
-        head = (f"DialogueGenerated [{events_pb2.Status.Name(m.status)}] system={m.system or m.model} "
+        head = (f"DialogueGenerated [{common_pb2.Status.Name(m.status)}] system={m.system or m.model} "
                 f"backend={m.backend} adapter={m.adapter_id or '(base)'} "
                 f"input={events_pb2.InputMode.Name(m.input_mode)} latency={m.latency_seconds:.1f}s "
                 f"tokens={m.usage.completion_tokens}")
