@@ -84,6 +84,14 @@ def describe(env: Envelope) -> str:
         return "\n".join([head, *notes, turns])
     if isinstance(m, events_pb2.DeadLetter):
         return f"DeadLetter from {m.service} ({m.error_kind}): {m.error}"
+    if isinstance(m, events_pb2.MetricsComputed):
+        st, g = m.style, m.grounding
+        weights = "RANDOM CLIP weights: measures nothing" if g.random_weights else "real CLIP weights"
+        return (f"MetricsComputed: words={st.words} turns={st.num_turns} avg_turn_length={st.avg_turn_length:.1f} "
+                f"switch_rate={st.switch_rate:.1f}/1k distinct_2={st.distinct_2:.3f} "
+                f"speaker_balance={st.speaker_balance:.2f} image_mentions={st.image_mention_rate:.3f}\n"
+                f"  grounding ({g.clip_model}, {weights}): clipscore={g.clipscore:.2f} "
+                f"paper_clipscore={g.paper_clipscore:.2f} retrieval_accuracy={g.retrieval_accuracy:.2f}")
     body = json_format.MessageToDict(m, preserving_proto_field_name=True)
     return f"{m.DESCRIPTOR.name}: {json.dumps(body, indent=2)}"
 
