@@ -221,7 +221,7 @@ def adapter_swaps(root: Path, model: Path, paths: list[Path], n: int, max_new_to
 
 
 def smollm2(root: Path, paths: list[Path], max_new_tokens: int, n: int) -> dict:
-    from vispod.generator.smollm2 import SmolLM2NotFound, find_smollm2_gguf
+    from vispod.common.smollm2 import SmolLM2NotFound, find_smollm2_gguf
     try:
         gguf = find_smollm2_gguf()
     except SmolLM2NotFound as exc:

