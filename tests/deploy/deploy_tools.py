@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from vispod.common.local_kafka import free_port, stop_process
+
+__all__ = ["free_port", "stop_process"]  # re-exported for the deploy tests
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "vispod"
@@ -70,17 +72,3 @@ def validate_files(files: list[Path]) -> dict[Path, list[str]]:
     return errors
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

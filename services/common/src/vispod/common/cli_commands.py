@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from vispod.common import local_kafka
+from vispod.common.submit import add_image_set_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("submit", help="publish an image set and print the events that follow")
     p.add_argument("folder", type=Path, help="a folder of images, or a story folder with story.json")
-    p.add_argument("--speaker", action="append", default=[], metavar="NAME[:PERSONA]")
-    p.add_argument("--target-words", type=int, default=0)
-    p.add_argument("--style", default="")
-    p.add_argument("--language", default="en")
-    p.add_argument("--adapter", default="")
-    p.add_argument("--seed", type=int, default=0)
+    add_image_set_arguments(p)
     p.add_argument("--bootstrap", default=None)
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--no-wait", action="store_true")

@@ -56,16 +56,6 @@ def _wait_ready(svc: Running, deadline: float, stop: threading.Event) -> bool:
     return False
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, ready_timeout: float) -> int:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +122,7 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
     finally:
         print("stopping …", flush=True)
         for svc in reversed(running):
-            _stop(svc.process, 30)
+            local_kafka.stop_process(svc.process, 30)
         if broker:
             broker.stop()
         UP_STATE.unlink(missing_ok=True)

@@ -23,6 +23,16 @@ from vispod.v1 import common_pb2, events_pb2
 IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
+def add_image_set_arguments(p: argparse.ArgumentParser) -> None:
+    """The request options every command that builds an ImageSetSubmitted takes."""
+    p.add_argument("--speaker", action="append", default=[], metavar="NAME[:PERSONA]")
+    p.add_argument("--target-words", type=int, default=0)
+    p.add_argument("--style", default="")
+    p.add_argument("--language", default="en")
+    p.add_argument("--adapter", default="")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def image_set_from_folder(folder: Path) -> tuple[str, list[common_pb2.ImageRef]]:
     """Images in story order with captions: story.json when present (VIST layout), else sorted image files."""
     folder = folder.resolve()

