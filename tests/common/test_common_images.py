@@ -141,7 +141,8 @@ def http_server() -> Iterator[str]:
 
 
 def test_http_from_an_allowed_host(http_server: str) -> None:
-    fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["127.0.0.1"], allow_plain_http=True))
+    fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["127.0.0.1"], allow_plain_http=True,
+                                               allowed_networks=["127.0.0.0/8"]))
     assert fetcher.load(f"{http_server}/ok.jpg").size == (64, 48)
     with pytest.raises(ImageAccessError, match=r"redirect .* refused"):
         fetcher.fetch(f"{http_server}/redirect.jpg")

@@ -81,6 +81,7 @@ def test_grpc_streams_each_turn_then_the_result(story_dir, kafka, engine) -> Non
 def test_kafka_results_and_bad_events_to_dlq(tiny_vlm, story_dir, kafka, tmp_path) -> None:
     s = generator_settings(story_dir, kafka, backend="local", model_path=tiny_vlm, max_new_tokens=8)
     s.images.allowed_hosts = ["127.0.0.1"]
+    s.images.allowed_networks = ["127.0.0.0/8"]
     app, handle = start(s)
     outside = tmp_path / "outside.png"
     outside.write_bytes((story_dir / "image_1.png").read_bytes())

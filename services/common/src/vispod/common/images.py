@@ -1,41 +1,89 @@
 """Image access by URI, with the security limits every service applies.
 
-file:// only under configured roots (symlinks resolved first, so no traversal or symlink escape);
-http(s):// only to allow-listed hosts, with size and time limits and no redirects elsewhere;
-s3:// when boto3 is installed. Decoding checks bytes, pixels (decompression bombs) and format.
+file:// only beneath configured roots: the file is opened relative to the root's directory
+descriptor without leaving it (see vispod.common.beneath) and read from that one descriptor, so a
+path swapped for a symlink mid-read cannot escape. http(s):// only to allow-listed hosts whose
+resolved addresses are public (or in a configured network); the connection goes to the address
+that was checked; one deadline bounds the whole fetch; no redirects. s3:// only to allow-listed
+buckets, when boto3 is installed. Decoding checks bytes, pixels (decompression bombs) and format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import io
-import urllib.error
+import ipaddress
+import os
+import socket
+import ssl
+import stat
+import time
 import urllib.parse
-import urllib.request
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from vispod.common.beneath import ESCAPE_ERRNOS, open_beneath
 from vispod.common.grpc_server import InvalidArgument
 from vispod.common.settings import ImageAccessSettings
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp"}
+_CHUNK = 64 * 1024
+
+Resolver = Callable[[str, int], list[str]]
 
 
 class ImageAccessError(InvalidArgument):
     """An image URI or image that may not or cannot be used; the message says why."""
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise ImageAccessError(f"redirect to {newurl!r} refused")
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (TCP)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _non_public_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """Why an address is not a public one ('' when it is public)."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return _non_public_kind(addr.ipv4_mapped)
+    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+        if getattr(addr, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return "" if addr.is_global else "non-public"
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """Connects to one already-checked address; the Host header still names the host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 class ImageFetcher:
-    def __init__(self, settings: ImageAccessSettings) -> None:
+    def __init__(self, settings: ImageAccessSettings, resolver: Resolver = resolve_host) -> None:
         self.settings = settings
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._resolve = resolver
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in settings.allowed_networks]
+        self._tls = ssl.create_default_context()
 
     def fetch(self, uri: str, expected_sha256: str = "") -> bytes:
         """The bytes behind a URI, after every access check; verifies sha256 when given."""
@@ -50,15 +98,29 @@ class ImageFetcher:
             data = self._read_s3(parsed)
         else:
             raise ImageAccessError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}")
-        if expected_sha256:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != expected_sha256.lower():
-                raise ImageAccessError(f"sha256 mismatch for {uri}: expected {expected_sha256}, got {digest}")
+        if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256.lower():
+            # The actual digest is not echoed: it would tell a caller what an object it may not name holds.
+            raise ImageAccessError(f"sha256 mismatch for {uri}")
         return data
 
     def load(self, uri: str, expected_sha256: str = "") -> Image.Image:
         """Fetches and decodes an image (RGB) within the byte, pixel and format limits."""
         return decode_image(self.fetch(uri, expected_sha256), self.settings, uri)
+
+    # -- file:// ---------------------------------------------------------------------------------
+
+    def _beneath_root(self, raw: Path) -> tuple[Path, str] | None:
+        """(root, path relative to it) for the root `raw` lies in; None when it lies in none."""
+        lexical = Path(os.path.normpath(raw))
+        candidates = [lexical]
+        # A root reached through a symlinked prefix; the open below still enforces the root.
+        with contextlib.suppress(OSError, RuntimeError):
+            candidates.append(lexical.parent.resolve() / lexical.name)
+        for path in candidates:
+            for root in self.settings.file_roots:
+                if path != root and path.is_relative_to(root):
+                    return root, path.relative_to(root).as_posix()
+        return None
 
     def _read_file(self, parsed: urllib.parse.ParseResult) -> bytes:
         if parsed.netloc not in ("", "localhost"):
@@ -68,18 +130,49 @@ class ImageFetcher:
             raise ImageAccessError(f"file URI path must be absolute: {raw}")
         if not self.settings.file_roots:
             raise ImageAccessError("file:// images are disabled: no VISPOD_IMAGES_FILE_ROOTS configured")
-        try:
-            real = raw.resolve(strict=True)
-        except (FileNotFoundError, RuntimeError) as exc:
-            raise ImageAccessError(f"image not found: {raw}") from exc
-        if not any(real.is_relative_to(root) for root in self.settings.file_roots):
+        found = self._beneath_root(raw)
+        if found is None:
             raise ImageAccessError(f"{raw} is outside the allowed image roots")
-        if not real.is_file():
-            raise ImageAccessError(f"{raw} is not a file")
-        size = real.stat().st_size
-        if size > self.settings.max_bytes:
-            raise ImageAccessError(f"{raw} is {size} bytes, over the {self.settings.max_bytes}-byte limit")
-        return real.read_bytes()
+        root, rel = found
+        try:
+            fd = open_beneath(root, rel, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError as exc:
+            raise ImageAccessError(f"image not found: {raw}") from exc
+        except OSError as exc:
+            if exc.errno in ESCAPE_ERRNOS:
+                raise ImageAccessError(f"{raw} is outside the allowed image roots") from exc
+            raise ImageAccessError(f"{raw} cannot be opened: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageAccessError(f"{raw} is not a file")
+            if info.st_size > self.settings.max_bytes:
+                raise ImageAccessError(f"{raw} is {info.st_size} bytes, over the {self.settings.max_bytes}-byte limit")
+            try:
+                data = fh.read(self.settings.max_bytes + 1)
+            except OSError as exc:
+                raise ImageAccessError(f"{raw} cannot be read: {exc.strerror}") from exc
+        if len(data) > self.settings.max_bytes:
+            raise ImageAccessError(f"{raw} is over the {self.settings.max_bytes}-byte limit")
+        return data
+
+    # -- http(s):// ------------------------------------------------------------------------------
+
+    def _checked_address(self, host: str, port: int) -> str:
+        """The first resolved address of `host`; refuses when any is non-public and not configured."""
+        try:
+            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host, port)]
+        except (OSError, ValueError) as exc:
+            raise ImageAccessError(f"cannot resolve image host {host!r}: {exc}") from exc
+        if not addresses:
+            raise ImageAccessError(f"image host {host!r} has no address")
+        for addr in addresses:
+            kind = _non_public_kind(addr)
+            if kind and not any(addr in net for net in self._networks if net.version == addr.version):
+                raise ImageAccessError(
+                    f"image host {host!r} resolves to a {kind} address ({addr}); "
+                    "allow it with VISPOD_IMAGES_ALLOWED_NETWORKS")
+        return str(addresses[0])
 
     def _read_http(self, uri: str, parsed: urllib.parse.ParseResult) -> bytes:
         if parsed.scheme == "http" and not self.settings.allow_plain_http:
@@ -87,29 +180,71 @@ class ImageFetcher:
         host = (parsed.hostname or "").lower()
         if host not in {h.lower() for h in self.settings.allowed_hosts}:
             raise ImageAccessError(f"host {host!r} is not in the allowed image hosts")
+        deadline = time.monotonic() + self.settings.fetch_timeout_s
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        address = self._checked_address(host, port)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        conn: http.client.HTTPConnection = (
+            _PinnedHTTPS(host, port, address, remaining, self._tls) if parsed.scheme == "https"
+            else _PinnedHTTP(host, port, address, remaining))
+        target = parsed.path or "/"
+        if parsed.query:
+            target += "?" + parsed.query
         try:
-            with self._opener.open(uri, timeout=self.settings.fetch_timeout_s) as resp:
-                length = resp.headers.get("Content-Length")
-                if length and int(length) > self.settings.max_bytes:
-                    raise ImageAccessError(f"{uri} is {length} bytes, over the {self.settings.max_bytes}-byte limit")
-                data = resp.read(self.settings.max_bytes + 1)
-        except urllib.error.HTTPError as exc:
-            raise ImageAccessError(f"fetching {uri} failed: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            conn.request("GET", target, headers={"Accept": "image/*", "Connection": "close"})
+            resp = conn.getresponse()
+            if 300 <= resp.status < 400:
+                raise ImageAccessError(f"redirect to {resp.getheader('Location')!r} refused")
+            if resp.status != 200:
+                raise ImageAccessError(f"fetching {uri} failed: HTTP {resp.status}")
+            length = resp.getheader("Content-Length")
+            if length and length.isdigit() and int(length) > self.settings.max_bytes:
+                raise ImageAccessError(f"{uri} is {length} bytes, over the {self.settings.max_bytes}-byte limit")
+            data = self._read_body(resp, conn, deadline, uri)
+        except ImageAccessError:
+            raise
+        except (http.client.HTTPException, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise ImageAccessError(f"fetching {uri} took over {self.settings.fetch_timeout_s} s") from exc
             raise ImageAccessError(f"fetching {uri} failed: {exc}") from exc
-        if len(data) > self.settings.max_bytes:
-            raise ImageAccessError(f"{uri} is over the {self.settings.max_bytes}-byte limit")
+        finally:
+            conn.close()
         return data
 
+    def _read_body(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+                   deadline: float, uri: str) -> bytes:
+        """The body, within the byte limit and the one deadline (each read waits at most what is left)."""
+        buf = bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ImageAccessError(f"fetching {uri} took over {self.settings.fetch_timeout_s} s")
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+            chunk = resp.read1(_CHUNK)
+            if not chunk:
+                return bytes(buf)
+            buf += chunk
+            if len(buf) > self.settings.max_bytes:
+                raise ImageAccessError(f"{uri} is over the {self.settings.max_bytes}-byte limit")
+
+    # -- s3:// -----------------------------------------------------------------------------------
+
     def _read_s3(self, parsed: urllib.parse.ParseResult) -> bytes:
+        bucket = parsed.netloc
+        if bucket not in self.settings.s3_buckets:
+            raise ImageAccessError(f"s3 bucket {bucket!r} is not in the allowed image buckets")
         try:
             import boto3  # optional dependency
         except ImportError as exc:
             raise ImageAccessError("s3:// images need boto3 installed") from exc
-        obj = boto3.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+        obj = boto3.client("s3").get_object(Bucket=bucket, Key=parsed.path.lstrip("/"))
         if obj["ContentLength"] > self.settings.max_bytes:
             raise ImageAccessError(f"s3 object is over the {self.settings.max_bytes}-byte limit")
-        return obj["Body"].read()
+        data = obj["Body"].read(self.settings.max_bytes + 1)
+        if len(data) > self.settings.max_bytes:
+            raise ImageAccessError(f"s3 object is over the {self.settings.max_bytes}-byte limit")
+        return data
 
 
 def decode_image(data: bytes, settings: ImageAccessSettings, name: str = "image") -> Image.Image:

@@ -8,18 +8,37 @@ import re
 import sys
 import time
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.I)
-_SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+[A-Za-z0-9._-]+)")
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|authorization|credential)", re.I)
+# Values that are secrets whatever field they sit in: provider keys (OpenAI/Anthropic `sk-`, Google
+# `AIza`, Hugging Face `hf_`, Google OAuth `ya29.`), bearer/basic credentials, `key=value` pairs.
+_SECRET_VALUE = re.compile(
+    r"\b(?:sk-[A-Za-z0-9_-]{8,}|AIza[0-9A-Za-z_-]{30,}|hf_[A-Za-z0-9]{20,}|ya29\.[0-9A-Za-z_.-]{20,})"
+)
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.I)
+_KEY_VALUE = re.compile(r"\b(api[_-]?key|access[_-]?token|token|secret|password|passwd)(\s*[=:]\s*)[^\s&,;'\")]+", re.I)
+# scheme://user:password@host — the whole userinfo goes.
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@", re.I)
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+def redact_text(text: str) -> str:
+    text = _SECRET_VALUE.sub("***", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} ***", text)
+    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
 def redact(value: object) -> object:
-    """Masks secret-looking values; dict keys that name secrets are masked whatever their value."""
+    """Masks secret-looking values at any depth; dict keys that name secrets are masked whatever their value."""
     if isinstance(value, dict):
         return {k: ("***" if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
     if isinstance(value, str):
-        return _SECRET_VALUE.sub("***", value)
-    return value
+        return redact_text(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(v) for v in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact_text(str(value))  # what json.dumps(default=str) would print
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +58,9 @@ class JsonFormatter(logging.Formatter):
             if key not in _STD_ATTRS and not key.startswith("_"):
                 doc[key] = "***" if _SECRET_KEY.search(key) else redact(value)
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact_text(self.formatException(record.exc_info))
+        if record.stack_info:
+            doc["stack"] = redact_text(self.formatStack(record.stack_info))
         return json.dumps(doc, default=str)
 
 

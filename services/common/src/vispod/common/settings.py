@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -56,13 +57,19 @@ class ImageAccessSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VISPOD_IMAGES_", extra="ignore")
 
-    # file:// URIs must resolve (symlinks followed) under one of these folders.
+    # file:// URIs must lie beneath one of these folders (opened beneath them; no symlink leads out).
     file_roots: list[Path] = Field(default_factory=list)
     # http(s):// URIs only to these host names (exact match); empty means no remote fetches.
     allowed_hosts: list[str] = Field(default_factory=list)
+    # Loopback, link-local and private addresses are refused unless inside one of these CIDRs
+    # (e.g. ["10.0.0.0/8"] for an in-cluster image store).
+    allowed_networks: list[str] = Field(default_factory=list)
+    # s3:// URIs only to these buckets; empty means no s3 reads.
+    s3_buckets: list[str] = Field(default_factory=list)
     allow_plain_http: bool = False
     max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=40_000_000, ge=1)
+    # One deadline for a whole http(s) fetch: resolving, connecting and every read.
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
     max_images: int = Field(default=32, ge=1)
@@ -71,6 +78,13 @@ class ImageAccessSettings(BaseSettings):
     @classmethod
     def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
         return [Path(r).expanduser().resolve() for r in roots]
+
+    @field_validator("allowed_networks", mode="after")
+    @classmethod
+    def _check_networks(cls, networks: list[str]) -> list[str]:
+        for net in networks:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+        return networks
 
 
 class ServiceSettings(BaseSettings):

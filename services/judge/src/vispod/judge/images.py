@@ -14,14 +14,21 @@ from vispod.judge.backends.base import JudgeImage
 MAX_SOURCE_PIXELS = 40_000_000
 
 
-def prepare_images(raw: Sequence[bytes], *, max_images: int, max_side: int, max_bytes: int) -> tuple[JudgeImage, ...]:
+def _rgb(data: bytes | Image.Image) -> Image.Image:
+    if isinstance(data, Image.Image):  # already decoded within the access limits (ImageFetcher.load)
+        return data.convert("RGB")
+    with Image.open(io.BytesIO(data)) as img:
+        if img.width * img.height > MAX_SOURCE_PIXELS:
+            raise ValueError(f"image of {img.width}x{img.height} px is too large")
+        return img.convert("RGB")
+
+
+def prepare_images(raw: Sequence[bytes | Image.Image], *, max_images: int, max_side: int,
+                   max_bytes: int) -> tuple[JudgeImage, ...]:
     """First `max_images` images as JPEGs no longer than `max_side` px and no bigger than `max_bytes`."""
     out = []
     for data in list(raw)[:max_images]:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_SOURCE_PIXELS:
-                raise ValueError(f"image of {img.width}x{img.height} px is too large")
-            rgb = img.convert("RGB")
+        rgb = _rgb(data)
         rgb.thumbnail((max_side, max_side))
         for quality in (85, 70, 55, 40):
             buf = io.BytesIO()

@@ -52,9 +52,10 @@ class Comparer:
         if self.wants_images():
             for ref in list(images)[: self.settings.max_images]:
                 try:
-                    raw = self.fetcher.fetch(ref.uri, ref.sha256)  # type: ignore[union-attr]
+                    # load = fetch + decode within the byte, pixel and format limits every service applies
+                    img = self.fetcher.load(ref.uri, ref.sha256)  # type: ignore[union-attr]
                     prepared += prepare_images(
-                        [raw],
+                        [img],
                         max_images=1,
                         max_side=self.settings.max_image_side,
                         max_bytes=self.settings.max_image_bytes,

@@ -119,7 +119,7 @@ class DialogueScorer:
         started = time.perf_counter()
         warnings: list[str] = []
         turns = dialogue_turns(dialogue)
-        style = robust_style_of_turns(turns)
+        style = robust_style_of_turns(turns, dialogue.language)
         paper = style_of_dialogue(dialogue, "paper")
         prom.SCORING_SECONDS.labels(path, "style").observe(time.perf_counter() - started)
 

@@ -1,7 +1,8 @@
 """Speaker turns as people and models actually write them.
 
 Handles `Speaker 1:`, `**Host 1 (Alex):**`, `**Alex**:`, `[Jamie]:`, `Dr. Mary Ann Lee:`, `HOST:`, `SPEAKER_00:`,
-a label alone on its line with the words on the next, titles (`**Podcast Transcript: "…"**`) and stage directions
+`Élodie:`, `主持人：` (labels in any script, ASCII or full-width colon), a label alone on its line with the words
+on the next, titles (`**Podcast Transcript: "…"**`) and stage directions
 (`**[Outro music fades in.]**`). `Host 1 (Alex)` and a later `Alex` are one speaker. Consecutive segments of one
 speaker merge into one turn, so counting turns counts real changes of speaker.
 
@@ -15,6 +16,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from vispod.metrics.language import count_words
 
 UNKNOWN_SPEAKER = "unknown"
 
@@ -44,7 +47,8 @@ NON_SPEAKER_WORDS = _wordset(
 _TIMESTAMP = re.compile(r"^\[?\(?\d{1,2}:\d{2}(?::\d{2})?\)?\]?\s*")
 _STAGE_LINE = re.compile(r"^[*_\s]*[\[(][^\])]*[\])][*_\s.]*$")
 _INLINE_DIRECTION = re.compile(r"\[[^\]]{0,80}\]")
-_LABEL_TOKEN = re.compile(r"^(?:[A-Z][A-Za-z0-9_'’.\-]*|[A-Z])$")
+_LABEL_PUNCT = frozenset("_'’.-")
+_COLONS = (":", "\uff1a")  # ASCII and full-width (Chinese, Japanese)
 _PAREN = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<inner>[^()]*)\)\s*$")
 _MAX_LABEL_CHARS = 48
 _MAX_LABEL_TOKENS = 5
@@ -58,7 +62,7 @@ class Turn:
 
     @property
     def words(self) -> int:
-        return len(self.text.split())
+        return count_words(self.text)
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,16 @@ class _Line:
 def normalise_name(name: str) -> str:
     """Case-, space- and punctuation-insensitive key: 'Speaker1', 'SPEAKER 1', 'speaker_1' -> 'speaker 1'."""
     name = name.replace("_", " ").replace("’", "'")
-    name = re.sub(r"(?<=[A-Za-z])(?=\d)", " ", name)
+    name = re.sub(r"(?<=[^\W\d_])(?=\d)", " ", name)
     return re.sub(r"\s+", " ", name).strip(" .").lower()
+
+
+def _label_token_ok(tok: str) -> bool:
+    """A capitalised word in any script ('Alex', 'Élodie', 'O'Neil'), or one in a script without case ('主持人')."""
+    first = tok[0]
+    if not first.isalpha() or first.islower():
+        return False
+    return all(c.isalnum() or c in _LABEL_PUNCT for c in tok[1:])
 
 
 def _name_tokens_ok(tokens: Sequence[str]) -> bool:
@@ -99,7 +111,7 @@ def _name_tokens_ok(tokens: Sequence[str]) -> bool:
             return False
         if low in NAME_PARTICLES and 0 < i < len(tokens) - 1:
             continue
-        if not _LABEL_TOKEN.match(tok):
+        if not _label_token_ok(tok):
             return False
     return not any(t.lower().strip(".") in NON_SPEAKER_WORDS for t in tokens)
 
@@ -145,7 +157,7 @@ def _split_line(line: str) -> _Line:
         return _Line(None, "", stage=True)
     if _STAGE_LINE.match(line):
         return _Line(None, "", stage=True)
-    colon = line.find(":", 0, _LABEL_SEARCH_CHARS)
+    colon = min((i for i in (line.find(c, 0, _LABEL_SEARCH_CHARS) for c in _COLONS) if i >= 0), default=-1)
     if colon > 0:
         head = line[:colon]
         formatted = head.lstrip().startswith(("**", "__", "[")) or head.rstrip().endswith(("**", "__", "]"))

@@ -4,17 +4,18 @@
 - `robust` (default): real speaker turns (speaker_turns.py, or the structured turns of a vispod.v1 Dialogue),
   speech words only (no titles, stage directions or label words), switch rate = real changes of speaker per
   1,000 words, plus speaker count and balance, longest-monologue share, question rate, repeated-4-gram rate and
-  image-mention rate.
+  image-mention rate. Words are counted per language (language.py: Chinese and Japanese by character), and the
+  result names the language it assumed.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from vispod.metrics.language import detect_language, word_tokens
 from vispod.metrics.paper_style import distinct_n, paper_style
 from vispod.metrics.speaker_turns import Turn, clean_speech, merge_turns, parse_turns
 from vispod.v1 import common_pb2
@@ -27,7 +28,7 @@ IMAGE_WORDS = frozenset(
     ["image", "images", "photo", "photos", "photograph", "photographs", "picture", "pictures", "pic", "pics",
      "snapshot", "snapshots"]
 )
-_WORD = re.compile(r"\w+(?:['’]\w+)*")
+_QUESTION_MARKS = ("?", "？")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class StyleResult:
     question_rate: float = 0.0
     repeated_4gram_rate: float = 0.0
     image_mention_rate: float = 0.0
+    # robust mode: the language word counts assumed (declared, else detected from the script)
+    language: str = ""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready; paper mode keeps only the paper's fields."""
@@ -67,8 +70,8 @@ PAPER_FIELDS = ("words", "distinct_1", "distinct_2", "avg_turn_length", "switch_
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case word tokens; any Unicode punctuation (curly quotes, dashes) separates words."""
-    return _WORD.findall(text.lower())
+    """Lower-case word tokens; any Unicode punctuation (curly quotes, dashes) separates words; CJK by character."""
+    return word_tokens(text)
 
 
 def normalised_entropy(counts: list[int]) -> float:
@@ -81,7 +84,9 @@ def normalised_entropy(counts: list[int]) -> float:
     return h / math.log(len(parts))
 
 
-def robust_style_of_turns(turns: list[Turn]) -> StyleResult:
+def robust_style_of_turns(turns: list[Turn], language: str = "") -> StyleResult:
+    """Robust metrics of speaker turns; `language` is the declared tag, detected from the text when empty."""
+    language = language or detect_language(" ".join(t.text for t in turns))
     lengths = [t.words for t in turns]
     words = sum(lengths)
     toks = [tok for t in turns for tok in tokens(t.text)]
@@ -100,9 +105,10 @@ def robust_style_of_turns(turns: list[Turn]) -> StyleResult:
         num_speakers=len(per_speaker),
         speaker_balance=normalised_entropy(list(per_speaker.values())),
         longest_monologue_share=max(lengths) / words if words else 0.0,
-        question_rate=sum("?" in t.text for t in turns) / len(turns) if turns else 0.0,
+        question_rate=sum(any(q in t.text for q in _QUESTION_MARKS) for t in turns) / len(turns) if turns else 0.0,
         repeated_4gram_rate=1.0 - distinct_n(toks, 4) if len(toks) >= 4 else 0.0,
         image_mention_rate=sum(tok in IMAGE_WORDS for tok in toks) / words * 1000 if words else 0.0,
+        language=language,
     )
 
 
@@ -143,4 +149,4 @@ def style_of_dialogue(dialogue: common_pb2.Dialogue, mode: Mode = "robust") -> S
         return paper_mode(dialogue_text(dialogue))
     if mode != "robust":
         raise ValueError(f"unknown style mode {mode!r}; expected one of {MODES}")
-    return robust_style_of_turns(dialogue_turns(dialogue))
+    return robust_style_of_turns(dialogue_turns(dialogue), dialogue.language)
