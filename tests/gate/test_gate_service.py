@@ -88,17 +88,19 @@ def test_promotes_a_winner_once_and_reports_it(kafka: KafkaSettings, tmp_path: P
     gen = ScriptedGenerator()
     gen.register("pod@1", S.ADAPTER_STATE_ACTIVE)
     gen.register("pod@2")
-    judge = ScriptedJudge()  # 4 judges x 3 stories, the candidate (A) wins all: lower bound 0.76
+    # 4 judges x 3 stories, the candidate (A) wins all. The story is the unit: n = 3, lower bound 0.44, so
+    # this gate is configured to accept a lower bound above 0.4.
+    judge = ScriptedJudge()
     s = settings(kafka, tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
-                 servers.serve(judge))
+                 servers.serve(judge), min_win_rate_lower=0.4)
     before, handled = counter("promote"), consumed()
     with running_gate(s) as metrics_port:
         publish(kafka, "pod@2")
         [event] = gate_events(kafka, 1)
         assert (event.adapter_id, event.state, event.previous_state) == ("pod@2", S.ADAPTER_STATE_ACTIVE,
                                                                          S.ADAPTER_STATE_CANDIDATE)
-        assert event.evidence["n"] == 12 and event.evidence["win_rate"] == 1.0
-        assert event.evidence["win_rate_lower"] > 0.5 and event.evidence["grounding_delta"] == 0.0
+        assert event.evidence["n"] == 3 and event.evidence["win_rate"] == 1.0 and event.evidence["wins"] == 12
+        assert event.evidence["win_rate_lower"] > 0.4 and event.evidence["grounding_delta"] == 0.0
         assert event.reason.startswith("promote: naturalness win rate 1.000")
         assert gen.active == "pod@2" and gen.updates == [("pod@2", "ACTION_PROMOTE")]
         assert sorted(gen.generated) == ["pod@1"] * 3 + ["pod@2"] * 3  # candidate vs the active adapter
@@ -126,7 +128,8 @@ def test_keeps_losers_as_candidates_and_rolls_back_a_canary(kafka: KafkaSettings
     gen.register("pod@3")  # wins every verdict, but its grounding drops by 5 CLIPScore points
     judge = ScriptedJudge(outcomes=[events_pb2.OUTCOME_TIE])
     metrics = ScriptedMetrics(clipscore={"pod@3": 15.0}, default=20.0)
-    s = settings(kafka, tmp_path, builtin_set, servers.serve(gen), servers.serve(metrics), servers.serve(judge))
+    s = settings(kafka, tmp_path, builtin_set, servers.serve(gen), servers.serve(metrics), servers.serve(judge),
+                 min_win_rate_lower=0.4)  # 3 stories won outright clear 0.4 (see above)
     with running_gate(s):
         publish(kafka, "pod@2")
         [first] = gate_events(kafka, 1)
@@ -134,7 +137,7 @@ def test_keeps_losers_as_candidates_and_rolls_back_a_canary(kafka: KafkaSettings
         publish(kafka, "pod@3")
         _, second = gate_events(kafka, 2)
     assert (first.state, first.previous_state) == (S.ADAPTER_STATE_CANDIDATE, S.ADAPTER_STATE_CANARY)
-    assert "lower bound not above 0.5" in first.reason and first.evidence["win_rate"] == 0.5
+    assert "lower bound not above 0.4" in first.reason and first.evidence["win_rate"] == 0.5
     assert (second.adapter_id, second.state) == ("pod@3", S.ADAPTER_STATE_CANDIDATE)
     assert "CLIPScore fell by 5.00" in second.reason and second.evidence["grounding_delta"] == -5.0
     assert gen.active == "pod@1"  # the active adapter kept serving throughout

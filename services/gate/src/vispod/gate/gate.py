@@ -59,7 +59,7 @@ class EvaluationFailed(RuntimeError):
 @dataclass
 class Evidence:
     baseline: str = ""
-    outcomes: list[str] = field(default_factory=list)
+    outcomes: list[list[str]] = field(default_factory=list)  # per story: one verdict per judge
     grounding_candidate: list[float] = field(default_factory=list)
     grounding_baseline: list[float] = field(default_factory=list)
     stories: list[dict] = field(default_factory=list)
@@ -218,7 +218,7 @@ class Gate:
             except grpc.RpcError as exc:
                 raise _rpc(f"generating story {story.story_id} with {candidate}", exc) from exc
             except RuntimeError as exc:  # the candidate produced no usable dialogue: that is a loss
-                ev.outcomes.append(LOSS)
+                ev.outcomes.append([LOSS])
                 row["outcome"] = "candidate failed to generate"
                 ev.notes.append(str(exc))
                 ev.stories.append(row)
@@ -274,7 +274,7 @@ class Gate:
         if not outcomes:
             raise EvaluationFailed(f"the judge returned no {self.criteria.criterion} verdict for story "
                                    f"{story.story_id}")
-        ev.outcomes += outcomes
+        ev.outcomes.append(outcomes)
         row["outcomes"] = outcomes
 
     # --- applying -----------------------------------------------------------------------------
