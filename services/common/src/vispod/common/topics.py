@@ -14,9 +14,10 @@ class Topic(StrEnum):
     ADAPTER_LIFECYCLE = "adapter.lifecycle"
     SYNTHESIS_REQUESTED = "synthesis.requested"
     SYNTHESIS_COMPLETED = "synthesis.completed"
+    PODCAST_RENDERED = "podcast.rendered"
 
 
-SERVICES = ("synth", "generator", "judge", "metrics", "trainer", "gate")
+SERVICES = ("synth", "generator", "judge", "metrics", "trainer", "gate", "voice")
 
 
 def topic_name(topic: Topic | str, prefix: str = "vispod") -> str:

@@ -1,0 +1,1 @@
+"""vispod voice: dialogues rendered as podcasts, one voice per speaker."""

@@ -1,0 +1,59 @@
+"""gRPC VoiceService: Render (stored podcast) and StreamRender (audio turn by turn as it is made)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from vispod.common.grpc_server import InvalidArgument, Registrar
+from vispod.v1 import voice_pb2, voice_pb2_grpc
+from vispod.voice import metrics
+from vispod.voice.dialogue import DialogueError, Plan
+from vispod.voice.podcast import Podcaster
+
+
+class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
+    def __init__(self, podcaster: Podcaster) -> None:
+        self.podcaster = podcaster
+
+    def _plan(self, request: voice_pb2.RenderRequest, path: str) -> Plan:
+        try:
+            return self.podcaster.plan(request.dialogue, dict(request.voices))
+        except DialogueError as exc:
+            metrics.RENDERS.labels(path, "invalid").inc()
+            raise InvalidArgument(str(exc)) from exc
+
+    def Render(self, request: voice_pb2.RenderRequest, context: grpc.ServicerContext) -> voice_pb2.RenderResponse:
+        p = self._plan(request, "grpc")
+        try:
+            event = self.podcaster.render_stored(p, request.image_set_id)
+        except Exception:
+            metrics.RENDERS.labels("grpc", "error").inc()
+            raise
+        event.correlation_id = request.correlation_id
+        metrics.RENDERS.labels("grpc", "ok").inc()
+        metrics.PODCAST_SECONDS.observe(event.duration_seconds)
+        return voice_pb2.RenderResponse(podcast=event)
+
+    def StreamRender(self, request: voice_pb2.RenderRequest,
+                     context: grpc.ServicerContext) -> Iterator[voice_pb2.AudioChunk]:
+        p = self._plan(request, "stream")
+        started = time.monotonic()
+        try:
+            for i, chunk in enumerate(self.podcaster.stream(p)):
+                if i == 0:
+                    metrics.FIRST_AUDIO_SECONDS.observe(time.monotonic() - started)
+                if not context.is_active():  # the caller went away: stop synthesising
+                    return
+                yield chunk
+        except Exception:
+            metrics.RENDERS.labels("stream", "error").inc()
+            raise
+        metrics.RENDERS.labels("stream", "ok").inc()
+
+
+def registrar(servicer: VoiceServicer) -> tuple[str, Registrar]:
+    name = voice_pb2.DESCRIPTOR.services_by_name["VoiceService"].full_name
+    return name, lambda server: voice_pb2_grpc.add_VoiceServiceServicer_to_server(servicer, server)
