@@ -36,6 +36,10 @@ SAMPLES = [
     events_pb2.SynthesisRequested(request_id="r-1", prompts=["a beach at dusk"], width=512, height=512, steps=20),
     events_pb2.SynthesisCompleted(request_id="r-1", status=common_pb2.STATUS_OK,
                                   images=[common_pb2.ImageRef(uri="file:///a/b.png")]),
+    events_pb2.PodcastRendered(image_set_id="set-1", artifact_uri="file:///a/p.opus", duration_seconds=61.5,
+                               turns=[events_pb2.TurnTiming(index=0, speaker="Alex", end_seconds=3.5, image_refs=[0])],
+                               voices=[events_pb2.SpeakerVoice(speaker="Alex", voice="joe-deep", engine="piper")],
+                               chapters=[events_pb2.Chapter(image_index=0, title="Photo 1")]),
     events_pb2.DeadLetter(original_topic="t", partition=0, offset=5, payload=b"\x00\x01", error="bad",
                           headers=[events_pb2.KafkaHeader(key="ce_id", value=b"x")]),
 ]
