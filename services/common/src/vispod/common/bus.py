@@ -170,7 +170,10 @@ class EventReader:
 
 
 class _SeenIds:
-    """Bounded memory of handled event ids (upstream duplicates, redelivery within a process)."""
+    """Bounded memory of handled event ids (upstream duplicates, redelivery within a process).
+
+    Only events handled successfully are remembered; dead-lettered ones are not, so `vispod dlq replay`
+    (which republishes the original event, id included) is handled once the cause is fixed."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
@@ -376,13 +379,12 @@ class EventConsumer:
                 outputs = list(self.handler(env))
             except InvalidEvent as exc:
                 CONSUMED.labels(self.service, short, "dlq").inc()
-                self._seen.add(env.id)
+                # Not remembered as handled: a replay from the dead-letter topic must be handled again.
                 return env.id, [self._dead_letter(rec, str(exc), "invalid", attempts)]
             except Exception as exc:
                 if attempts >= self.kafka.max_attempts:
                     log.exception("event failed %d times; dead-lettering", attempts, extra={"event_id": env.id})
                     CONSUMED.labels(self.service, short, "dlq").inc()
-                    self._seen.add(env.id)
                     return env.id, [self._dead_letter(rec, f"{type(exc).__name__}: {exc}", "failed", attempts)]
                 CONSUMED.labels(self.service, short, "retry").inc()
                 time.sleep(self.retry_backoff_s * 2 ** (attempts - 1))

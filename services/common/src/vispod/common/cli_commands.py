@@ -1,4 +1,4 @@
-"""The shared runtime's commands: `vispod kafka`, `vispod topics`, `vispod example`, `vispod up`, `vispod submit`."""
+"""The shared runtime's commands: `vispod kafka`, `topics`, `example`, `up`, `submit`, `demo`, `dlq`."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
     from vispod.common.demo import register as register_demo
+    from vispod.common.dlq import register as register_dlq
 
     register_demo(sub)
+    register_dlq(sub)
 
 
 def bootstrap_from(arg: str | None) -> str:

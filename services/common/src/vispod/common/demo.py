@@ -151,7 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ns = argparse.Namespace(folder=story, speaker=["Alex:an upbeat host who loves stories",
                                                        "Sam:a thoughtful photographer"],
                                 target_words=DEMO_TARGET_WORDS, style=DEMO_STYLE, language="en", adapter="", seed=7)
-        event = build_event(ns)
+        event = build_event(ns, state)  # the story's photos are staged where the services may read them
         reader = EventReader(kafka, [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED,
                                      dlq_topic("generator", kafka.topic_prefix)], from_beginning=False)
         publisher = EventPublisher(kafka, "demo")

@@ -33,6 +33,18 @@ class Running:
     log: Path
 
 
+def stack_state(bootstrap: str | None = None) -> dict | None:
+    """What the running `vispod up` wrote (broker, ports, image roots and inbox); None when none runs
+    (or it uses another broker than `bootstrap`)."""
+    try:
+        state = json.loads(UP_STATE.read_text())
+    except (OSError, ValueError):
+        return None
+    if bootstrap and state.get("bootstrap") != bootstrap:
+        return None
+    return state
+
+
 def installed_services(names: list[str] | None = None) -> list[str]:
     wanted = names or list(SERVICES)
     unknown = [n for n in wanted if n not in SERVICES]
@@ -73,7 +85,11 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
     prefix = os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod")
     ensure_topics(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix))
 
-    roots = [workdir / "artifacts", Path("out").resolve(), *[r.resolve() for r in image_roots]]
+    # The stack's image inbox: `vispod submit` and `vispod demo` copy a user's photos from anywhere here
+    # (named by content), so no folder outside the roots has to be opened up to the services.
+    inbox = workdir / "images"
+    inbox.mkdir(parents=True, exist_ok=True)
+    roots = [workdir / "artifacts", inbox, Path("out").resolve(), *[r.resolve() for r in image_roots]]
     if SHARED_DATASETS.exists():
         roots.append(SHARED_DATASETS)
     running: list[Running] = []
@@ -109,6 +125,7 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
         UP_STATE.parent.mkdir(parents=True, exist_ok=True)
         UP_STATE.write_text(json.dumps({
             "bootstrap": bootstrap, "pid": os.getpid(),
+            "file_roots": [str(r) for r in roots], "image_inbox": str(inbox),
             "services": {s.name: {"grpc": s.grpc_port, "metrics": s.metrics_port} for s in running},
         }))
         print("ready — Ctrl-C to stop", flush=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +62,35 @@ def _ref(path: Path, caption: str) -> common_pb2.ImageRef:
     return common_pb2.ImageRef(uri=path.as_uri(), caption=caption, mime_type=mime, sha256=digest)
 
 
-def build_event(args: argparse.Namespace) -> events_pb2.ImageSetSubmitted:
+def stage_into_stack(refs: list[common_pb2.ImageRef], stack: dict) -> list[common_pb2.ImageRef]:
+    """Images outside the local stack's image roots, copied into its inbox (named by their sha256) so that
+    its services may read them; the refs point at the copies. Images already under a root are left alone."""
+    roots = [Path(r) for r in stack.get("file_roots", [])]
+    inbox = Path(stack["image_inbox"]) if stack.get("image_inbox") else None
+    staged = []
+    for ref in refs:
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(ref.uri).path))
+        if inbox is None or any(path.is_relative_to(r) for r in roots):
+            staged.append(ref)
+            continue
+        copy = inbox / f"{ref.sha256}{path.suffix.lower()}"
+        if not copy.exists():
+            tmp = copy.with_name(f".{copy.name}.{uuid.uuid4().hex[:8]}")
+            shutil.copyfile(path, tmp)
+            tmp.replace(copy)
+        moved = common_pb2.ImageRef()
+        moved.CopyFrom(ref)
+        moved.uri = copy.as_uri()
+        staged.append(moved)
+    return staged
+
+
+def build_event(args: argparse.Namespace, stack: dict | None = None) -> events_pb2.ImageSetSubmitted:
+    """The ImageSetSubmitted for `args.folder`; with `stack` (a running `vispod up`), photos from outside
+    its image roots are staged into its inbox first."""
     set_id, refs = image_set_from_folder(args.folder)
+    if stack:
+        refs = stage_into_stack(refs, stack)
     speakers = []
     for spec in args.speaker:
         name, _, persona = spec.partition(":")
@@ -109,8 +138,10 @@ def describe(env: Envelope) -> str:
 def submit(args: argparse.Namespace, bootstrap: str) -> int:
     import os
 
+    from vispod.common.local_stack import stack_state
+
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod"))
-    event = build_event(args)
+    event = build_event(args, stack_state(bootstrap))
     watch = [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED, Topic.JUDGEMENT_COMPLETED,
              dlq_topic("generator", kafka.topic_prefix)]
     reader = None if args.no_wait else EventReader(kafka, watch, from_beginning=False)
