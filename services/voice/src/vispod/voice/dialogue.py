@@ -15,7 +15,7 @@ from pathlib import Path
 from vispod.v1 import common_pb2
 from vispod.voice.text import clean
 
-_SPEAKER_LINE = re.compile(r"^\s*\**([A-Za-z][\w .'-]{0,39}?)\**\s*:\s*(.*)$")
+_SPEAKER_LINE = re.compile(r"^\s*\**([A-Za-z][\w .'-]{0,39}?)\**\s*:\**\s*(.*)$")
 
 
 class DialogueError(ValueError):
