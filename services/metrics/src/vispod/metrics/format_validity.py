@@ -1,0 +1,108 @@
+"""Is a generated dialogue a usable podcast script at all? One check, its reasons listed.
+
+A dialogue is valid iff all of:
+- **speakers and turns**: the robust parser (speaker_turns.py) finds at least `MIN_SPEAKERS` (2) distinct
+  speakers and at least `MIN_TURNS` (6) turns (consecutive segments of one speaker are one turn);
+- **no echoed prompt**: no run of `ECHO_RUN_WORDS` (8) consecutive words of the output — the whole text,
+  preamble included — also occurs in the prompt (its instructions, captions or few-shot examples). Words are
+  style.tokens(): lower case, punctuation separates words. An empty prompt switches the check off (the paper's
+  published transcripts come without one);
+- **no repeated line**: no turn text appears twice, and no sentence of at least `REPEAT_SENTENCE_WORDS` (6)
+  words appears twice anywhere in the turns (compared as style.tokens(), so case and punctuation do not hide a
+  loop). Turns shorter than `MIN_REPEAT_TURN_WORDS` (3) words ("Yeah.", "Exactly!") may recur: people say
+  them, so they are no sign of a decoding loop.
+
+Distinct-2, average turn length and switch rate come from style.robust_style_of_turns on the same turns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vispod.metrics.speaker_turns import Turn, normalise_name, parse_turns
+from vispod.metrics.style import StyleResult, robust_style_of_turns, tokens
+
+MIN_SPEAKERS = 2
+MIN_TURNS = 6
+ECHO_RUN_WORDS = 8
+REPEAT_SENTENCE_WORDS = 6
+MIN_REPEAT_TURN_WORDS = 3
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+@dataclass(frozen=True)
+class FormatCheck:
+    valid: bool
+    reasons: tuple[str, ...]  # empty iff valid
+    num_speakers: int
+    num_turns: int
+    echoed: str | None  # the first echoed run of words, if any
+    repeated: str | None  # the first repeated turn or sentence, if any
+    style: StyleResult  # robust style of the parsed turns (distinct_2, avg_turn_length, switch_rate, …)
+    turns: tuple[Turn, ...]
+
+    @property
+    def distinct_2(self) -> float:
+        return self.style.distinct_2
+
+    @property
+    def avg_turn_length(self) -> float:
+        return self.style.avg_turn_length
+
+
+def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def echoed_run(text: str, prompt: str, n: int = ECHO_RUN_WORDS) -> str | None:
+    """The first run of `n` words of `text` that also occurs in `prompt`, or None (always None for no prompt)."""
+    prompt_grams = _ngrams(tokens(prompt), n)
+    if not prompt_grams:
+        return None
+    words = tokens(text)
+    for i in range(len(words) - n + 1):
+        if tuple(words[i : i + n]) in prompt_grams:
+            return " ".join(words[i : i + n])
+    return None
+
+
+def repeated_line(turns: Sequence[Turn]) -> str | None:
+    """The first turn (of ≥ 3 words) or sentence (of ≥ 6 words) that appears twice, or None."""
+    seen_turns: set[tuple[str, ...]] = set()
+    seen_sentences: Counter[tuple[str, ...]] = Counter()
+    for turn in turns:
+        words = tuple(tokens(turn.text))
+        if len(words) >= MIN_REPEAT_TURN_WORDS:
+            if words in seen_turns:
+                return turn.text
+            seen_turns.add(words)
+        for sentence in _SENTENCE_END.split(turn.text):
+            key = tuple(tokens(sentence))
+            if len(key) >= REPEAT_SENTENCE_WORDS:
+                seen_sentences[key] += 1
+                if seen_sentences[key] == 2:
+                    return sentence.strip()
+    return None
+
+
+def check_format(text: str, prompt: str = "", known_speakers: Sequence[str] = ()) -> FormatCheck:
+    """Check one dialogue's text against the prompt that produced it ("" for none: no echo check)."""
+    turns = parse_turns(text, known_speakers)
+    speakers = {normalise_name(t.speaker) for t in turns}
+    reasons: list[str] = []
+    if len(speakers) < MIN_SPEAKERS:
+        reasons.append(f"{len(speakers)} speaker(s), fewer than {MIN_SPEAKERS}")
+    if len(turns) < MIN_TURNS:
+        reasons.append(f"{len(turns)} turn(s), fewer than {MIN_TURNS}")
+    echoed = echoed_run(text, prompt)
+    if echoed is not None:
+        reasons.append(f'echoes the prompt: "{echoed}"')
+    repeated = repeated_line(turns)
+    if repeated is not None:
+        reasons.append(f'repeats a line: "{repeated[:80]}"')
+    return FormatCheck(valid=not reasons, reasons=tuple(reasons), num_speakers=len(speakers),
+                       num_turns=len(turns), echoed=echoed, repeated=repeated,
+                       style=robust_style_of_turns(turns), turns=tuple(turns))

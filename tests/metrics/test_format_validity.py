@@ -1,0 +1,75 @@
+"""Format validity: speakers and turns, echoed prompts, repeated lines; style numbers from style.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from vispod.common.local_stack import SHARED_DATASETS
+from vispod.metrics.format_validity import check_format
+from vispod.metrics.speaker_turns import parse_turns
+from vispod.metrics.style import robust_style_of_turns
+
+DATASET = SHARED_DATASETS / "vist-podcast-50"
+PROMPT = ("Write a podcast dialogue between Alex and Sam about these scenes, in story order.\n"
+          "1. the whole family visited a local fair on a sunny saturday afternoon.\n"
+          "2. the kids rode the carousel.")
+GOOD = """Alex: Welcome back! Today we are heading to a fair.
+Sam: A fair? I love the smell of popcorn and hay.
+Alex: The whole family went, grandparents included, on a bright afternoon.
+Sam: And the kids, I bet they went straight for the rides.
+Alex: Straight to the carousel, painted horses and all.
+Sam: Yeah.
+Alex: Round and round until the music stopped.
+Sam: Yeah."""
+
+
+def test_a_good_dialogue_is_valid_with_style_from_style_py() -> None:
+    check = check_format(GOOD, PROMPT)
+    assert check.valid and check.reasons == ()
+    assert (check.num_speakers, check.num_turns) == (2, 8)
+    expected = robust_style_of_turns(parse_turns(GOOD))
+    assert check.distinct_2 == expected.distinct_2 and check.avg_turn_length == expected.avg_turn_length
+    assert check.style == expected  # "Yeah." twice is talk, not a loop
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Alex: Hi.\nSam: Hello.\nAlex: Bye now.", "3 turn(s), fewer than 6"),
+        ("\n".join(f"Alex: line number {i} of a monologue." for i in range(8)), "1 speaker(s), fewer than 2"),
+        ("Just prose with no speaker labels at all, going on and on.", "1 speaker(s), fewer than 2"),
+        ("", "0 speaker(s), fewer than 2"),
+    ],
+)
+def test_too_few_speakers_or_turns(text: str, reason: str) -> None:
+    check = check_format(text, PROMPT)
+    assert not check.valid and reason in check.reasons
+
+
+def test_an_echoed_prompt_is_caught_with_its_words() -> None:
+    echo = "The whole family visited a local fair, on a sunny Saturday afternoon!\n" + GOOD  # preamble counts too
+    check = check_format(echo, PROMPT)
+    assert not check.valid
+    assert check.echoed == "the whole family visited a local fair on"
+    assert check.reasons == ('echoes the prompt: "the whole family visited a local fair on"',)
+    seven = GOOD.replace("The whole family went", "The whole family visited a local fair and went")  # 7-word run
+    assert check_format(seven, PROMPT).valid
+    assert check_format(echo, "").valid  # no prompt (the paper's transcripts): echo check off
+
+
+def test_repeated_turns_and_sentences() -> None:
+    turn_loop = GOOD + "\nAlex: Round and round until the music stopped."
+    assert check_format(turn_loop, PROMPT).repeated == "Round and round until the music stopped."
+    sentence_loop = GOOD.replace("Sam: Yeah.", "Sam: It was a truly wonderful day out. Agreed?", 1) + \
+        "\nAlex: Honestly. It was a TRULY wonderful day out!"
+    check = check_format(sentence_loop, PROMPT)
+    assert not check.valid and check.reasons == ('repeats a line: "It was a TRULY wonderful day out!"',)
+    five = GOOD.replace("Sam: Yeah.", "Sam: A fair to remember. Sure.", 1) + "\nAlex: A fair to remember."
+    assert check_format(five, PROMPT).repeated is None  # a 5-word sentence (and a 4-word turn once) may recur
+
+
+@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
+def test_the_paper_transcripts_are_valid() -> None:
+    texts = sorted(DATASET.glob("story_*/qwen3-vl-*.txt"))
+    valid = sum(check_format(p.read_text(encoding="utf-8")).valid for p in texts)
+    assert len(texts) == 100 and valid >= 98  # one 235B transcript repeats a 6-word sentence
