@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from vispod.common.local_kafka import Broker, start_broker
-from vispod.common.settings import KafkaSettings
+from vispod.common.settings import DatasetSettings, KafkaSettings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,3 +36,13 @@ def kafka_bootstrap() -> Iterator[str]:
 def kafka(kafka_bootstrap: str) -> KafkaSettings:
     """Kafka settings with a topic prefix of this test's own, so tests never see each other's events."""
     return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def vist_podcast_50() -> Path:
+    """The shared vist-podcast-50 set, never bundled: found through VISPOD_DATASETS_ROOT, by default in
+    `shared/datasets` beside the repository (where CI puts it)."""
+    path = DatasetSettings().vist_podcast_50
+    if not path.is_dir():
+        pytest.fail(f"{path} not found: put shared/ beside the repository or set VISPOD_DATASETS_ROOT")
+    return path

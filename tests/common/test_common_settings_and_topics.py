@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic_settings import SettingsConfigDict
 
 from vispod.common.logging import redact
-from vispod.common.settings import KafkaSettings, ServiceSettings, SettingsError, load_settings
+from vispod.common.settings import (
+    REPO_ROOT,
+    DatasetSettings,
+    KafkaSettings,
+    ServiceSettings,
+    SettingsError,
+    load_settings,
+)
 from vispod.common.topics import Topic, all_topics, dlq_topic, topic_name
 
 
@@ -48,3 +58,18 @@ def test_secrets_are_redacted_in_logs() -> None:
     assert redact({"api_key": "sk-abc", "nested": {"Authorization": "Bearer x"}, "text": "key sk-abcdefghijkl"}) == {
         "api_key": "***", "nested": {"Authorization": "***"}, "text": "key ***"}
     assert KafkaSettings().delivery == "exactly_once"
+
+
+def test_shared_datasets_are_found_through_one_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert DatasetSettings().root == REPO_ROOT.parent / "shared" / "datasets"  # beside the checkout, wherever it is
+    monkeypatch.setenv("VISPOD_DATASETS_ROOT", str(tmp_path))
+    assert DatasetSettings().vist_podcast_50 == tmp_path / "vist-podcast-50"
+
+
+def test_no_source_names_a_machines_absolute_path() -> None:
+    pattern = re.compile(r"""["'](/work|/home|/root|/Users)/""")
+    folders = ("services", "tests", "benchmarks", "scripts")
+    sources = [p for folder in folders for p in (REPO_ROOT / folder).rglob("*.py")]
+    offenders = [f"{path.relative_to(REPO_ROOT)}:{n}" for path in sources
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -58,7 +58,9 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
     doc = json.loads((out / "eval.json").read_text())
     assert doc["grounding_random_weights"] is True
     assert doc["means"]["alpha"]["paper"]["distinct_2"] == pytest.approx(1.0)
-    assert doc["means"]["alpha"]["grounding"]["clipscore"] is not None
+    for system in ("alpha", "beta"):  # the reported mean is the mean of the per-story scores in the CSV
+        per_story = [float(r["grounding_clipscore"]) for r in rows if r["system"] == system]
+        assert doc["means"][system]["grounding"]["clipscore"] == pytest.approx(sum(per_story) / len(per_story))
     [cell] = doc["judges"]
     assert (cell["judge"], cell["criterion"], cell["wins"], cell["ties"], cell["losses"]) == ("j1", "naturalness",
                                                                                             2, 1, 0)

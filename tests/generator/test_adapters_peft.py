@@ -131,23 +131,35 @@ def test_in_flight_requests_finish_on_their_adapter_during_a_swap(tiny):
 
 
 def test_requests_for_the_applied_adapter_share_the_model(tiny):
-    """Same-adapter requests run together (no needless serialisation); a waiting swap stops newcomers."""
+    """Same-adapter requests run together (no needless serialisation): three are inside `using` at once."""
     a1 = tiny["adapters"]["sporc@1"]
     switcher = PeftSwitcher(load_model(tiny["model_dir"]))
-    barrier = threading.Barrier(3, timeout=30)
     with switcher.using(a1):
         pass
+    barrier = threading.Barrier(3, timeout=30)
+    lock = threading.Lock()
+    inside = {"now": 0, "most": 0}
+    errors: list[BaseException] = []
 
     def request() -> None:
-        with switcher.using(a1):
-            barrier.wait()   # all three inside at once, or this times out
+        try:
+            with switcher.using(a1):
+                with lock:
+                    inside["now"] += 1
+                    inside["most"] = max(inside["most"], inside["now"])
+                barrier.wait()   # serialised requests would never all get here: BrokenBarrierError
+                with lock:
+                    inside["now"] -= 1
+        except BaseException as exc:  # a thread's exception must fail the test, not vanish
+            errors.append(exc)
 
-    threads = [threading.Thread(target=request) for _ in range(2)]
+    threads = [threading.Thread(target=request) for _ in range(3)]
     for t in threads:
         t.start()
-    barrier.wait()
     for t in threads:
-        t.join()
+        t.join(60)
+    assert errors == [] and inside["most"] == 3
+    assert switcher.loaded == ["sporc@1"] and switcher.applied == "sporc@1"
 
 
 def test_a_failed_load_leaves_the_switcher_usable(tiny, tmp_path):
@@ -157,7 +169,8 @@ def test_a_failed_load_leaves_the_switcher_usable(tiny, tmp_path):
     switcher = PeftSwitcher(load_model(tiny["model_dir"]))
     with switcher.using(tiny["adapters"]["sporc@1"]) as m:
         out1 = generate(m, tiny["inputs"])
-    with pytest.raises(Exception), switcher.using(AdapterVersion("broken@1", broken, "model")):  # noqa: B017
-        pass
+    with pytest.raises(KeyError, match="peft_type"), switcher.using(AdapterVersion("broken@1", broken, "model")):
+        pass  # peft's own error for a config without a peft_type
+    assert switcher.loaded == ["sporc@1"]  # the broken one left nothing behind
     with switcher.using(tiny["adapters"]["sporc@1"]) as m:
         assert generate(m, tiny["inputs"]) == out1

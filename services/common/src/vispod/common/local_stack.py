@@ -16,11 +16,11 @@ from pathlib import Path
 
 from vispod.common import local_kafka
 from vispod.common.bus import ensure_topics
-from vispod.common.settings import KafkaSettings
+from vispod.common.settings import DatasetSettings, KafkaSettings
 
 # Start order: producers of what others consume come first.
 SERVICES = ("synth", "generator", "metrics", "judge", "gate")
-SHARED_DATASETS = Path(__file__).resolve().parents[5].parent / "shared" / "datasets"
+SHARED_DATASETS = DatasetSettings().root
 UP_STATE = local_kafka.CACHE / "up.json"
 
 

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRPC_PORT = 8081
 METRICS_PORT = 8082
+# The checkout this package is installed from (editable installs); shared data lives beside it.
+REPO_ROOT = Path(__file__).resolve().parents[5]
 
 
 class KafkaSettings(BaseSettings):
@@ -85,6 +87,20 @@ class ImageAccessSettings(BaseSettings):
         for net in networks:
             ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
         return networks
+
+
+class DatasetSettings(BaseSettings):
+    """Where the shared datasets are (never bundled with vispod): VISPOD_DATASETS_ROOT, by default the
+    `shared/datasets` folder beside the repository checkout."""
+
+    model_config = SettingsConfigDict(env_prefix="VISPOD_DATASETS_", extra="ignore")
+
+    root: Path = REPO_ROOT.parent / "shared" / "datasets"
+
+    @property
+    def vist_podcast_50(self) -> Path:
+        """51 real VIST stories with both of the paper's model transcripts (FACTS.md)."""
+        return self.root / "vist-podcast-50"
 
 
 class ServiceSettings(BaseSettings):

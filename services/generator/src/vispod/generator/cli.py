@@ -16,9 +16,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from vispod.common.settings import DatasetSettings
 from vispod.common.submit import add_image_set_arguments
 
-DATASET = Path(__file__).resolve().parents[5] / ".." / "shared" / "datasets" / "vist-podcast-50"
+DATASET = DatasetSettings().vist_podcast_50
 
 
 def register(sub: argparse._SubParsersAction) -> None:

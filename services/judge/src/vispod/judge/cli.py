@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-EXAMPLE_SET = "/work/shared/datasets/vist-podcast-50"
+from vispod.common.settings import DatasetSettings
+
+EXAMPLE_SET = str(DatasetSettings().vist_podcast_50)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

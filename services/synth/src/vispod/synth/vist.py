@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vispod.common.settings import DatasetSettings
+
 STORY_LENGTH = 5
 
 
@@ -154,7 +156,7 @@ class EvalStory:
         return [i.path for i in self.images if i.path is not None]
 
 
-DEFAULT_EVAL_ROOT = Path("/work/shared/datasets/vist-podcast-50")
+DEFAULT_EVAL_ROOT = DatasetSettings().vist_podcast_50  # VISPOD_DATASETS_ROOT
 
 
 def load_eval_stories(root: Path | str = DEFAULT_EVAL_ROOT, complete_only: bool = False) -> list[EvalStory]:
