@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SERVICES := common synth generator metrics judge trainer gate
+SERVICES := common synth generator metrics judge trainer gate voice
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 PROTO_SRC := $(wildcard protos/vispod/v1/*.proto)
@@ -65,7 +65,7 @@ kafka-down: setup
 REGISTRY ?= vispod
 TAG ?= 0.1.0
 CUDA_BASE ?= nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
-IMAGE_SERVICES ?= synth generator judge metrics trainer gate
+IMAGE_SERVICES ?= synth generator judge metrics trainer gate voice
 CUDA_SERVICES ?= synth generator metrics trainer
 TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
 

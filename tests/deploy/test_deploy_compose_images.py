@@ -11,7 +11,7 @@ import pytest
 import yaml
 from deploy_tools import REPO, find_tool, run
 
-SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate"]
+SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voice"]
 CUDA_CAPABLE = {"synth", "generator", "metrics", "trainer"}
 
 
@@ -26,7 +26,7 @@ def compose_config(*profiles: str) -> dict:
 @pytest.mark.parametrize("profiles", [(), ("gpu",), ("gpu", "train")], ids=["default", "gpu", "gpu+train"])
 def test_compose_config_is_valid(profiles: tuple[str, ...]) -> None:
     services = compose_config(*profiles)["services"]
-    expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics", "gate"}
+    expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics", "gate", "voice"}
     if "gpu" in profiles:
         expected.add("tgi")
     if "train" in profiles:

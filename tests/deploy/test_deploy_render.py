@@ -12,7 +12,7 @@ import yaml
 from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, find_tool, load_docs, run, validate_files
 
 VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
-LONG_RUNNING = {"synth", "generator", "judge", "metrics"}
+LONG_RUNNING = {"synth", "generator", "judge", "metrics", "voice"}
 KAFKA_ONLY = {"gate"}  # no gRPC server: HTTP /healthz and /readyz on the metrics port
 
 

@@ -105,6 +105,14 @@ tolerations:
       optional: true
 {{- end }}
 {{- end }}
+{{- if eq .name "voice" }}
+- name: VISPOD_VOICE_OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.voice.apiKeySecret }}
+      key: openai-api-key
+      optional: true
+{{- end }}
 {{- end }}
 
 {{- define "vispod.volumeMounts" -}}
