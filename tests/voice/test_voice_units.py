@@ -97,3 +97,19 @@ def test_chapter_comments() -> None:
     assert timestamp(3723.4567) == "01:02:03.457"
     assert chapter_comments([("Photo 1", 0.0), ("Photo 2", 61.25)]) == [
         "CHAPTER001=00:00:00.000", "CHAPTER001NAME=Photo 1", "CHAPTER002=00:01:01.250", "CHAPTER002NAME=Photo 2"]
+
+
+def test_audio_player_marks_each_turn_with_its_times() -> None:
+    from vispod.v1 import events_pb2
+    from vispod.voice.player import audio_player_html
+
+    podcast = events_pb2.PodcastRendered(
+        turns=[events_pb2.TurnTiming(index=0, speaker="Alex", start_seconds=0, end_seconds=2.5),
+               events_pb2.TurnTiming(index=1, speaker="Sam <b>", start_seconds=2.85, end_seconds=4)],
+        voices=[events_pb2.SpeakerVoice(speaker="Alex", voice="joe-deep")],
+        chapters=[events_pb2.Chapter(image_index=0, title="Photo 1", start_seconds=0)])
+    page = audio_player_html(podcast, "podcast.opus", ["Hello & welcome.", "Hi."])
+    assert '<audio controls preload="metadata" src="podcast.opus"></audio>' in page
+    assert '<li data-start="0.000" data-end="2.500" title="Alex (joe-deep), 0.0-2.5 s">' in page
+    assert "Hello &amp; welcome." in page and "Sam &lt;b&gt;" in page
+    assert "timeupdate" in page and "Photo 1 (0 s)" in page

@@ -1,0 +1,44 @@
+"""An HTML audio player for a rendered podcast that highlights the turn being spoken (for reports).
+
+`audio_player_html(podcast, audio_src, texts)` returns one self-contained fragment: an <audio> element, the
+turns as a list (each with its start and end from PodcastRendered.turns), a small script that marks the
+current turn on `timeupdate` and seeks to a turn when it is clicked. No external resources.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+
+from vispod.v1 import events_pb2
+
+_STYLE = (".vp-turns{list-style:none;padding:0}.vp-turns li{padding:.2em .4em;border-radius:4px;cursor:pointer}"
+          ".vp-turns li.vp-now{background:#fff3b0}.vp-turns .vp-who{font-weight:600;margin-right:.4em}")
+_SCRIPT = """(function(){var p=document.getElementById(%(id)s);var a=p.querySelector('audio');
+var items=p.querySelectorAll('li[data-start]');a.addEventListener('timeupdate',function(){var t=a.currentTime;
+items.forEach(function(li){var on=t>=+li.dataset.start&&t<+li.dataset.end;li.classList.toggle('vp-now',on);});});
+items.forEach(function(li){li.addEventListener('click',function(){a.currentTime=+li.dataset.start;a.play();});});
+})();"""
+
+
+def audio_player_html(podcast: events_pb2.PodcastRendered, audio_src: str, texts: Sequence[str] = (),
+                      element_id: str = "vispod-podcast") -> str:
+    """`audio_src`: a URL or relative path the page can load (e.g. the .opus copied next to the report);
+    `texts`: each turn's text by turn index (optional: without it only speakers and times are listed)."""
+    voices = {v.speaker: v.voice for v in podcast.voices}
+    items = []
+    for turn in podcast.turns:
+        text = texts[turn.index] if turn.index < len(texts) else ""
+        title = f"{turn.speaker} ({voices.get(turn.speaker, '?')}), {turn.start_seconds:.1f}-{turn.end_seconds:.1f} s"
+        items.append(f'<li data-start="{turn.start_seconds:.3f}" data-end="{turn.end_seconds:.3f}" '
+                     f'title="{html.escape(title)}"><span class="vp-who">{html.escape(turn.speaker)}</span>'
+                     f"{html.escape(text)}</li>")
+    chapters = "".join(f'<li data-start="{c.start_seconds:.3f}" data-end="{c.start_seconds:.3f}">'
+                       f"{html.escape(c.title)} ({c.start_seconds:.0f} s)</li>" for c in podcast.chapters)
+    if chapters:
+        chapters = f'<details><summary>Chapters</summary><ul class="vp-turns">{chapters}</ul></details>'
+    return (f'<div class="vp-player" id="{html.escape(element_id)}"><style>{_STYLE}</style>'
+            f'<audio controls preload="metadata" src="{html.escape(audio_src)}"></audio>{chapters}'
+            f'<ol class="vp-turns">{"".join(items)}</ol>'
+            f"<script>{_SCRIPT % {'id': json.dumps(element_id)}}</script></div>")
