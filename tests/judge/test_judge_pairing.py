@@ -72,3 +72,28 @@ def test_redelivered_completing_event_re_emits_without_judging_again(tmp_path) -
     assert list(handler(_env("e-a2", _ev("cand", "Speaker 1: GOOD")))) == []
     with pytest.raises(InvalidEvent):
         list(handler(_env("e-x", _ev("cand", image_set=""))))
+
+
+def test_judged_pairs_drive_the_exported_win_rate(tmp_path) -> None:
+    """vispod_judge_win_rate (alert VispodJudgedWinRateFalling, dashboard) follows the pairs the service judges."""
+    from prometheus_client import REGISTRY
+
+    settings = JudgeSettings(pairs=[{"a": "wr-cand", "b": "wr-base"}], state_dir=tmp_path, criteria=["naturalness"])
+    judge = ScriptedJudge(name="scripted:wr")
+    handler = PairingHandler(settings, Comparer(settings, Panel([judge], load_rubric("v1"))), PairStore(tmp_path))
+
+    def rate() -> float | None:
+        return REGISTRY.get_sample_value(
+            "vispod_judge_win_rate", {"pair": "wr-cand vs wr-base", "judge": "scripted:wr", "criterion": "naturalness"})
+
+    assert rate() is None
+    for i, cand_text in enumerate(["GOOD", "GOOD", "GOOD", "plain"]):  # the scripted judge prefers GOOD
+        other = "plain" if cand_text == "GOOD" else "GOOD"
+        handler(_env(f"b{i}", _ev("wr-base", f"Speaker 1: {other}", image_set=f"s{i}")))
+        handler(_env(f"a{i}", _ev("wr-cand", f"Speaker 1: {cand_text}", image_set=f"s{i}")))
+        assert rate() == pytest.approx([1.0, 1.0, 1.0, 0.75][i])
+    # label-driven runs (unbounded run ids) share one bounded label value
+    handler(_env("lb", _ev("x", "Speaker 1: plain", image_set="s9", **{"judge.pair": "run-7", "judge.side": "b"})))
+    handler(_env("la", _ev("y", "Speaker 1: GOOD", image_set="s9", **{"judge.pair": "run-7", "judge.side": "a"})))
+    assert REGISTRY.get_sample_value(
+        "vispod_judge_win_rate", {"pair": "labelled", "judge": "scripted:wr", "criterion": "naturalness"}) == 1.0

@@ -36,6 +36,7 @@ from vispod.common.events import Envelope, derived_id
 from vispod.common.topics import Topic
 from vispod.judge import metrics
 from vispod.judge.judging import Comparer, dialogue_text
+from vispod.judge.live_win_rate import RecentWinRate
 from vispod.judge.settings import JudgeSettings
 from vispod.judge.state import DonePair, PairStore, PendingPair, Side
 from vispod.judge.stats import INVALID
@@ -81,10 +82,12 @@ def _now() -> Timestamp:
 class PairingHandler:
     """The bus handler of the judge's consumer (vispod.dialogue.generated)."""
 
-    def __init__(self, settings: JudgeSettings, comparer: Comparer, store: PairStore) -> None:
+    def __init__(self, settings: JudgeSettings, comparer: Comparer, store: PairStore,
+                 win_rate: RecentWinRate | None = None) -> None:
         self.settings = settings
         self.comparer = comparer
         self.store = store
+        self.win_rate = win_rate or RecentWinRate()
 
     def __call__(self, env: Envelope) -> Iterable[Output]:
         event = env.message
@@ -161,6 +164,7 @@ class PairingHandler:
         images = a.images or b.images
         verdicts = self.comparer.compare(images, text_a, text_b)
         out.verdicts.extend(v.to_proto() for v in verdicts)
+        self.win_rate.record(pending.pair_id, verdicts)
         broken = [v for v in verdicts if v.errors]
         if broken and len(broken) == len(verdicts) and all(v.outcome == INVALID for v in verdicts):
             out.error = f"every judge call failed: {broken[0].errors[0][:300]}"
