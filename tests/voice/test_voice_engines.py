@@ -136,3 +136,22 @@ def test_piper_inputs_follow_the_voice_config(piper: PiperEngine) -> None:
     # The same voice name sounds the same length every time; the presets differ.
     deep = piper.synthesize(TEXT, "joe-deep")
     assert abs(len(piper.synthesize(TEXT, "joe-deep")) - len(deep)) < 0.25 * len(deep)
+
+
+def test_long_turns_are_synthesised_in_bounded_chunks(voice_settings: VoiceSettings, tmp_path: Path) -> None:
+    """Every engine call gets at most MAX_CHUNK_CHARS of text; together they speak the whole turn."""
+    calls: list[str] = []
+
+    class Recording(EspeakEngine):
+        def synthesize(self, text: str, voice: str) -> np.ndarray:
+            calls.append(text)
+            return super().synthesize(text, voice)
+
+    settings = voice_settings.model_copy(update={"max_chunk_chars": 120})
+    sentence = "The tide came in slowly over the flat grey sand while the gulls argued overhead. "
+    turn = sentence * 12 + "And then " + "on and " * 40 + "on."
+    podcaster = Podcaster(Recording(settings.espeak_voices), settings)
+    rendered = podcaster.render_to(podcaster.plan(common_pb2.Dialogue(text=f"Alex: {turn}")), tmp_path)
+    assert len(calls) >= 10 and max(len(c) for c in calls) <= 121
+    assert " ".join(calls).replace(",", "").split() == turn.split()
+    assert rendered.duration > 40 and rendered.loudness_lufs == pytest.approx(-16, abs=0.3)
