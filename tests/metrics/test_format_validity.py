@@ -52,6 +52,7 @@ def test_an_echoed_prompt_is_caught_with_its_words() -> None:
     assert not check.valid
     assert check.echoed == "the whole family visited a local fair on"
     assert check.reasons == ('echoes the prompt: "the whole family visited a local fair on"',)
+    assert check.codes == ("echo",)
     seven = GOOD.replace("The whole family went", "The whole family visited a local fair and went")  # 7-word run
     assert check_format(seven, PROMPT).valid
     assert check_format(echo, "").valid  # no prompt (the paper's transcripts): echo check off

@@ -43,6 +43,9 @@ class OfflinePolicy:
                 "not worse; stories are the bootstrap unit")
 
 
+DEFAULT_POLICY = OfflinePolicy()
+
+
 @dataclass(frozen=True)
 class OfflineDecision:
     decision: str  # promote | reject
@@ -80,7 +83,7 @@ def _describe(metric: str, interval: Interval | None, verdict: str) -> str:
 
 
 def decide_offline(differences: Mapping[str, Interval], candidate: str = "candidate", baseline: str = "baseline",
-                   policy: OfflinePolicy = OfflinePolicy()) -> OfflineDecision:
+                   policy: OfflinePolicy = DEFAULT_POLICY) -> OfflineDecision:
     """Decide from intervals of candidate − baseline per metric (missing metrics are unmeasured)."""
     names = list(dict.fromkeys([*policy.metrics, policy.grounding]))
     verdicts = {m: classify(differences.get(m)) for m in names}

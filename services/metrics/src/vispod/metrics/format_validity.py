@@ -37,6 +37,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 class FormatCheck:
     valid: bool
     reasons: tuple[str, ...]  # empty iff valid
+    codes: tuple[str, ...]  # one short code per reason: speakers | turns | echo | repeat (for counting)
     num_speakers: int
     num_turns: int
     echoed: str | None  # the first echoed run of words, if any
@@ -92,17 +93,18 @@ def check_format(text: str, prompt: str = "", known_speakers: Sequence[str] = ()
     """Check one dialogue's text against the prompt that produced it ("" for none: no echo check)."""
     turns = parse_turns(text, known_speakers)
     speakers = {normalise_name(t.speaker) for t in turns}
-    reasons: list[str] = []
+    found: list[tuple[str, str]] = []
     if len(speakers) < MIN_SPEAKERS:
-        reasons.append(f"{len(speakers)} speaker(s), fewer than {MIN_SPEAKERS}")
+        found.append(("speakers", f"{len(speakers)} speaker(s), fewer than {MIN_SPEAKERS}"))
     if len(turns) < MIN_TURNS:
-        reasons.append(f"{len(turns)} turn(s), fewer than {MIN_TURNS}")
+        found.append(("turns", f"{len(turns)} turn(s), fewer than {MIN_TURNS}"))
     echoed = echoed_run(text, prompt)
     if echoed is not None:
-        reasons.append(f'echoes the prompt: "{echoed}"')
+        found.append(("echo", f'echoes the prompt: "{echoed}"'))
     repeated = repeated_line(turns)
     if repeated is not None:
-        reasons.append(f'repeats a line: "{repeated[:80]}"')
-    return FormatCheck(valid=not reasons, reasons=tuple(reasons), num_speakers=len(speakers),
+        found.append(("repeat", f'repeats a line: "{repeated[:80]}"'))
+    return FormatCheck(valid=not found, reasons=tuple(r for _, r in found), codes=tuple(c for c, _ in found),
+                       num_speakers=len(speakers),
                        num_turns=len(turns), echoed=echoed, repeated=repeated,
                        style=robust_style_of_turns(turns), turns=tuple(turns))

@@ -1,0 +1,93 @@
+"""What the mini-paper evaluates: per system, one StoryOutput per held-out story, plus what the system is.
+
+The eval stories and the paper's two published transcripts (the references) are read from the shared
+vist-podcast-50 folder at run time; nothing of it is copied into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vispod.common.local_stack import SHARED_DATASETS
+from vispod.gate.splits import DEFAULT_SPLIT, load_split
+
+DATASET = SHARED_DATASETS / "vist-podcast-50"
+SAW_CAPTIONS = "the 5 VIST captions as text (not the photos' pixels)"
+SAW_PIXELS = "the 5 photos (pixels), as published by the paper; not run here"
+
+
+@dataclass(frozen=True)
+class StoryOutput:
+    story_id: str
+    captions: list[str]  # the story's photo captions, in story order (the grounding targets)
+    prompt: str  # exactly what the model was given ("" for a published reference: no echo check)
+    text: str  # the dialogue as generated (rendered transcript)
+    # structured turns when the engine produced them: (speaker, text, 0-based photo indices the turn refers to)
+    turns: list[tuple[str, str, list[int]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    name: str
+    weights: str  # e.g. "SmolLM2-135M-Instruct Q4_1 GGUF (real) + LoRA smollm2-podcast@3 (trained here)"
+    saw: str = SAW_CAPTIONS  # what the model saw
+    is_base_model: bool = False  # pretrained only, not instruction-tuned (Gemma 3 270M)
+    adapter: str | None = None
+    reference: bool = False  # published text, not generated in this run
+
+
+@dataclass(frozen=True)
+class SystemRun:
+    info: SystemInfo
+    outputs: Sequence[StoryOutput]
+
+
+@dataclass(frozen=True)
+class EvalStory:
+    story_id: str
+    captions: list[str]
+    folder: Path
+
+
+def _story_doc(dataset: Path, story_id: str) -> dict:
+    path = Path(dataset) / f"story_{story_id}" / "story.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: vist-podcast-50 is not bundled with vispod; "
+                                f"place it at {DATASET} or pass its folder")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _captions(doc: dict) -> list[str]:
+    return [img.get("vist_caption") or "" for img in sorted(doc.get("images", []), key=lambda i: i["position"])]
+
+
+def eval_stories(dataset: Path = DATASET, split_path: Path = DEFAULT_SPLIT) -> list[EvalStory]:
+    """The held-out stories of the declared split, with their captions (the generators' input)."""
+    return [EvalStory(sid, _captions(_story_doc(dataset, sid)), Path(dataset) / f"story_{sid}")
+            for sid in load_split(split_path).eval]
+
+
+REFERENCES = {
+    "qwen3-vl-32b-sporc-lora": SystemInfo(
+        name="paper: Qwen3-VL-32B + SPoRC LoRA", reference=True, saw=SAW_PIXELS, adapter="paper's SPoRC LoRA",
+        weights="Qwen3-VL-32B + LoRA (the paper's published transcripts; weights not run here)"),
+    "qwen3-vl-235b-base": SystemInfo(
+        name="paper: Qwen3-VL-235B base", reference=True, saw=SAW_PIXELS,
+        weights="Qwen3-VL-235B (the paper's published transcripts; weights not run here)"),
+}
+
+
+def reference_runs(story_ids: Sequence[str], dataset: Path = DATASET) -> list[SystemRun]:
+    """The paper's two published transcripts of each story, as systems (no prompt: echo check off)."""
+    outputs: dict[str, list[StoryOutput]] = {key: [] for key in REFERENCES}
+    for sid in story_ids:
+        doc = _story_doc(dataset, sid)
+        for key in REFERENCES:
+            name = (doc.get("transcripts") or {}).get(key)
+            if name and (Path(dataset) / f"story_{sid}" / name).is_file():
+                text = (Path(dataset) / f"story_{sid}" / name).read_text(encoding="utf-8")
+                outputs[key].append(StoryOutput(sid, _captions(doc), "", text))
+    return [SystemRun(REFERENCES[key], outs) for key, outs in outputs.items() if outs]

@@ -1,0 +1,105 @@
+"""report.html of the mini-paper: the table with intervals, a plot per metric with CI bars, the gate's decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table
+
+LABELS = {"format_valid_rate": "Format valid", "avg_turn_length": "Avg turn length (valid)",
+          "switch_rate": "Switch rate /1k words (valid)", "distinct_2": "Distinct-2",
+          "caption_coverage": "Photos discussed", "retrieval_accuracy": "Turn→photo retrieval"}
+PAPER_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(value: float | None, ci: Sequence[float | None], digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
+def _digits(metric: str) -> int:
+    return 1 if metric in ("avg_turn_length", "switch_rate") else 3
+
+
+def _role(results: dict, name: str) -> str:
+    roles = [r for r in ("tuned", "bigger_base", "small_base") if results.get(r) == name]
+    if results["systems"][name].get("reference"):
+        roles.append("reference")
+    return ", ".join(r.replace("_", " ") for r in roles)
+
+
+def notes(results: dict) -> list[str]:
+    out = []
+    for name, s in results["systems"].items():
+        base = " — a BASE model (pretrained, not instruction-tuned)" if s.get("is_base_model") else ""
+        out.append(f"{name}: weights {s['weights']}; saw {s['saw']}{base}.")
+    out.append("Models run here saw the photos' captions as text, not pixels: no vision weights exist offline. "
+               "The paper's references saw the photos; their text is the published one.")
+    g = results["grounding"]
+    out.append(f"Caption grounding: {g['weights']} sentence embeddings; a photo counts as discussed when some turn "
+               f"reaches cosine {g['threshold']} with its caption.")
+    b = results["bootstrap"]
+    out.append(f"Intervals: 95% {b['interval']} bootstrap with the {b['unit']} as unit ({b['n_resamples']} "
+               f"resamples, seed {b['seed']}); differences are paired by story.")
+    return out
+
+
+def _plot(results: dict, metrics: Sequence[str]) -> bytes:
+    names = list(results["systems"])
+    fig, axes = new_figure(width=4.2 * len(metrics), height=3.6, ncols=len(metrics))
+    for ax, metric in zip(axes, metrics, strict=True):
+        values, lows, highs = [], [], []
+        for name in names:
+            s = results["systems"][name]
+            v, (lo, hi) = s[metric], s[f"{metric}_ci"]
+            values.append(v if v is not None else 0.0)
+            lows.append(0.0 if v is None or lo is None else v - lo)
+            highs.append(0.0 if v is None or hi is None else hi - v)
+        colours = ["#c0392b" if n == results["tuned"] else "#95a5a6" if results["systems"][n].get("reference")
+                   else "#2e86c1" for n in names]
+        ax.bar(range(len(names)), values, yerr=[lows, highs], capsize=4, color=colours)
+        ax.set_xticks(range(len(names)), [n if len(n) < 22 else n[:20] + "…" for n in names], rotation=35,
+                      ha="right", fontsize=7)
+        ax.set_title(LABELS[metric], fontsize=9)
+    return figure_png(fig)
+
+
+def render(results: dict) -> str:
+    metrics = [m for m in LABELS if any(s.get(m) is not None for s in results["systems"].values())]
+    gate = results["gate"]
+    parts = [notes_box(notes(results))]
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in gate["reasons"])
+    parts.append(f"<h2>Gate decision: {esc(gate['decision'].upper())}</h2><p>adapter {esc(gate['adapter'])}, "
+                 f"candidate {esc(gate['candidate'])} against {esc(gate['baseline'])}.</p><ul>{reasons}</ul>"
+                 f"<p class=\"cap\">Policy: {esc(gate['policy'])}</p>")
+    rows = [[name, _role(results, name), s["n_stories"]]
+            + [_with_ci(s[m], s[f"{m}_ci"], _digits(m)) for m in metrics] for name, s in results["systems"].items()]
+    parts.append("<h2>Systems (mean [95% CI])</h2>"
+                 + table(["System", "Role", "Stories", *(LABELS[m] for m in metrics)], rows, left=2))
+    parts.append(png_img(_plot(results, metrics), "each metric per system with 95% intervals"))
+    comp_rows = [[f"{results['tuned']} − {other}"]
+                 + [_with_ci(d[m]["difference"], d[m]["ci"], _digits(m)) for m in metrics]
+                 for other, d in results["comparisons"].items()]
+    parts.append("<h2>Differences, tuned − other (paired by story)</h2>"
+                 + table(["Comparison", *(LABELS[m] for m in metrics)], comp_rows))
+    t = results["targets"]
+    target_rows = [[m, _num(v["value"]), f"{v['lowest']}–{v['highest'] or ''}", "yes" if v["met"] else "NO"]
+                   for m, v in t["tuned"].items()]
+    target_rows.append([f"beats {results['bigger_base']}", "", "2 of 3 improved, none worse",
+                        "yes" if t["beats_bigger_base"]["met"] else "NO"])
+    parts.append("<h2>Targets (issue 17)</h2>" + table(["Target", "Tuned", "Range", "Met"], target_rows))
+    style_rows = []
+    for name, s in results["systems"].items():
+        style_rows.append([name, "paper"] + [_num(s["style_paper"].get(f), 3) for f in PAPER_FIELDS])
+        style_rows.append([name, "robust"] + [_num(s["style_robust"].get(f), 3) for f in PAPER_FIELDS])
+    parts.append("<h2>The paper's style table, paper and robust modes (means over all stories)</h2>"
+                 + table(["System", "Mode", *PAPER_FIELDS], style_rows, left=2))
+    invalid = [[name, s["n_stories"] - s["n_valid"], ", ".join(f"{k}: {v}" for k, v in s["invalid_reasons"].items())]
+               for name, s in results["systems"].items()]
+    parts.append("<h2>Why dialogues were invalid</h2>" + table(["System", "Invalid", "Reasons (stories)"], invalid))
+    return page("vispod: the paper in miniature", "".join(parts))

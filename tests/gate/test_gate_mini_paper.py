@@ -1,0 +1,142 @@
+"""The mini-paper's evaluation: results.json's shape, intervals, comparisons, the gate's decision, report.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vispod.gate.mini_paper import (
+    DATASET,
+    StoryOutput,
+    SystemInfo,
+    SystemRun,
+    eval_stories,
+    reference_runs,
+    run,
+)
+from vispod.gate.splits import SplitOverlapError
+from vispod.metrics.caption_grounding import CaptionGrounder
+
+STORIES = {
+    "s1": ["the family rode the carousel at the county fair.", "we ate cotton candy by the ferris wheel."],
+    "s2": ["our dog caught a frisbee on the beach.", "the sun set over the ocean waves."],
+    "s3": ["grandma baked a birthday cake.", "everyone sang while she blew out the candles."],
+    "s4": ["the team crossed the marathon finish line.", "they hugged and held up their medals."],
+}
+# what a tuned model says about each photo: the caption's content in its own words (a verbatim run of 8 caption
+# words would be an echoed prompt)
+SAID = {
+    "s1": ["the whole family went round and round on the carousel at the fair.",
+           "we shared cotton candy right under the big ferris wheel."],
+    "s2": ["the dog leapt and caught the frisbee down on the beach.", "the sun went down over the waves of the ocean."],
+    "s3": ["grandma had baked a huge birthday cake.", "we all sang as she blew the candles out."],
+    "s4": ["the team ran across the finish line of the marathon.", "they hugged each other, medals held high."],
+}
+PROMPT = "Write a dialogue between Alex and Sam about these scenes, in order:\n"
+
+
+def tuned_output(sid: str) -> StoryOutput:
+    a, b = SAID[sid]
+    turns = [("Alex", f"Picture this: {a} What a start to the day.", [0]),
+             ("Sam", "I can almost hear it, the noise and the laughter all around.", []),
+             ("Alex", f"And right after that, {b} It felt like the best part.", [1]),
+             ("Sam", "Moments like that stay with a family for years, honestly.", []),
+             ("Alex", "Would you go back and do it all again next year?", []),
+             ("Sam", "Without a second thought, and I would bring my cousins along too.", [])]
+    text = "\n".join(f"{s}: {t}" for s, t, _ in turns)
+    return StoryOutput(sid, list(STORIES[sid]), PROMPT + "\n".join(STORIES[sid]), text, turns)
+
+
+def small_base_output(sid: str) -> StoryOutput:
+    prompt = PROMPT + "\n".join(STORIES[sid])
+    return StoryOutput(sid, list(STORIES[sid]), prompt, prompt + "\nAlex: I am Alex.\nSam: I am Sam.")
+
+
+def bigger_base_output(sid: str) -> StoryOutput:
+    lines = [f"{'Alex' if i % 2 == 0 else 'Sam'}: Thing number {i} we could talk about on a podcast {sid}."
+             for i in range(6)]
+    return StoryOutput(sid, list(STORIES[sid]), PROMPT + "\n".join(STORIES[sid]), "\n".join(lines))
+
+
+def systems() -> list[SystemRun]:
+    ids = sorted(STORIES)
+    return [
+        SystemRun(SystemInfo("tuned-135m", "SmolLM2-135M-Instruct (real) + LoRA test@1", adapter="test@1"),
+                  [tuned_output(s) for s in ids]),
+        SystemRun(SystemInfo("smollm2-135m-base", "SmolLM2-135M-Instruct (real)"), [small_base_output(s) for s in ids]),
+        SystemRun(SystemInfo("gemma3-270m-base", "Gemma 3 270M (real)", is_base_model=True),
+                  [bigger_base_output(s) for s in ids]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def grounder() -> CaptionGrounder:
+    return CaptionGrounder()
+
+
+def test_results_report_and_decision(tmp_path: Path, grounder: CaptionGrounder) -> None:
+    results = run(systems(), tmp_path, tuned="tuned-135m", bigger_base="gemma3-270m-base",
+                  small_base="smollm2-135m-base", adapter="test@1", train_ids=["t1", "t2"], grounder=grounder,
+                  n_resamples=300)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert (on_disk["tuned"], on_disk["bigger_base"], on_disk["small_base"]) == \
+        ("tuned-135m", "gemma3-270m-base", "smollm2-135m-base")
+    tuned, small, big = (on_disk["systems"][n] for n in ("tuned-135m", "smollm2-135m-base", "gemma3-270m-base"))
+    for key in ("format_valid_rate", "avg_turn_length", "switch_rate", "distinct_2", "caption_coverage",
+                "n_stories", "format_valid_rate_ci", "caption_coverage_ci", "retrieval_accuracy", "style_paper",
+                "style_robust", "weights", "saw", "is_base_model", "adapter"):
+        assert key in tuned
+    assert tuned["n_stories"] == 4 and tuned["format_valid_rate"] == 1.0 and tuned["caption_coverage"] == 1.0
+    assert tuned["retrieval_accuracy"] == 1.0 and tuned["retrieval_accuracy_n"] == 4
+    assert tuned["avg_turn_length"] > 8 and len(tuned["avg_turn_length_ci"]) == 2
+    assert small["format_valid_rate"] == 0.0 and small["avg_turn_length"] is None  # defined on valid ones only
+    assert small["invalid_reasons"] == {"turns": 4, "echo": 4}
+    assert big["format_valid_rate"] == 1.0 and big["caption_coverage"] < 0.5 and big["is_base_model"]
+    assert "not the photos' pixels" in tuned["saw"]
+
+    vs_small = on_disk["comparisons"]["smollm2-135m-base"]
+    assert vs_small["format_valid_rate"] == {"difference": 1.0, "ci": [1.0, 1.0], "n": 4}
+    assert vs_small["avg_turn_length"]["difference"] is None  # the small base has no valid dialogue
+    gate = on_disk["gate"]
+    assert (gate["decision"], gate["adapter"], gate["baseline"]) == ("promote", "test@1", "smollm2-135m-base")
+    assert gate["reasons"][0].startswith("promote tuned-135m over smollm2-135m-base")
+    assert on_disk["targets"]["tuned"]["format_valid_rate"]["met"]
+    assert not on_disk["targets"]["tuned"]["avg_turn_length"]["met"]  # ~10-word turns: below 35
+    beats = on_disk["targets"]["beats_bigger_base"]  # both always valid; more coverage, fewer stock phrases
+    assert beats["met"] is True
+    assert [r.split(":")[0] for r in beats["reasons"][1:] if r.endswith(": improved")] == \
+        ["caption_coverage", "distinct_2"]
+    assert on_disk["stories"]["tuned-135m"][0]["story_id"] == "s1"
+
+    html = (tmp_path / "report.html").read_text()
+    for needle in ("Gate decision: PROMOTE", "data:image/png;base64,", "not instruction-tuned", "not pixels",
+                   "all-MiniLM-L6-v2 (real)", "Differences, tuned − other", "1.000 [1.000, 1.000]"):
+        assert needle in html, needle
+    assert "<script" not in html and "http" not in html.replace("https://", "")
+
+
+def test_refuses_training_stories_and_unknown_roles(tmp_path: Path, grounder: CaptionGrounder) -> None:
+    roles = {"tuned": "tuned-135m", "bigger_base": "gemma3-270m-base", "small_base": "smollm2-135m-base"}
+    with pytest.raises(SplitOverlapError, match="s2"):
+        run(systems(), tmp_path, train_ids=["s2"], grounder=grounder, **roles)
+    with pytest.raises(ValueError, match="tuned system 'nope'"):
+        run(systems(), tmp_path, grounder=grounder, **{**roles, "tuned": "nope"})
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
+def test_references_are_systems_without_a_prompt(tmp_path: Path, grounder: CaptionGrounder) -> None:
+    stories = eval_stories()
+    assert len(stories) == 20 and all(len(s.captions) == 5 and all(s.captions) for s in stories)
+    refs = reference_runs([s.story_id for s in stories[:2]])
+    assert [r.info.reference for r in refs] == [True, True]
+    assert all(o.prompt == "" and len(o.captions) == 5 for r in refs for o in r.outputs)
+    tuned, base = refs
+    results = run(refs, tmp_path, tuned=tuned.info.name, bigger_base=base.info.name, small_base=base.info.name,
+                  grounder=grounder, n_resamples=100)
+    s = results["systems"][tuned.info.name]
+    assert s["format_valid_rate"] == 1.0 and s["retrieval_accuracy"] is None and s["caption_coverage"] > 0.2
+    assert "pixels" in s["saw"] and s["reference"]
