@@ -77,7 +77,9 @@ def grounder() -> CaptionGrounder:
 
 
 def test_results_report_and_decision(tmp_path: Path, grounder: CaptionGrounder) -> None:
-    results = run(systems(), tmp_path, tuned="tuned-135m", bigger_base="gemma3-270m-base",
+    partial = SystemRun(SystemInfo("same-on-two", "a copy of the tuned outputs on s1, s2 only"),
+                        [tuned_output(s) for s in ("s1", "s2")])
+    results = run([*systems(), partial], tmp_path, tuned="tuned-135m", bigger_base="gemma3-270m-base",
                   small_base="smollm2-135m-base", adapter="test@1", train_ids=["t1", "t2"], grounder=grounder,
                   n_resamples=300)
     on_disk = json.loads((tmp_path / "results.json").read_text())
@@ -100,6 +102,8 @@ def test_results_report_and_decision(tmp_path: Path, grounder: CaptionGrounder) 
     vs_small = on_disk["comparisons"]["smollm2-135m-base"]
     assert vs_small["format_valid_rate"] == {"difference": 1.0, "ci": [1.0, 1.0], "n": 4}
     assert vs_small["avg_turn_length"]["difference"] is None  # the small base has no valid dialogue
+    same = on_disk["comparisons"]["same-on-two"]["caption_coverage"]  # paired on the stories both have
+    assert same == {"difference": 0.0, "ci": [0.0, 0.0], "n": 2}
     gate = on_disk["gate"]
     assert (gate["decision"], gate["adapter"], gate["baseline"]) == ("promote", "test@1", "smollm2-135m-base")
     assert gate["reasons"][0].startswith("promote tuned-135m over smollm2-135m-base")

@@ -90,10 +90,14 @@ def summarise(run: SystemRun, rows: Sequence[dict], n_resamples: int, seed: int)
 
 
 def compare(a_rows: Sequence[dict], b_rows: Sequence[dict], n_resamples: int, seed: int) -> dict:
+    """a − b per headline metric, on the stories both systems were run on (paired)."""
+    common = {r["story_id"] for r in a_rows} & {r["story_id"] for r in b_rows}
+    a = [r for r in a_rows if r["story_id"] in common]
+    b = [r for r in b_rows if r["story_id"] in common]
     out = {}
     for metric in HEADLINE:
-        iv = bootstrap_difference({r["story_id"]: r[metric] for r in a_rows},
-                                  {r["story_id"]: r[metric] for r in b_rows}, n_resamples=n_resamples, seed=seed)
+        iv = bootstrap_difference({r["story_id"]: r[metric] for r in a}, {r["story_id"]: r[metric] for r in b},
+                                  n_resamples=n_resamples, seed=seed)
         out[metric] = {"difference": iv.estimate, "ci": iv.ci, "n": iv.n, "_interval": iv}
     return out
 

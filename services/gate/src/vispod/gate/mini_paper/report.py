@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table
+from vispod.gate.html_parts import esc, figure_png, notes_box, page, plt, png_img, table
 
 LABELS = {"format_valid_rate": "Format valid", "avg_turn_length": "Avg turn length (valid)",
           "switch_rate": "Switch rate /1k words (valid)", "distinct_2": "Distinct-2",
@@ -51,8 +52,12 @@ def notes(results: dict) -> list[str]:
 
 def _plot(results: dict, metrics: Sequence[str]) -> bytes:
     names = list(results["systems"])
-    fig, axes = new_figure(width=4.2 * len(metrics), height=3.6, ncols=len(metrics))
-    for ax, metric in zip(axes, metrics, strict=True):
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         values, lows, highs = [], [], []
         for name in names:
             s = results["systems"][name]
@@ -63,9 +68,13 @@ def _plot(results: dict, metrics: Sequence[str]) -> bytes:
         colours = ["#c0392b" if n == results["tuned"] else "#95a5a6" if results["systems"][n].get("reference")
                    else "#2e86c1" for n in names]
         ax.bar(range(len(names)), values, yerr=[lows, highs], capsize=4, color=colours)
+        for i, name in enumerate(names):
+            if results["systems"][name][metric] is None:
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7, color="#777")
         ax.set_xticks(range(len(names)), [n if len(n) < 22 else n[:20] + "…" for n in names], rotation=35,
                       ha="right", fontsize=7)
         ax.set_title(LABELS[metric], fontsize=9)
+    fig.tight_layout()
     return figure_png(fig)
 
 
