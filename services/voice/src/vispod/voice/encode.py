@@ -35,13 +35,14 @@ class PodcastWriter:
     """Context manager: `write(block)` float samples in [-1, 1]; both files are complete after exit."""
 
     def __init__(self, wav_path: Path, opus_path: Path, chapters: list[tuple[str, float]], *, title: str = "",
-                 opusenc: str = "opusenc", bitrate_kbps: int = 48) -> None:
+                 opusenc: str = "opusenc", bitrate_kbps: int = 48, complexity: int = 5) -> None:
         import soundfile as sf
 
         self.wav = sf.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16",
                                 format="WAV")
         cmd = [opusenc, "--quiet", "--raw", "--raw-rate", str(SAMPLE_RATE), "--raw-chan", "1", "--raw-bits", "16",
-               "--bitrate", str(bitrate_kbps), "--title", title or "vispod podcast", "--artist", "vispod"]
+               "--bitrate", str(bitrate_kbps), "--comp", str(complexity),
+               "--title", title or "vispod podcast", "--artist", "vispod"]
         for comment in chapter_comments(chapters):
             cmd += ["--comment", comment]
         try:

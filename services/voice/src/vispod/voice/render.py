@@ -104,7 +104,8 @@ class Renderer:
         samples = 0
         with PodcastWriter(wav, opus, [(t, s) for _, t, s in chapters], title=title,
                            opusenc=self.settings.opusenc_program,
-                           bitrate_kbps=self.settings.opus_bitrate_kbps) as writer, open(raw, "rb") as fh:
+                           bitrate_kbps=self.settings.opus_bitrate_kbps,
+                           complexity=self.settings.opus_complexity) as writer, open(raw, "rb") as fh:
             while block := fh.read(_BLOCK * 4):
                 audio = soft_limit(np.frombuffer(block, dtype=np.float32) * gain).astype(np.float32)
                 writer.write(audio)
