@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vispod.common.bus import EventConsumer
 from vispod.common.service import ServiceHandle, run_service, start_service
 from vispod.common.topics import Topic
@@ -13,7 +15,7 @@ from vispod.voice.servicer import VoiceServicer, registrar
 from vispod.voice.settings import VoiceSettings
 
 
-def _parts(settings: VoiceSettings, engine: Engine | None) -> tuple[Podcaster, dict]:
+def _parts(settings: VoiceSettings, engine: Engine | None) -> tuple[Podcaster, dict[str, Any]]:
     podcaster = Podcaster(engine or build_engine(settings), settings)
     consumer = EventConsumer(
         service="voice",
@@ -21,8 +23,9 @@ def _parts(settings: VoiceSettings, engine: Engine | None) -> tuple[Podcaster, d
         expected=events_pb2.DialogueGenerated,
         handler=RenderHandler(podcaster),
         kafka=settings.kafka,
-        # Rendering takes seconds to minutes: few events per poll keep the poll interval safe.
-        max_batch=2,
+        # Rendering takes seconds to minutes: one event per poll keeps the poll interval safe
+        # (settings.max_chars bounds the longest render; see the README).
+        max_batch=1,
     )
     return podcaster, {"grpc_services": [registrar(VoiceServicer(podcaster))], "consumers": [consumer]}
 

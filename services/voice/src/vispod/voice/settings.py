@@ -43,8 +43,10 @@ class VoiceSettings(ServiceSettings):
     pause_s: float = Field(default=0.35, ge=0, le=5)
     # Text synthesised per engine call: sentences are grouped up to this, longer ones cut at words.
     max_chunk_chars: int = Field(default=400, ge=50, le=5000)
-    # Dialogues beyond these are refused (INVALID_ARGUMENT / dead letter), never half rendered.
-    max_chars: int = Field(default=40_000, ge=100)
+    # Dialogues beyond these are refused (INVALID_ARGUMENT / dead letter), never half rendered. 20,000
+    # characters are about 17 minutes of speech, rendered in about 5 at a real-time factor of 0.3: keep
+    # max_chars x RTF within VISPOD_KAFKA_MAX_POLL_INTERVAL_MS (10 minutes by default).
+    max_chars: int = Field(default=20_000, ge=100)
     max_turns: int = Field(default=500, ge=1)
     max_turn_chars: int = Field(default=4_000, ge=50)
     opusenc_program: str = "opusenc"
