@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -171,3 +173,32 @@ def test_kafka_flow_with_refusals(service: ServiceHandle, module_kafka: KafkaSet
     assert "vispod_voice_skipped_dialogues_total 1.0" in text
     assert 'vispod_voice_real_time_factor_ratio_count{engine="piper"}' in text
     assert "vispod_voice_first_audio_seconds_count" in text
+
+
+def test_python_m_vispod_voice_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "VISPOD_VOICE_ENGINE": "espeak", "VISPOD_VOICE_CONSUME": "false",
+           "VISPOD_VOICE_GRPC_PORT": "0", "VISPOD_VOICE_METRICS_PORT": "0",
+           "VISPOD_VOICE_ARTIFACT_ROOT": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "vispod.voice"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        for _ in range(50):  # JSON log lines come first
+            line = proc.stdout.readline()
+            if not line or line.startswith("voice: grpc 127.0.0.1:"):
+                break
+        assert line.startswith("voice: grpc 127.0.0.1:"), (line, proc.poll())
+        port = int(line.split()[2].split(":")[1])
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = voice_pb2_grpc.VoiceServiceStub(channel).Render(voice_pb2.RenderRequest(dialogue=SHORT), timeout=60)
+        assert {v.voice for v in reply.podcast.voices} == {"en-us+m3", "en-us+f3"}
+        assert local_path(reply.podcast.artifact_uri).is_relative_to(tmp_path)
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    bad = subprocess.run([sys.executable, "-m", "vispod.voice"], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "VISPOD_VOICE_PIPER_MODEL": str(tmp_path / "none.onnx")})
+    assert bad.returncode != 0 and "VISPOD_VOICE_PIPER_MODEL: " in bad.stderr
