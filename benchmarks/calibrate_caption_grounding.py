@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vispod.common.local_stack import SHARED_DATASETS
+from vispod.common.settings import DatasetSettings
 from vispod.gate.splits import DEFAULT_SPLIT, load_split
 from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.speaker_turns import parse_turns
@@ -25,7 +25,7 @@ SYSTEMS = ("qwen3-vl-32b-sporc-lora", "qwen3-vl-235b-base")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", type=Path, default=SHARED_DATASETS / "vist-podcast-50")
+    ap.add_argument("--dataset", type=Path, default=DatasetSettings().vist_podcast_50)
     args = ap.parse_args()
     grounder = CaptionGrounder()
     started = time.monotonic()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from vispod.gate.mini_paper import (
-    DATASET,
     StoryOutput,
     SystemInfo,
     SystemRun,
@@ -131,11 +130,11 @@ def test_refuses_training_stories_and_unknown_roles(tmp_path: Path, grounder: Ca
     assert not (tmp_path / "results.json").exists()
 
 
-@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
-def test_references_are_systems_without_a_prompt(tmp_path: Path, grounder: CaptionGrounder) -> None:
-    stories = eval_stories()
+def test_references_are_systems_without_a_prompt(tmp_path: Path, grounder: CaptionGrounder,
+                                                 vist_podcast_50: Path) -> None:
+    stories = eval_stories(vist_podcast_50)
     assert len(stories) == 20 and all(len(s.captions) == 5 and all(s.captions) for s in stories)
-    refs = reference_runs([s.story_id for s in stories[:2]])
+    refs = reference_runs([s.story_id for s in stories[:2]], vist_podcast_50)
     assert [r.info.reference for r in refs] == [True, True]
     assert all(o.prompt == "" and len(o.captions) == 5 for r in refs for o in r.outputs)
     tuned, base = refs

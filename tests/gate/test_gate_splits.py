@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from vispod.common.local_stack import SHARED_DATASETS
 from vispod.gate.splits import (
     DEFAULT_SPLIT,
     SplitError,
@@ -16,8 +15,6 @@ from vispod.gate.splits import (
     derive_split,
     load_split,
 )
-
-DATASET = SHARED_DATASETS / "vist-podcast-50"
 
 
 def _write(path: Path, doc: object) -> Path:
@@ -61,8 +58,7 @@ def test_derive_split_by_the_rule(tmp_path: Path) -> None:
     assert (split.eval, split.train) == (("10",), ("11", "12"))
 
 
-@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
-def test_the_committed_split_follows_its_rule_on_the_dataset() -> None:
-    derived, committed = derive_split(DATASET), load_split(DEFAULT_SPLIT)
+def test_the_committed_split_follows_its_rule_on_the_dataset(vist_podcast_50: Path) -> None:
+    derived, committed = derive_split(vist_podcast_50), load_split(DEFAULT_SPLIT)
     assert sorted(derived.eval) == sorted(committed.eval)
     assert sorted(derived.train) == sorted(committed.train)

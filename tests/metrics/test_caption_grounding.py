@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vispod.common.local_stack import SHARED_DATASETS
 from vispod.metrics.caption_grounding import COVERAGE_THRESHOLD, CaptionGrounder
 from vispod.metrics.speaker_turns import parse_turns
 
-DATASET = SHARED_DATASETS / "vist-podcast-50"
 CAPTIONS = [
     "the family rode the carousel at the county fair.",
     "our dog caught a frisbee on the beach.",
@@ -80,14 +78,15 @@ def test_concurrent_scoring_gives_the_same_numbers(grounder: CaptionGrounder) ->
         assert r == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
-def test_paper_transcripts_discuss_their_own_captions_more_than_others(grounder: CaptionGrounder) -> None:
+def test_paper_transcripts_discuss_their_own_captions_more_than_others(grounder: CaptionGrounder,
+                                                                       vist_podcast_50: Path) -> None:
+    dataset = vist_podcast_50
     ids = ["46019", "47023", "48383"]
-    docs = {s: json.loads((DATASET / f"story_{s}" / "story.json").read_text()) for s in ids}
+    docs = {s: json.loads((dataset / f"story_{s}" / "story.json").read_text()) for s in ids}
     captions = [(s, i["vist_caption"]) for s in ids for i in sorted(docs[s]["images"], key=lambda i: i["position"])]
     own, other = [], []
     for sid in ids:
-        text = Path(DATASET / f"story_{sid}" / docs[sid]["transcripts"]["qwen3-vl-32b-sporc-lora"]).read_text()
+        text = (dataset / f"story_{sid}" / docs[sid]["transcripts"]["qwen3-vl-32b-sporc-lora"]).read_text()
         rows = grounder.similarities([c for _, c in captions], [t.text for t in parse_turns(text)])
         for (owner, _), row in zip(captions, rows, strict=True):
             (own if owner == sid else other).append(max(row) >= COVERAGE_THRESHOLD)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from vispod.common.local_stack import SHARED_DATASETS
 from vispod.metrics.format_validity import check_format
 from vispod.metrics.speaker_turns import parse_turns
 from vispod.metrics.style import robust_style_of_turns
 
-DATASET = SHARED_DATASETS / "vist-podcast-50"
 PROMPT = ("Write a podcast dialogue between Alex and Sam about these scenes, in story order.\n"
           "1. the whole family visited a local fair on a sunny saturday afternoon.\n"
           "2. the kids rode the carousel.")
@@ -69,8 +69,7 @@ def test_repeated_turns_and_sentences() -> None:
     assert check_format(five, PROMPT).repeated is None  # a 5-word sentence (and a 4-word turn once) may recur
 
 
-@pytest.mark.skipif(not DATASET.is_dir(), reason=f"shared dataset absent: {DATASET} not found")
-def test_the_paper_transcripts_are_valid() -> None:
-    texts = sorted(DATASET.glob("story_*/qwen3-vl-*.txt"))
+def test_the_paper_transcripts_are_valid(vist_podcast_50: Path) -> None:
+    texts = sorted(vist_podcast_50.glob("story_*/qwen3-vl-*.txt"))
     valid = sum(check_format(p.read_text(encoding="utf-8")).valid for p in texts)
     assert len(texts) == 100 and valid >= 98  # one 235B transcript repeats a 6-word sentence

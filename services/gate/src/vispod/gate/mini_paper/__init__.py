@@ -20,17 +20,17 @@ from pathlib import Path
 from vispod.gate.html_parts import write_atomic
 from vispod.gate.mini_paper.evaluate import evaluate
 from vispod.gate.mini_paper.records import (
-    DATASET,
     EvalStory,
     StoryOutput,
     SystemInfo,
     SystemRun,
+    dataset_root,
     eval_stories,
     reference_runs,
 )
 from vispod.gate.mini_paper.report import render
 
-__all__ = ["DATASET", "EvalStory", "StoryOutput", "SystemInfo", "SystemRun", "eval_stories", "evaluate",
+__all__ = ["EvalStory", "StoryOutput", "SystemInfo", "SystemRun", "dataset_root", "eval_stories", "evaluate",
            "reference_runs", "render", "run"]
 
 

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vispod.common.local_stack import SHARED_DATASETS
+from vispod.common.settings import DatasetSettings
 from vispod.gate.splits import DEFAULT_SPLIT, load_split
 
-DATASET = SHARED_DATASETS / "vist-podcast-50"
 SAW_CAPTIONS = "the 5 VIST captions as text (not the photos' pixels)"
 SAW_PIXELS = "the 5 photos (pixels), as published by the paper; not run here"
 
@@ -52,11 +51,16 @@ class EvalStory:
     folder: Path
 
 
+def dataset_root() -> Path:
+    """vist-podcast-50 as the project's one dataset setting places it (VISPOD_DATASETS_ROOT)."""
+    return DatasetSettings().vist_podcast_50
+
+
 def _story_doc(dataset: Path, story_id: str) -> dict:
     path = Path(dataset) / f"story_{story_id}" / "story.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: vist-podcast-50 is not bundled with vispod; "
-                                f"place it at {DATASET} or pass its folder")
+        raise FileNotFoundError(f"{path} not found: vist-podcast-50 is not bundled with vispod; put shared/ "
+                                "beside the repository or set VISPOD_DATASETS_ROOT")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -64,8 +68,9 @@ def _captions(doc: dict) -> list[str]:
     return [img.get("vist_caption") or "" for img in sorted(doc.get("images", []), key=lambda i: i["position"])]
 
 
-def eval_stories(dataset: Path = DATASET, split_path: Path = DEFAULT_SPLIT) -> list[EvalStory]:
+def eval_stories(dataset: Path | None = None, split_path: Path = DEFAULT_SPLIT) -> list[EvalStory]:
     """The held-out stories of the declared split, with their captions (the generators' input)."""
+    dataset = dataset or dataset_root()
     return [EvalStory(sid, _captions(_story_doc(dataset, sid)), Path(dataset) / f"story_{sid}")
             for sid in load_split(split_path).eval]
 
@@ -80,8 +85,9 @@ REFERENCES = {
 }
 
 
-def reference_runs(story_ids: Sequence[str], dataset: Path = DATASET) -> list[SystemRun]:
+def reference_runs(story_ids: Sequence[str], dataset: Path | None = None) -> list[SystemRun]:
     """The paper's two published transcripts of each story, as systems (no prompt: echo check off)."""
+    dataset = dataset or dataset_root()
     outputs: dict[str, list[StoryOutput]] = {key: [] for key in REFERENCES}
     for sid in story_ids:
         doc = _story_doc(dataset, sid)
