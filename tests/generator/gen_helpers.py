@@ -62,6 +62,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
     body: str = ""
+    delay_s: float = 0.0  # between streamed pieces: a slow engine
 
 
 @dataclass
@@ -72,6 +73,8 @@ class ScriptedEngine:
     request_times: list[float] = field(default_factory=list)
     loaded: list[dict] = field(default_factory=list)
     default: Reply | None = None
+    pieces_sent: int = 0
+    disconnected: bool = False  # a client closed the stream mid-answer
 
     def next_reply(self) -> Reply:
         if self.replies:
@@ -118,12 +121,17 @@ def handler_for(engine: ScriptedEngine):
             pieces = [reply.text[i:i + 17] for i in range(0, len(reply.text), 17)]
             created = int(time.time())
             for i, piece in enumerate(pieces):
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
                 last = i == len(pieces) - 1
                 event = {"id": "x", "object": "chat.completion.chunk", "created": created, "model": body["model"],
                          "system_fingerprint": "scripted",
                          "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece},
                                       "logprobs": None, "finish_reason": reply.finish_reason if last else None}]}
-                self._chunk(f"data: {json.dumps(event)}\n\n")
+                if not self._chunk(f"data: {json.dumps(event)}\n\n"):
+                    engine.disconnected = True
+                    return
+                engine.pieces_sent += 1
             usage = {"id": "x", "object": "chat.completion.chunk", "created": created, "model": body["model"],
                      "system_fingerprint": "scripted", "choices": [],
                      "usage": {"prompt_tokens": 100, "completion_tokens": len(pieces),
@@ -132,10 +140,14 @@ def handler_for(engine: ScriptedEngine):
             self._chunk("data: [DONE]\n\n")
             self._chunk("")
 
-        def _chunk(self, text: str) -> None:
+        def _chunk(self, text: str) -> bool:
             data = text.encode()
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
+            try:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return False
+            return True
 
     return Handler
 

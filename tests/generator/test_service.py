@@ -39,7 +39,8 @@ def test_grpc_unary_and_streaming_on_the_tiny_vlm(vlm_service, story_dir) -> Non
     assert r.status == common_pb2.STATUS_OK or r.error.startswith("malformed model output")
     chunks = list(stub.StreamGenerate(req, timeout=120))
     assert chunks[-1].WhichOneof("chunk") == "result"
-    assert all(c.WhichOneof("chunk") == "turn" for c in chunks[:-1])
+    assert chunks[0].WhichOneof("chunk") == "attempt" and chunks[0].attempt.attempt == 1
+    assert all(c.WhichOneof("chunk") in ("turn", "attempt") for c in chunks[1:-1])
     assert stub.ListAdapters(generator_pb2.ListAdaptersRequest()).active_adapter_id == ""
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics_port}/metrics").read().decode()
     assert 'vispod_generator_requests_total{backend="local"' in metrics

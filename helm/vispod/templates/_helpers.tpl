@@ -136,6 +136,11 @@ tolerations:
   mountPath: /etc/vispod/kafka-ca
   readOnly: true
 {{- end }}
+{{- if .root.Values.grpc.tls.secretName }}
+- name: grpc-tls
+  mountPath: /etc/vispod/grpc-tls
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "vispod.volumes" -}}
@@ -153,6 +158,11 @@ tolerations:
 {{- end }}
 {{- with .root.Values.kafka.tls.caSecret.name }}
 - name: kafka-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with .root.Values.grpc.tls.secretName }}
+- name: grpc-tls
   secret:
     secretName: {{ . }}
 {{- end }}
@@ -229,8 +239,9 @@ spec:
             {{- include "vispod.envFrom" . | nindent 12 }}
           env:
             {{- include "vispod.secretEnv" . | nindent 12 }}
-          {{- if .kafkaOnly }}
-          # No gRPC server: /healthz says the process is up, /readyz that its consumer runs.
+          {{- if or .kafkaOnly .root.Values.grpc.tls.secretName }}
+          # No gRPC server, or one behind TLS (kubelet's gRPC probe speaks plaintext): /healthz says the
+          # process is up, /readyz that its gRPC server and consumers run.
           startupProbe:
             httpGet: {path: /healthz, port: metrics}
             periodSeconds: 10

@@ -1,16 +1,20 @@
-"""gRPC server bootstrap: grpc.health.v1, reflection, a Prometheus interceptor that also maps errors."""
+"""gRPC server bootstrap: grpc.health.v1, reflection, a Prometheus interceptor that also maps errors,
+TLS (mutual when a client CA is configured) and an identity check on admin RPCs; client channels."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
+
+from vispod.common.settings import GrpcTlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +24,57 @@ LATENCY = Histogram("vispod_grpc_request_seconds", "gRPC request latency", ["ser
                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 
 Registrar = Callable[[grpc.Server], None]
+# (service name, registrar) or (service name, registrar, names of its admin methods).
+ServiceEntry = tuple[str, Registrar] | tuple[str, Registrar, Collection[str]]
+_IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
 
 
 class InvalidArgument(ValueError):
     """Raised inside a servicer: the call ends with INVALID_ARGUMENT and this message as the reason."""
 
 
-class _MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every call; turns InvalidArgument into INVALID_ARGUMENT, other errors into INTERNAL."""
+def caller_identities(context: grpc.ServicerContext) -> set[str]:
+    """Names (CN, SANs) in the client certificate the TLS handshake verified; empty without one."""
+    auth = context.auth_context() or {}
+    return {v.decode() if isinstance(v, bytes) else str(v) for key in _IDENTITY_KEYS for v in auth.get(key, [])}
 
-    def __init__(self, service: str) -> None:
+
+def admin_denial(context: grpc.ServicerContext, tls: GrpcTlsSettings) -> str | None:
+    """Why this caller may not call an admin RPC; None when it may (see GrpcTlsSettings)."""
+    if tls.mutual:
+        ids = caller_identities(context)
+        if ids & set(tls.admin_identities):
+            return None
+        return f"client {sorted(ids)} is not in VISPOD_GRPC_TLS_ADMIN_IDENTITIES"
+    if tls.admin_open_without_mtls:
+        return None
+    return "admin RPCs need mutual TLS (VISPOD_GRPC_TLS_CA_FILE) and an allowed client identity"
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path else None
+
+
+def client_channel(address: str, tls: GrpcTlsSettings | None = None,
+                   options: Sequence[tuple[str, object]] = ()) -> grpc.Channel:
+    """A channel to a vispod service: TLS trusting `tls.ca_file` (presenting `cert_file` for mutual TLS)
+    when a CA is configured, else plaintext."""
+    if tls is None or tls.ca_file is None:
+        return grpc.insecure_channel(address, options=list(options))
+    creds = grpc.ssl_channel_credentials(root_certificates=_read(tls.ca_file), private_key=_read(tls.key_file),
+                                         certificate_chain=_read(tls.cert_file))
+    return grpc.secure_channel(address, creds, options=list(options))
+
+
+class _MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every call; turns InvalidArgument into INVALID_ARGUMENT, other errors into INTERNAL;
+    refuses admin methods to callers `admin_denial` turns away (PERMISSION_DENIED)."""
+
+    def __init__(self, service: str, admin_methods: Collection[str] = (),
+                 tls: GrpcTlsSettings | None = None) -> None:
         self.service = service
+        self.admin_methods = frozenset(admin_methods)
+        self.tls = tls or GrpcTlsSettings()
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
@@ -38,6 +82,8 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
         service = self.service
+        admin = handler_call_details.method in self.admin_methods
+        tls = self.tls
 
         def record(context: grpc.ServicerContext, started: float) -> None:
             code = context.code() if hasattr(context, "code") else None
@@ -57,6 +103,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             def unary(request, context):  # type: ignore[no-untyped-def]
                 started = time.monotonic()
                 try:
+                    if admin and (denied := admin_denial(context, tls)):
+                        log.warning("admin RPC refused", extra={"method": method, "reason": denied})
+                        context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
                     return inner(request, context)
                 except Exception as exc:
                     if _aborted(context):
@@ -95,20 +144,31 @@ def _aborted(context: grpc.ServicerContext) -> bool:
 class GrpcServer:
     """A started gRPC server with health and reflection for the given services."""
 
-    def __init__(self, service: str, host: str, port: int, registrars: Sequence[tuple[str, Registrar]],
-                 max_workers: int = 8) -> None:
+    def __init__(self, service: str, host: str, port: int, registrars: Sequence[ServiceEntry],
+                 max_workers: int = 8, tls: GrpcTlsSettings | None = None) -> None:
+        tls = tls or GrpcTlsSettings()
+        admin = {f"/{entry[0]}/{m}" for entry in registrars if len(entry) > 2 for m in entry[2]}  # type: ignore[misc]
+        if admin and not tls.mutual and tls.admin_open_without_mtls:
+            log.warning("admin RPCs are open to any caller: no mutual TLS (local development only)",
+                        extra={"methods": sorted(admin)})
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers, thread_name_prefix=f"{service}-grpc"),
-                                  interceptors=[_MetricsInterceptor(service)],
+                                  interceptors=[_MetricsInterceptor(service, admin, tls)],
                                   options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
                                            ("grpc.max_send_message_length", 64 * 1024 * 1024)])
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [name for name, _ in registrars]
-        for _, register in registrars:
-            register(self.server)
+        names = [entry[0] for entry in registrars]
+        for entry in registrars:
+            entry[1](self.server)
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         self.names = names
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if tls.enabled:
+            creds = grpc.ssl_server_credentials([(_read(tls.key_file), _read(tls.cert_file))],
+                                                root_certificates=_read(tls.ca_file),
+                                                require_client_auth=tls.mutual and tls.require_client_cert)
+            self.port = self.server.add_secure_port(f"{host}:{port}", creds)
+        else:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise RuntimeError(f"cannot bind gRPC to {host}:{port}")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vispod.common.bus import EventConsumer
-from vispod.common.grpc_server import GrpcServer, Registrar
+from vispod.common.grpc_server import GrpcServer, ServiceEntry
 from vispod.common.logging import configure_logging
 from vispod.common.metrics_http import MetricsServer
 from vispod.common.settings import ServiceSettings
@@ -69,13 +69,13 @@ class ServiceHandle:
         self._done.wait()
 
 
-def start_service(settings: ServiceSettings, *, grpc_services: Sequence[tuple[str, Registrar]] = (),
+def start_service(settings: ServiceSettings, *, grpc_services: Sequence[ServiceEntry] = (),
                   consumers: Sequence[EventConsumer] = ()) -> ServiceHandle:
     """Starts everything and returns at once (used in-process by tests and by run_service)."""
     grpc_server = None
     if grpc_services:
         grpc_server = GrpcServer(settings.service_name, settings.grpc_host, settings.grpc_port, grpc_services,
-                                 settings.grpc_max_workers)
+                                 settings.grpc_max_workers, settings.grpc_tls)
     handle_ref: list[ServiceHandle] = []
     metrics = MetricsServer(settings.metrics_host, settings.metrics_port, lambda: handle_ref[0].ready())
     active = list(consumers) if settings.consume else []
@@ -102,7 +102,7 @@ def _run_consumer(consumer: EventConsumer, handle: ServiceHandle) -> None:
         threading.Thread(target=handle.stop, daemon=True).start()
 
 
-def run_service(settings: ServiceSettings, *, grpc_services: Sequence[tuple[str, Registrar]] = (),
+def run_service(settings: ServiceSettings, *, grpc_services: Sequence[ServiceEntry] = (),
                 consumers: Sequence[EventConsumer] = ()) -> None:
     """Blocks until SIGTERM/SIGINT (or a consumer crash), then shuts down in order."""
     configure_logging(settings.service_name, settings.log_level)

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRPC_PORT = 8081
@@ -89,6 +89,43 @@ class ImageAccessSettings(BaseSettings):
         return networks
 
 
+class GrpcTlsSettings(BaseSettings):
+    """TLS of gRPC servers and clients, read from VISPOD_GRPC_TLS_*; plaintext when no certificate is given.
+
+    A server with `cert_file` + `key_file` serves TLS; with `ca_file` too it requires client certificates
+    signed by that CA (mutual TLS). Admin RPCs (e.g. GeneratorService.UpdateAdapter) then need a client
+    whose certificate names (CN or SAN) one of `admin_identities`. Without mutual TLS nobody can be
+    identified: admin RPCs are open only while `admin_open_without_mtls` is on (local development; the
+    Helm chart turns it off). A client trusts `ca_file` and presents `cert_file`/`key_file` when given.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VISPOD_GRPC_TLS_", extra="ignore")
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    # Servers with `ca_file`: refuse clients without a certificate (off: TLS for everyone, identities
+    # only for those who present one).
+    require_client_cert: bool = True
+    admin_identities: list[str] = Field(default_factory=list)
+    admin_open_without_mtls: bool = True
+
+    @model_validator(mode="after")
+    def _pairs(self) -> GrpcTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+    @property
+    def mutual(self) -> bool:
+        """Clients are verified against `ca_file`, so their certificate names can be trusted."""
+        return self.enabled and self.ca_file is not None
+
+
 class DatasetSettings(BaseSettings):
     """Where the shared datasets are (never bundled with vispod): VISPOD_DATASETS_ROOT, by default the
     `shared/datasets` folder beside the repository checkout."""
@@ -124,6 +161,7 @@ class ServiceSettings(BaseSettings):
     artifact_root: Path = Path("artifacts")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     images: ImageAccessSettings = Field(default_factory=ImageAccessSettings)
+    grpc_tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings)
 
 
 class SettingsError(SystemExit):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from vispod.common.grpc_server import client_channel
+from vispod.common.settings import GrpcTlsSettings
 from vispod.v1 import events_pb2, generator_pb2_grpc, judge_pb2_grpc, metrics_pb2_grpc
 
 # Dialogues are up to a few hundred kB, images travel by URI: the default 4 MB message cap is plenty,
@@ -32,13 +34,14 @@ class Clients:
     generator_addr: str = ""
     metrics_addr: str = ""
     judge_addr: str = ""
+    tls: GrpcTlsSettings | None = None  # TLS (mutual with a client certificate) when it names a CA
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
     def _channel(self, addr: str, what: str) -> grpc.Channel:
         if not addr:
             raise ValueError(f"no address configured for the {what} service")
         if addr not in self._channels:
-            self._channels[addr] = grpc.insecure_channel(addr, options=_OPTIONS)
+            self._channels[addr] = client_channel(addr, self.tls, _OPTIONS)
         return self._channels[addr]
 
     @property

@@ -37,7 +37,8 @@ def eval_stories(settings: GateSettings) -> list[Story]:
 
 
 def build(settings: GateSettings, clients: Clients | None = None) -> tuple[Gate, EventConsumer]:
-    clients = clients or Clients(settings.generator_addr, settings.metrics_addr, settings.judge_addr)
+    clients = clients or Clients(settings.generator_addr, settings.metrics_addr, settings.judge_addr,
+                                 tls=settings.grpc_tls)
     gate = Gate(settings, clients, eval_stories(settings))
     consumer = EventConsumer(service=SERVICE, topics=[Topic.ADAPTER_PUBLISHED], expected=events_pb2.AdapterPublished,
                              handler=gate.handle, kafka=settings.kafka,

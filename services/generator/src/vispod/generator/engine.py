@@ -5,9 +5,10 @@ concurrency limit. Bad requests raise InvalidArgument; an unreachable or overloa
 BackendUnavailable (the caller may try again later); everything else ends in a DialogueGenerated,
 FAILED with the reason when no usable dialogue came out — never an empty OK.
 
-Streaming: `on_turn` gets each turn as soon as it is complete. If the first attempt turns out
-malformed and is retried, turns of the retry follow; the final DialogueGenerated is authoritative
-(its `attempts` says when that happened).
+Streaming: `on_attempt` is told when each attempt starts (and why the previous one was discarded),
+then `on_turn` gets that attempt's turns as soon as each is complete; the final DialogueGenerated is
+authoritative. Cancellation: `cancelled` is polled between chunks; once it says so, the backend's
+stream is closed (which stops the engine) and GenerationCancelled is raised.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from vispod.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 TurnCallback = Callable[[common_pb2.Turn], None]
+AttemptCallback = Callable[[int, str], None]
+
+
+class GenerationCancelled(Exception):
+    """The caller went away; the generation was stopped and has no result."""
 
 
 class Generator:
@@ -53,16 +59,22 @@ class Generator:
             raise
 
     def generate(self, event: events_pb2.ImageSetSubmitted, on_turn: TurnCallback | None = None,
-                 job: Job | None = None) -> events_pb2.DialogueGenerated:
+                 job: Job | None = None, on_attempt: AttemptCallback | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> events_pb2.DialogueGenerated:
         started = time.monotonic()
         job = job or self.prepare(event)
         name = self.backend.name
         with self._slots:
             metrics.IN_FLIGHT.labels(name).inc()
             try:
-                result = self._run(job, started, on_turn or (lambda _t: None))
+                result = self._run(job, started, on_turn or (lambda _t: None), on_attempt or (lambda _n, _r: None),
+                                   cancelled or (lambda: False))
             except BackendUnavailable:
                 metrics.REQUESTS.labels(name, "unavailable").inc()
+                raise
+            except GenerationCancelled:
+                metrics.REQUESTS.labels(name, "cancelled").inc()
+                log.info("generation cancelled by the caller", extra={"image_set_id": event.image_set_id})
                 raise
             finally:
                 metrics.IN_FLIGHT.labels(name).dec()
@@ -91,7 +103,8 @@ class Generator:
             dialogue=common_pb2.Dialogue(speakers=job.speakers),
         )
 
-    def _run(self, job: Job, started: float, on_turn: TurnCallback) -> events_pb2.DialogueGenerated:
+    def _run(self, job: Job, started: float, on_turn: TurnCallback, on_attempt: AttemptCallback,
+             cancelled: Callable[[], bool]) -> events_pb2.DialogueGenerated:
         s = self.settings
         ev = job.event
         try:
@@ -105,8 +118,11 @@ class Generator:
         deadline = started + s.generation_deadline_s
         reason = ""
         for attempt in range(1, s.max_attempts + 1):
+            if cancelled():
+                raise GenerationCancelled()
             attempt_started = time.monotonic()
             result.attempts = attempt
+            on_attempt(attempt, reason)
             prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
                                   language=job.language, style=ev.style_instructions,
                                   captions=job.captions if self.text_only else None, version=s.prompt_version,
@@ -125,14 +141,15 @@ class Generator:
                 stream = self.backend.stream(inp)
                 timed_out = False
                 for chunk in stream:
+                    if cancelled():
+                        _close(stream)
+                        raise GenerationCancelled()
                     raw.append(chunk)
                     for turn in parser.feed(chunk):
                         on_turn(turn)
                     if time.monotonic() > deadline:
                         timed_out = True
-                        close = getattr(stream.chunks, "close", None)
-                        if close:
-                            close()  # releases the HTTP stream / stops reading the local streamer
+                        _close(stream)
                         break
             except AdapterUnavailable as exc:
                 return _failed(result, f"adapter unavailable: {exc}")
@@ -164,6 +181,13 @@ class Generator:
                 result.warnings.append("no retry: it would not finish before the generation deadline")
                 break
         return _failed(result, f"malformed model output after {result.attempts} attempt(s): {reason}")
+
+
+def _close(stream: object) -> None:
+    """Closes a backend's chunk iterator: releases the HTTP stream / stops the local generation."""
+    close = getattr(getattr(stream, "chunks", None), "close", None)
+    if close:
+        close()
 
 
 def _failed(result: events_pb2.DialogueGenerated, reason: str) -> events_pb2.DialogueGenerated:

@@ -8,7 +8,7 @@ import threading
 import grpc
 
 from vispod.generator.backends.base import BackendUnavailable
-from vispod.generator.engine import Generator
+from vispod.generator.engine import GenerationCancelled, Generator
 from vispod.v1 import generator_pb2, generator_pb2_grpc
 
 _DONE = object()
@@ -19,10 +19,14 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         self.generator = generator
 
     def Generate(self, request: generator_pb2.GenerateRequest, context: grpc.ServicerContext):
+        gone = _caller_gone(context)
         try:
-            result = self.generator.generate(request.image_set)
+            result = self.generator.generate(request.image_set, cancelled=gone.is_set)
         except BackendUnavailable as exc:
             _unavailable(context, exc)
+            return generator_pb2.GenerateResponse()
+        except GenerationCancelled:
+            context.set_code(grpc.StatusCode.CANCELLED)
             return generator_pb2.GenerateResponse()
         return generator_pb2.GenerateResponse(result=result)
 
@@ -30,21 +34,33 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         job = self.generator.prepare(request.image_set)   # bad requests fail before anything is streamed
         chunks: queue.Queue = queue.Queue()
         outcome: list = []
+        gone = _caller_gone(context)
+
+        def attempt(n: int, reason: str) -> None:
+            chunks.put(generator_pb2.GenerateChunk(attempt=generator_pb2.AttemptStarted(attempt=n, reason=reason)))
 
         def work() -> None:
             try:
-                outcome.append(self.generator.generate(request.image_set, on_turn=chunks.put, job=job))
+                outcome.append(self.generator.generate(
+                    request.image_set, on_turn=lambda t: chunks.put(generator_pb2.GenerateChunk(turn=t)), job=job,
+                    on_attempt=attempt, cancelled=gone.is_set))
             except BaseException as exc:
                 outcome.append(exc)
             finally:
                 chunks.put(_DONE)
 
         threading.Thread(target=work, name="stream-generate", daemon=True).start()
-        while (item := chunks.get()) is not _DONE:
-            yield generator_pb2.GenerateChunk(turn=item)
+        try:
+            while (item := chunks.get()) is not _DONE:
+                yield item
+        finally:
+            gone.set()  # the client stopped reading (cancel, deadline): stop the worker too
         result = outcome[0]
         if isinstance(result, BackendUnavailable):
             _unavailable(context, result)
+            return
+        if isinstance(result, GenerationCancelled):
+            context.set_code(grpc.StatusCode.CANCELLED)
             return
         if isinstance(result, BaseException):
             raise result
@@ -57,12 +73,24 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         return self.generator.registry.update(request, actor="admin")
 
 
+def _caller_gone(context: grpc.ServicerContext) -> threading.Event:
+    """Set when the RPC ends for any reason: a cancelled or timed-out client stops the generation."""
+    gone = threading.Event()
+    context.add_callback(gone.set)
+    return gone
+
+
 def _unavailable(context: grpc.ServicerContext, exc: Exception) -> None:
     # set_code rather than abort(): the shared interceptor would turn abort's bare Exception into INTERNAL.
     context.set_code(grpc.StatusCode.UNAVAILABLE)
     context.set_details(str(exc))
 
 
+SERVICE = generator_pb2.DESCRIPTOR.services_by_name["GeneratorService"].full_name
+# Methods that change what is served: only callers with an admin identity (vispod.common.grpc_server).
+ADMIN_METHODS = ("UpdateAdapter",)
+
+
 def registrar(servicer: GeneratorServicer):
-    return "vispod.v1.GeneratorService", lambda server: generator_pb2_grpc.add_GeneratorServiceServicer_to_server(
-        servicer, server)
+    return SERVICE, lambda server: generator_pb2_grpc.add_GeneratorServiceServicer_to_server(
+        servicer, server), ADMIN_METHODS

@@ -1,0 +1,41 @@
+"""Helm wires gRPC TLS: mutual TLS from one Secret, admin RPCs closed unless a named client presents its
+certificate, probes that work behind TLS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from deploy_tools import load_docs
+
+GRPC_SERVERS = {"synth", "generator", "judge", "metrics", "voice"}
+
+
+def _workloads(docs: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"}
+
+
+def test_default_render_keeps_admin_rpcs_closed(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template())
+    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    assert common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
+    assert "VISPOD_GRPC_TLS_CERT_FILE" not in common
+    generator = _workloads(docs)["generator"]["containers"][0]
+    assert "grpc" in generator["readinessProbe"]  # plaintext: kubelet's native gRPC probe
+
+
+def test_tls_values_mount_the_secret_and_name_the_admins(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
+    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    assert common["VISPOD_GRPC_TLS_CERT_FILE"] == "/etc/vispod/grpc-tls/tls.crt"
+    assert common["VISPOD_GRPC_TLS_KEY_FILE"] == "/etc/vispod/grpc-tls/tls.key"
+    assert common["VISPOD_GRPC_TLS_CA_FILE"] == "/etc/vispod/grpc-tls/ca.crt"
+    assert common["VISPOD_GRPC_TLS_ADMIN_IDENTITIES"] == '["vispod-gate"]'
+    assert common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
+    workloads = _workloads(docs)
+    assert GRPC_SERVERS | {"gate"} <= set(workloads)
+    for name in GRPC_SERVERS | {"gate"}:  # servers serve it, the gate presents it
+        pod = workloads[name]
+        c = pod["containers"][0]
+        assert {"name": "grpc-tls", "mountPath": "/etc/vispod/grpc-tls", "readOnly": True} in c["volumeMounts"], name
+        assert {"name": "grpc-tls", "secret": {"secretName": "vispod-grpc-tls"}} in pod["volumes"], name
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", name  # kubelet's gRPC probe has no TLS
