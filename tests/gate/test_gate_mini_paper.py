@@ -143,3 +143,20 @@ def test_references_are_systems_without_a_prompt(tmp_path: Path, grounder: Capti
     s = results["systems"][tuned.info.name]
     assert s["format_valid_rate"] == 1.0 and s["retrieval_accuracy"] is None and s["caption_coverage"] > 0.2
     assert "pixels" in s["saw"] and s["reference"]
+
+
+def test_command_line_on_saved_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import asdict
+
+    from vispod.gate.mini_paper.__main__ import main
+
+    doc = {"tuned": "tuned-135m", "bigger_base": "gemma3-270m-base", "small_base": "smollm2-135m-base",
+           "adapter": "test@1", "train_ids": ["t1"],
+           "systems": [{**asdict(r.info), "outputs": [asdict(o) for o in r.outputs]} for r in systems()]}
+    (tmp_path / "runs.json").write_text(json.dumps(doc))
+    assert main([str(tmp_path / "runs.json"), "--out", str(tmp_path / "out"), "--no-references",
+                 "--resamples", "100"]) == 0
+    assert "gate: promote test@1" in capsys.readouterr().out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["systems"]["tuned-135m"]["retrieval_accuracy"] == 1.0  # the turns' photo indices survived
+    assert results["bootstrap"]["n_resamples"] == 100
