@@ -127,6 +127,8 @@ def test_refuses_training_stories_and_unknown_roles(tmp_path: Path, grounder: Ca
         run(systems(), tmp_path, train_ids=["s2"], grounder=grounder, **roles)
     with pytest.raises(ValueError, match="tuned system 'nope'"):
         run(systems(), tmp_path, grounder=grounder, **{**roles, "tuned": "nope"})
+    with pytest.raises(ValueError, match="baseline must be another system"):
+        run(systems(), tmp_path, grounder=grounder, baseline="tuned-135m", **roles)
     assert not (tmp_path / "results.json").exists()
 
 

@@ -125,6 +125,8 @@ def evaluate(systems: Sequence[SystemRun], *, tuned: str, bigger_base: str, smal
                        ("baseline", baseline)):
         if name not in names:
             raise ValueError(f"{role} system {name!r} is not among the systems {names}")
+    if baseline == tuned:
+        raise ValueError(f"the baseline must be another system than the tuned one ({tuned!r})")
     evaluated = {o.story_id for s in systems for o in s.outputs}
     check_no_overlap(train_ids, evaluated)
     grounder = grounder or CaptionGrounder()
