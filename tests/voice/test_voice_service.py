@@ -63,13 +63,16 @@ def local_path(uri: str) -> Path:
 
 def test_render_stores_opus_and_wav(stub: voice_pb2_grpc.VoiceServiceStub, artifacts: Path) -> None:
     reply = stub.Render(voice_pb2.RenderRequest(image_set_id="set-1", dialogue=excerpt_dialogue(),
-                                                voices={"Speaker 2": "joe-high"}, correlation_id="c-1"), timeout=120)
+                                                voices={"Speaker 2": "joe-high"}, correlation_id="c-1",
+                                                images=[common_pb2.ImageRef(caption="an old white bus")]),
+                        timeout=120)
     p = reply.podcast
     assert (p.image_set_id, p.correlation_id, p.engine, p.sample_rate) == ("set-1", "c-1", "piper", 24000)
     assert {(v.speaker, v.voice) for v in p.voices} == {("Speaker 1", "joe-deep"), ("Speaker 2", "joe-high")}
     assert [t.index for t in p.turns] == [0, 1, 2, 3] and p.turns[-1].end_seconds == pytest.approx(p.duration_seconds,
                                                                                                     abs=0.01)
-    assert [c.image_index for c in p.chapters] == [0, 1, 2]
+    assert [(c.image_index, c.title) for c in p.chapters] == [(0, "Photo 1: an old white bus"), (1, "Photo 2"),
+                                                              (2, "Photo 3")]
     assert p.loudness_lufs == pytest.approx(-16.0, abs=0.5)
     opus, wav = local_path(p.artifact_uri), local_path(p.wav_uri)
     assert opus.suffix == ".opus" and wav.suffix == ".wav"

@@ -20,7 +20,7 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
 
     def _plan(self, request: voice_pb2.RenderRequest, path: str) -> Plan:
         try:
-            return self.podcaster.plan(request.dialogue, dict(request.voices))
+            return self.podcaster.plan(request.dialogue, dict(request.voices), request.images)
         except DialogueError as exc:
             metrics.RENDERS.labels(path, "invalid").inc()
             raise InvalidArgument(str(exc)) from exc
