@@ -113,3 +113,16 @@ def test_audio_player_marks_each_turn_with_its_times() -> None:
     assert '<li data-start="0.000" data-end="2.500" title="Alex (joe-deep), 0.0-2.5 s">' in page
     assert "Hello &amp; welcome." in page and "Sam &lt;b&gt;" in page
     assert "timeupdate" in page and "Photo 1 (0 s)" in page
+
+
+def test_podcast_player_renders_next_to_the_page(tmp_path: Path) -> None:
+    from vispod.voice.player import podcast_player
+    from vispod.voice.settings import VoiceSettings
+
+    dialogue = common_pb2.Dialogue(turns=[common_pb2.Turn(speaker="Alex", text="Look at this.", image_refs=[0]),
+                                          common_pb2.Turn(speaker="Sam", text="Lovely.")])
+    page = podcast_player(dialogue, tmp_path, [common_pb2.ImageRef(caption="a dog")],
+                          VoiceSettings(engine="espeak", consume=False))
+    assert (tmp_path / "podcast.opus").read_bytes()[:4] == b"OggS"
+    assert 'src="podcast.opus"' in page and "Look at this." in page and "Photo 1: a dog (0 s)" in page
+    assert page.count("<li data-start=") == 3  # two turns, one chapter

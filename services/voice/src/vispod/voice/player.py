@@ -3,15 +3,20 @@
 `audio_player_html(podcast, audio_src, texts)` returns one self-contained fragment: an <audio> element, the
 turns as a list (each with its start and end from PodcastRendered.turns), a small script that marks the
 current turn on `timeupdate` and seeks to a turn when it is clicked. No external resources.
+`podcast_player(dialogue, out_dir)` renders the podcast in-process first (for the demo's report).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from vispod.v1 import events_pb2
+from vispod.v1 import common_pb2, events_pb2
+from vispod.voice.settings import VoiceSettings
 
 _STYLE = (".vp-turns{list-style:none;padding:0}.vp-turns li{padding:.2em .4em;border-radius:4px;cursor:pointer}"
           ".vp-turns li.vp-now{background:#fff3b0}.vp-turns .vp-who{font-weight:600;margin-right:.4em}")
@@ -42,3 +47,25 @@ def audio_player_html(podcast: events_pb2.PodcastRendered, audio_src: str, texts
             f'<audio controls preload="metadata" src="{html.escape(audio_src)}"></audio>{chapters}'
             f'<ol class="vp-turns">{"".join(items)}</ol>'
             f"<script>{_SCRIPT % {'id': json.dumps(element_id)}}</script></div>")
+
+
+def podcast_player(dialogue: common_pb2.Dialogue, out_dir: Path, images: Sequence[common_pb2.ImageRef] = (),
+                   settings: VoiceSettings | None = None) -> str:
+    """Renders the dialogue in-process to <out_dir>/podcast.opus and returns the player for a page saved in
+    out_dir (the audio is referenced relatively). Raises DialogueError / EngineError with the reason."""
+    from vispod.voice.engines import build_engine
+    from vispod.voice.podcast import Podcaster, describe
+
+    settings = settings or VoiceSettings(consume=False)
+    engine = build_engine(settings)
+    try:
+        podcaster = Podcaster(engine, settings)
+        plan = podcaster.plan(dialogue, images=images)
+        with tempfile.TemporaryDirectory(prefix="vispod-player-") as tmp:
+            rendered = podcaster.render_to(plan, Path(tmp))
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(rendered.opus), out_dir / "podcast.opus")
+    finally:
+        engine.close()
+    podcast = describe(rendered, plan, engine.name, "podcast.opus", "")
+    return audio_player_html(podcast, "podcast.opus", [t.text for t in plan.turns])
