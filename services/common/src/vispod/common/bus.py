@@ -10,6 +10,7 @@ so a redelivery re-creates identical events and readers can de-duplicate by id e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -212,7 +213,10 @@ class EventConsumer:
     def __init__(self, *, service: str, topics: Sequence[Topic], expected: type[Message], handler: Handler,
                  kafka: KafkaSettings, group_id: str | None = None, concurrency: int = 1,
                  instance_id: str | None = None, max_batch: int | None = None,
-                 retry_backoff_s: float = 0.2) -> None:
+                 retry_backoff_s: float = 0.2, periodic: Callable[[frozenset[int]], object] | None = None,
+                 periodic_interval_s: float = 5.0) -> None:
+        """`periodic(owned partitions)` runs every `periodic_interval_s` in the consuming thread, between
+        batches: work on per-partition state (timeouts) there has one writer, whoever owns the partition."""
         self.service = service
         self.kafka = kafka
         self.topics = [topic_name(t, kafka.topic_prefix) for t in topics]
@@ -232,6 +236,9 @@ class EventConsumer:
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
         self._source = f"vispod/{service}"
+        self.periodic = periodic
+        self.periodic_interval_s = periodic_interval_s
+        self.assigned: frozenset[int] = frozenset()  # partitions owned now (read from any thread)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -276,7 +283,7 @@ class EventConsumer:
             for outcome in ("ok", "dlq", "duplicate", "retry"):
                 CONSUMED.labels(self.service, _short_topic(full, self.kafka.topic_prefix), outcome)
         self._running.set()
-        last_lag_update = 0.0
+        last_lag_update = last_periodic = 0.0
         log.info("consumer started", extra={"topics": self.topics, "group": self.group_id,
                                             "delivery": self.kafka.delivery})
         try:
@@ -289,6 +296,13 @@ class EventConsumer:
                     last_lag_update = self._last_poll
                 if records:
                     self._process(records, executor, transactional)
+                self.assigned = frozenset(tp.partition for tp in self._consumer.assignment())
+                if self.periodic and time.monotonic() - last_periodic >= self.periodic_interval_s:
+                    last_periodic = time.monotonic()
+                    try:
+                        self.periodic(self.assigned)
+                    except Exception:
+                        log.exception("periodic task failed; retrying next interval")
         finally:
             self._running.clear()
             if executor:
@@ -364,7 +378,8 @@ class EventConsumer:
         """Returns (event id, records to publish) for one input record; never raises."""
         short = _short_topic(rec.topic, self.kafka.topic_prefix)
         try:
-            env = events.decode(rec.value, rec.headers, self.expected, key=rec.key)
+            env = dataclasses.replace(events.decode(rec.value, rec.headers, self.expected, key=rec.key),
+                                      partition=rec.partition)
         except EventDecodeError as exc:
             CONSUMED.labels(self.service, short, "dlq").inc()
             return None, [self._dead_letter(rec, str(exc), "decode", 1)]

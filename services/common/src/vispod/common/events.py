@@ -52,6 +52,8 @@ class Envelope:
     message: Message
     key: bytes | None = None
     extensions: dict[str, str] = field(default_factory=dict)
+    # The Kafka partition it was consumed from (-1 when not consumed from Kafka).
+    partition: int = -1
 
 
 def now_iso() -> str:

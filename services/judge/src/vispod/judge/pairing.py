@@ -13,6 +13,11 @@ any event for a pair already completed, is dropped (counted as duplicate). The o
 the very event that completed a pair arriving again (its commit was lost in a crash): the stored
 judgement is re-emitted, not re-judged, and the bus gives it the same event id as before.
 
+Single writer: a pair's events share a partition (keyed by image set), and only the replica that owns
+that partition touches the pair: its handler, and its timeout sweep, which runs in the consuming
+thread between batches over the partitions it owns. Replicas sharing the state folder never expire
+or judge one another's pairs; after a crash or a rebalance the new owner picks the parked sides up.
+
 Out of order and missing sides: the first side is parked on disk (state.PairStore) until its
 partner comes. After `pair_timeout_s` the sweeper publishes a JudgementCompleted with `error` set
 and no verdicts (not a DLQ entry: the event was valid, the pair is what failed), and marks the
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -121,7 +125,8 @@ class PairingHandler:
                 log.info("pair already completed; event dropped", extra={"pair": slot.pair_id, "kind": done.kind})
                 return None
             pending = self.store.get_pending(slot.key) or PendingPair(
-                key=slot.key, image_set_id=event.image_set_id, pair_id=slot.pair_id, created=time.time()
+                key=slot.key, image_set_id=event.image_set_id, pair_id=slot.pair_id, created=time.time(),
+                partition=env.partition,
             )
             held = pending.sides.get(slot.side)
             if held is not None:
@@ -176,21 +181,25 @@ def _b64(data: bytes) -> str:
 
 
 class TimeoutSweeper:
-    """Publishes an error judgement for every pair still missing a side after the timeout."""
+    """Publishes an error judgement for every pair still missing a side after the timeout.
+
+    Runs as the consumer's periodic task (EventConsumer(periodic=sweeper.sweep)), in the consuming thread,
+    over the partitions that consumer owns."""
 
     def __init__(self, settings: JudgeSettings, store: PairStore, publisher: EventPublisher) -> None:
         self.settings = settings
         self.store = store
         self.publisher = publisher
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_prune = 0.0
 
-    def sweep(self, now: float | None = None) -> int:
-        """One pass; returns how many pairs timed out."""
+    def sweep(self, owned: frozenset[int] | None = None, now: float | None = None) -> int:
+        """One pass over the pairs of the `owned` partitions (all when None); returns how many timed out.
+        Pairs parked before partitions were recorded (-1) are swept by whoever runs."""
         now = time.time() if now is None else now
         expired = 0
         for pending in self.store.pending():
+            if owned is not None and pending.partition != -1 and pending.partition not in owned:
+                continue  # another replica's pair: it alone may expire or judge it
             if now - pending.created < self.settings.pair_timeout_s:
                 continue
             with self.store.lock(pending.key):
@@ -231,19 +240,3 @@ class TimeoutSweeper:
         if " vs " in pending.pair_id:  # configured pair: both system names are known
             out.system_a, out.system_b = pending.pair_id.split(" vs ", 1)
         return out
-
-    def start(self) -> None:
-        def loop() -> None:
-            while not self._stop.wait(self.settings.sweep_interval_s):
-                try:
-                    self.sweep()
-                except Exception:
-                    log.exception("timeout sweep failed; retrying next interval")
-
-        self._thread = threading.Thread(target=loop, name="judge-timeouts", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)

@@ -29,6 +29,10 @@ class JudgeApp:
     def build(cls, settings: JudgeSettings, comparer: Comparer | None = None) -> JudgeApp:
         comparer = comparer or Comparer(settings, build_panel(settings), ImageFetcher(settings.images))
         store = PairStore(settings.state_path())
+        publisher = sweeper = None
+        if settings.consume:
+            publisher = EventPublisher(settings.kafka, "judge")
+            sweeper = TimeoutSweeper(settings, store, publisher)
         consumer = EventConsumer(
             service="judge",
             topics=[Topic.DIALOGUE_GENERATED],
@@ -37,25 +41,19 @@ class JudgeApp:
             kafka=settings.kafka,
             # Judging a pair takes minutes with API judges: few events per poll keeps the poll interval safe.
             max_batch=4,
+            # Timeouts are swept by the consuming thread over the partitions it owns: one writer per pair.
+            periodic=sweeper.sweep if sweeper else None,
+            periodic_interval_s=settings.sweep_interval_s,
         )
-        publisher = sweeper = None
-        if settings.consume:
-            publisher = EventPublisher(settings.kafka, "judge")
-            sweeper = TimeoutSweeper(settings, store, publisher)
         return cls(settings, comparer, store, consumer, sweeper, publisher)
 
     def start(self) -> ServiceHandle:
         """Starts in-process (tests); stop with `stop(handle)`."""
-        handle = start_service(
+        return start_service(
             self.settings, grpc_services=[registrar(JudgeServicer(self.comparer))], consumers=[self.consumer]
         )
-        if self.sweeper:
-            self.sweeper.start()
-        return handle
 
     def stop(self, handle: ServiceHandle) -> None:
-        if self.sweeper:
-            self.sweeper.stop()
         handle.stop()
         self.close()
 
@@ -67,15 +65,11 @@ class JudgeApp:
 
     def run(self) -> None:
         """Blocks until SIGTERM/SIGINT."""
-        if self.sweeper:
-            self.sweeper.start()
         try:
             run_service(
                 self.settings, grpc_services=[registrar(JudgeServicer(self.comparer))], consumers=[self.consumer]
             )
         finally:
-            if self.sweeper:
-                self.sweeper.stop()
             self.close()
 
 

@@ -42,6 +42,9 @@ class PendingPair:
     pair_id: str
     created: float  # wall-clock seconds: the timeout must survive restarts
     sides: dict[str, Side] = field(default_factory=dict)
+    # Kafka partition of its events (keyed by image set: both sides share it). Only the replica that owns
+    # the partition touches the pair, so replicas sharing this folder never write the same pair at once.
+    partition: int = -1
 
 
 @dataclass
@@ -87,7 +90,7 @@ class PairStore:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Serialises the handler and the timeout sweeper on one pair (within this process)."""
+        """Serialises work on one pair within this process (across replicas, partition ownership does)."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
