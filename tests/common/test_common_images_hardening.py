@@ -168,6 +168,19 @@ def test_the_connection_goes_to_the_address_that_was_checked(server: int) -> Non
     assert _Handler.hosts_seen == [f"images.example:{server}"]
 
 
+def test_a_slow_resolver_counts_against_the_deadline() -> None:
+    def slow_dns(host: str, port: int) -> list[str]:
+        time.sleep(3)
+        return ["93.184.216.34"]
+
+    fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["images.example"], fetch_timeout_s=0.5),
+                           resolver=slow_dns)
+    t0 = time.monotonic()
+    with pytest.raises(ImageAccessError, match=r"resolving image host 'images\.example' took over 0\.5 s"):
+        fetcher.fetch("https://images.example/x.jpg")
+    assert time.monotonic() - t0 < 1.5
+
+
 def test_unresolvable_host_is_a_refusal() -> None:
     fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["no-such-host.invalid"]))
     with pytest.raises(ImageAccessError, match="cannot resolve"):

@@ -10,6 +10,7 @@ buckets, when boto3 is installed. Decoding checks bytes, pixels (decompression b
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import http.client
@@ -33,6 +34,7 @@ from vispod.common.settings import ImageAccessSettings
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp"}
 _CHUNK = 64 * 1024
+_RESOLVERS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="image-dns")
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -158,10 +160,15 @@ class ImageFetcher:
 
     # -- http(s):// ------------------------------------------------------------------------------
 
-    def _checked_address(self, host: str, port: int) -> str:
+    def _checked_address(self, host: str, port: int, deadline: float) -> str:
         """The first resolved address of `host`; refuses when any is non-public and not configured."""
+        lookup = _RESOLVERS.submit(self._resolve, host, port)  # getaddrinfo has no timeout of its own
         try:
-            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host, port)]
+            answers = lookup.result(timeout=max(deadline - time.monotonic(), 0.001))
+            addresses = [ipaddress.ip_address(a.split("%")[0]) for a in answers]
+        except concurrent.futures.TimeoutError as exc:
+            raise ImageAccessError(f"resolving image host {host!r} took over {self.settings.fetch_timeout_s} s") \
+                from exc
         except (OSError, ValueError) as exc:
             raise ImageAccessError(f"cannot resolve image host {host!r}: {exc}") from exc
         if not addresses:
@@ -182,7 +189,7 @@ class ImageFetcher:
             raise ImageAccessError(f"host {host!r} is not in the allowed image hosts")
         deadline = time.monotonic() + self.settings.fetch_timeout_s
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        address = self._checked_address(host, port)
+        address = self._checked_address(host, port, deadline)
         remaining = max(deadline - time.monotonic(), 0.001)
         conn: http.client.HTTPConnection = (
             _PinnedHTTPS(host, port, address, remaining, self._tls) if parsed.scheme == "https"
