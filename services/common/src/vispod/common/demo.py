@@ -1,11 +1,12 @@
 """`vispod demo` (what `make demo` runs): one photo story through the whole local system.
 
-A local broker and every service (`vispod up`), the story published on Kafka, then the dialogue,
-its metrics and a judgement printed, and an HTML report written. It says plainly which models were
-real: the embedded text model (SmolLM2-135M-Instruct) is real and reads captions, not pixels; the CLIP
-model that scores grounding is random-initialised (no CLIP weights exist offline).
+A LoRA adapter for SmolLM2 (the one `make mini-paper` promoted, else a quick one trained here once and cached),
+a local broker and the services (`vispod up`), the adapter published on the bus as the trainer Job does, the
+story published on Kafka, the tuned dialogue and its metrics printed, the base model's dialogue beside it, and
+an HTML report and `dialogue.json` written. It says plainly which models were real: SmolLM2-135M-Instruct is
+real and reads captions, not pixels; the CLIP model that scores grounding is random-initialised (no CLIP
+weights exist offline).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -27,28 +28,22 @@ from vispod.common.local_stack import SHARED_DATASETS, UP_STATE
 from vispod.common.settings import KafkaSettings
 from vispod.common.submit import build_event, describe, follow
 from vispod.common.topics import Topic, dlq_topic
-from vispod.v1 import common_pb2, events_pb2, judge_pb2, judge_pb2_grpc
+from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 VIST_SET = SHARED_DATASETS / "vist-podcast-50"
 REFERENCE_SYSTEM = "qwen3-vl-32b-sporc-lora"
-# SmolLM2 writes ~6 tokens/s on 2 cores: a short dialogue keeps the demo within five minutes.
-DEMO_TARGET_WORDS = 250
-# A 135M model drifts into monologues; the request's style field asks for a brisk exchange.
-DEMO_STYLE = "Keep every turn to one or two sentences and alternate between the two hosts often."
-# The demo's flow uses these; synth and gate start with `vispod up` but have no part in one story.
-DEMO_SERVICES = "generator,metrics,judge"
-# Embedded defaults: real SmolLM2 on captions; random CLIP (labelled); SmolLM2 as the local judge.
+DEMO_TARGET_WORDS = 600
+DEMO_SPEAKERS = ["Alex:an upbeat host who loves stories", "Sam:a thoughtful photographer"]
+# The demo's flow uses these; synth, judge and gate start with `vispod up` but have no part in one story
+# (no capable judge exists offline: SmolLM2-135M gave invalid verdicts).
+DEMO_SERVICES = "generator,metrics"
+# Embedded defaults: real SmolLM2 in llama.cpp on captions (two requests at once: tuned and base); random CLIP
+# (labelled).
 DEMO_ENV = {
-    "VISPOD_GENERATOR_BACKEND": "local",
-    "VISPOD_GENERATOR_TEXT_ONLY": "true",
+    "VISPOD_GENERATOR_BACKEND": "llamacpp",
     "VISPOD_GENERATOR_MODEL_PATH": "smollm2",
-    "VISPOD_GENERATOR_MAX_NEW_TOKENS": "420",
+    "VISPOD_GENERATOR_CONCURRENCY": "2",
     "VISPOD_METRICS_CLIP_RANDOM_INIT": "true",
-    "VISPOD_JUDGE_JUDGES": '["local"]',
-    # One criterion (the paper's headline) keeps the CPU-only demo within its five minutes.
-    "VISPOD_JUDGE_CRITERIA": '["naturalness"]',
-    "VISPOD_JUDGE_LOCAL_MAX_INPUT_TOKENS": "2500",
-    "VISPOD_JUDGE_LOCAL_MAX_NEW_TOKENS": "48",
 }
 
 
@@ -73,24 +68,6 @@ def pick_story(story: Path | None, out: Path) -> tuple[Path, str]:
                 return folder, f"VIST story {meta['vist_story_id']} from {VIST_SET}"
     print(f"note: {VIST_SET} is absent; using an example story made from bundled photos", flush=True)
     return write_example_story(out / "example-story"), "the example story (scikit-image sample photos)"
-
-
-def caption_baseline(event: events_pb2.ImageSetSubmitted) -> common_pb2.Dialogue:
-    """A transparent baseline system: two hosts read the captions aloud. Judged when no reference exists."""
-    turns = []
-    for i, ref in enumerate(event.images):
-        turns.append(common_pb2.Turn(speaker="Speaker 1", text=f"Next: {ref.caption or 'another moment'}",
-                                     image_refs=[i]))
-        turns.append(common_pb2.Turn(speaker="Speaker 2", text="I see. Let's keep going.", image_refs=[i]))
-    text = "\n".join(f"{t.speaker}: {t.text}" for t in turns)
-    return common_pb2.Dialogue(turns=turns, text=text)
-
-
-def reference_dialogue(story: Path) -> tuple[str, common_pb2.Dialogue] | None:
-    path = story / f"{REFERENCE_SYSTEM}.txt"
-    if not path.exists():
-        return None
-    return REFERENCE_SYSTEM, common_pb2.Dialogue(text=path.read_text())
 
 
 class Stack:
@@ -143,89 +120,99 @@ def run_demo(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     story, story_desc = pick_story(args.story, out)
     print(f"vispod demo — {story_desc}", flush=True)
-    print("starting the local system (broker + services; SmolLM2 takes ~15 s to load) …", flush=True)
+    from vispod.gate.demo_adapter import demo_adapter, publish_and_route
+
+    adapter = demo_adapter(out)   # the promoted mini-paper adapter, else a quick one (trained once, cached)
+    print("starting the local system (broker + services) …", flush=True)
     stack = Stack(out / "up")
     try:
         state = stack.wait_ready(240)
         kafka = KafkaSettings(bootstrap=str(state["bootstrap"]))
-        ns = argparse.Namespace(folder=story, speaker=["Alex:an upbeat host who loves stories",
-                                                       "Sam:a thoughtful photographer"],
-                                target_words=DEMO_TARGET_WORDS, style=DEMO_STYLE, language="en", adapter="", seed=7)
+        generator = f"127.0.0.1:{state['services']['generator']['grpc']}"  # type: ignore[index]
+        route = publish_and_route(adapter, out / "up" / "artifacts", kafka, generator)
+        print(route.note, flush=True)
+        ns = argparse.Namespace(folder=story, speaker=DEMO_SPEAKERS, target_words=DEMO_TARGET_WORDS, style="",
+                                language="en", adapter=route.request_adapter, seed=7)
         event = build_event(ns, state)  # the story's photos are staged where the services may read them
+        base_result: list[events_pb2.DialogueGenerated] = []
+        base = threading.Thread(target=lambda: base_result.append(generate_base(generator, event)), daemon=True)
+        base.start()
         reader = EventReader(kafka, [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED,
                                      dlq_topic("generator", kafka.topic_prefix)], from_beginning=False)
         publisher = EventPublisher(kafka, "demo")
         publisher.publish(Topic.IMAGESET_SUBMITTED, event)
         publisher.close()
-        print(f"published ImageSetSubmitted {event.image_set_id} ({len(event.images)} photos); generating …",
-              flush=True)
+        print(f"published ImageSetSubmitted {event.image_set_id} ({len(event.images)} photos); generating with "
+              f"the tuned model on the bus and, beside it, the base model over gRPC …", flush=True)
         remaining = args.timeout - (time.monotonic() - started)
         got = follow(reader, event, remaining, lambda env: print(describe(env), flush=True))
         reader.close()
+        base.join(max(1.0, args.timeout - (time.monotonic() - started)))
         dialogue = got.get("dialogue")
         if dialogue is None or dialogue.status != common_pb2.STATUS_OK:
             print(f"the demo produced no dialogue; logs in {out / 'up'}", flush=True)
             return 1
-        judgement = judge(state, event, dialogue, story)
-        report = write_report(out, story, event, dialogue, got.get("metrics"), judgement)
-        print(f"\nHTML report: {report}")
-        print(models_statement(dialogue, got.get("metrics")))
+        compared = base_result[0] if base_result else None
+        write_dialogue_json(out / "dialogue.json", dialogue)
+        notes = models_statement(dialogue, got.get("metrics"), route.note).splitlines()
+        report = write_report(out, story, event, dialogue, got.get("metrics"), notes, compared)
+        print(f"\nHTML report: {report}\ndialogue: {out / 'dialogue.json'}")
+        print("\n".join(notes))
         print(f"demo finished in {time.monotonic() - started:.0f} s")
         return 0
     finally:
         stack.stop()
 
 
-def judge(state: dict[str, object], event: events_pb2.ImageSetSubmitted, dialogue: events_pb2.DialogueGenerated,
-          story: Path) -> events_pb2.JudgementCompleted | None:
-    services = state.get("services", {})
-    if "judge" not in services:  # type: ignore[operator]
-        print("judge service not running: no judgement", flush=True)
-        return None
-    ref = reference_dialogue(story)
-    system_b, b = ref if ref else ("caption-baseline", caption_baseline(event))
-    system_a = dialogue.system or dialogue.model
-    print(f"judging {system_a} (A) against {system_b} (B), both orders …", flush=True)
-    port = services["judge"]["grpc"]  # type: ignore[index]
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = judge_pb2_grpc.JudgeServiceStub(channel)
-        try:
-            resp = stub.Compare(judge_pb2.CompareRequest(
-                image_set_id=event.image_set_id, images=event.images, a=dialogue.dialogue, b=b,
-                system_a=system_a, system_b=system_b), timeout=240)
-        except grpc.RpcError as exc:
-            print(f"judgement failed: {exc.code().name}: {exc.details()}", flush=True)
-            return None
-    result = events_pb2.JudgementCompleted(image_set_id=event.image_set_id, correlation_id=event.correlation_id,
-                                           system_a=system_a, system_b=system_b, verdicts=resp.verdicts)
-    for v in resp.verdicts:
-        print(f"  {v.judge:>8} {v.criterion:<18} {events_pb2.Outcome.Name(v.outcome):<16} {v.rationale[:90]}")
-    return result
+def generate_base(address: str, event: events_pb2.ImageSetSubmitted) -> events_pb2.DialogueGenerated:
+    """The same request on the base model (GeneratorService.Generate with adapter "base")."""
+    request = events_pb2.ImageSetSubmitted()
+    request.CopyFrom(event)
+    request.adapter = "base"
+    request.image_set_id = f"{event.image_set_id}-base"
+    with grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+        return stub.Generate(generator_pb2.GenerateRequest(image_set=request), timeout=600).result
+
+
+def write_dialogue_json(path: Path, dialogue: events_pb2.DialogueGenerated) -> Path:
+    doc = {"turns": [{"speaker": t.speaker, "text": t.text, "image_refs": list(t.image_refs)}
+                     for t in dialogue.dialogue.turns],
+           "system": dialogue.system or dialogue.model, "adapter": dialogue.adapter_id,
+           "model": dialogue.model, "random_weights": dialogue.random_weights,
+           "input": events_pb2.InputMode.Name(dialogue.input_mode).removeprefix("INPUT_MODE_").lower()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 def write_report(out: Path, story: Path, event: events_pb2.ImageSetSubmitted, dialogue: events_pb2.DialogueGenerated,
-                 metrics: events_pb2.MetricsComputed | None, judgement: events_pb2.JudgementCompleted | None) -> Path:
+                 metrics: events_pb2.MetricsComputed | None, notes: list[str],
+                 compared: events_pb2.DialogueGenerated | None) -> Path:
     from urllib.parse import unquote, urlparse
 
     from vispod.gate.story_report import render_story_report
 
     images = [Path(unquote(urlparse(ref.uri).path)) for ref in event.images]
     captions = [ref.caption for ref in event.images]
-    notes = models_statement(dialogue, metrics).splitlines()
-    return render_story_report(out / "report.html", story, images, captions, dialogue, metrics, judgement, notes)
+    return render_story_report(out / "report.html", story, images, captions, dialogue, metrics, None, notes,
+                               compared_with=compared)
 
 
-def models_statement(dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None) -> str:
+def models_statement(dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None,
+                     adapter_note: str = "") -> str:
     lines = ["Which models were real:"]
     weights = "RANDOM weights" if dialogue.random_weights else "real weights"
     seen = "read the photos' captions, not their pixels" if dialogue.input_mode == events_pb2.INPUT_MODE_CAPTIONS \
         else "read the pixels"
-    lines.append(f"- dialogue: {dialogue.model} ({weights}), backend {dialogue.backend}, {seen}")
+    adapter = f" + LoRA adapter {dialogue.adapter_id}" if dialogue.adapter_id else " (base model)"
+    lines.append(f"- dialogue: {dialogue.model}{adapter} ({weights}), backend {dialogue.backend}, {seen}")
+    if adapter_note:
+        lines.append(f"- adapter: {adapter_note}")
     if metrics is not None:
         g = metrics.grounding
         lines.append(f"- grounding: {g.clip_model or 'CLIP'} with "
                      + ("RANDOM weights — the CLIPScore numbers measure nothing" if g.random_weights
                         else "real weights"))
-    lines.append("- judge: SmolLM2-135M-Instruct (real weights, a very small model: its verdicts are a demo of "
-                 "the protocol, not evidence)")
+    lines.append("- judge: none (no capable judge exists offline; configure one for win rates)")
     return "\n".join(lines)

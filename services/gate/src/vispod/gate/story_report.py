@@ -83,9 +83,25 @@ def _words_plot(turns: Sequence[common_pb2.Turn]) -> bytes:
     return figure_png(fig)
 
 
+def _label(d: events_pb2.DialogueGenerated) -> str:
+    return f"{d.model} + adapter {d.adapter_id}" if d.adapter_id else f"{d.model} (base model)"
+
+
+def _side_by_side(dialogue: events_pb2.DialogueGenerated, other: events_pb2.DialogueGenerated) -> str:
+    """Two dialogues of the same story in two columns (e.g. the base model and the tuned one)."""
+    cols = []
+    for d in (other, dialogue):
+        turns = "".join(_turn_html(t) for t in d.dialogue.turns) or f'<p class="warn">{esc(d.error or "no turns")}</p>'
+        words = sum(len(t.text.split()) for t in d.dialogue.turns)
+        cols.append(f'<div class="col"><h3>{esc(_label(d))}</h3><p class="cap">{len(d.dialogue.turns)} turns, '
+                    f'{words} words</p>{turns}</div>')
+    return f'<div class="cols">{"".join(cols)}</div>'
+
+
 def render_story_report(out_path: Path, story_dir: Path | None, images: list[Path], captions: list[str],
                         dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None,
-                        judgement: events_pb2.JudgementCompleted | None, notes: list[str]) -> Path:
+                        judgement: events_pb2.JudgementCompleted | None, notes: list[str],
+                        compared_with: events_pb2.DialogueGenerated | None = None) -> Path:
     """Writes one self-contained HTML page (photos embedded as downscaled base64 JPEGs) and returns its path."""
     all_notes = list(notes)
     if dialogue.random_weights:
@@ -112,6 +128,9 @@ def render_story_report(out_path: Path, story_dir: Path | None, images: list[Pat
                 else f"<pre>{esc(dialogue.dialogue.text)}</pre>")
     if turns:
         body.append(png_img(_words_plot(turns), "words per turn by speaker"))
+    if compared_with is not None:
+        body.append("<h2>Side by side: the same story, same prompt and decoding</h2>")
+        body.append(_side_by_side(dialogue, compared_with))
     body.append("<h2>Metrics</h2>")
     body.append(_metrics_section(metrics) if metrics is not None else "<p>No metrics.</p>")
     body.append("<h2>Judgement</h2>")

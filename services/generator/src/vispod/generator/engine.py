@@ -27,6 +27,7 @@ from vispod.generator.backends.base import Backend, BackendError, BackendUnavail
 from vispod.generator.parsing import TranscriptParser, render
 from vispod.generator.prompting import build_prompt, speaker_label
 from vispod.generator.request import Job, prepare
+from vispod.generator.scene_plan import scene_steps
 from vispod.generator.settings import GeneratorSettings
 from vispod.v1 import common_pb2, events_pb2
 
@@ -117,6 +118,7 @@ class Generator:
         result = self._base_result(job, adapter)
         deadline = started + s.generation_deadline_s
         reason = ""
+        scenes = s.plan == "scenes" and getattr(self.backend, "supports_steps", False)
         for attempt in range(1, s.max_attempts + 1):
             if cancelled():
                 raise GenerationCancelled()
@@ -126,12 +128,16 @@ class Generator:
             prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
                                   language=job.language, style=ev.style_instructions,
                                   captions=job.captions if self.text_only else None, version=s.prompt_version,
-                                  retry_reason=reason)
+                                  retry_reason=reason, plan="scenes" if scenes else "whole")
             inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
                                   image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
                                   adapter=adapter, deadline=deadline)
-            if s.prefill_first_label and self.backend.supports_prefill:
+            if scenes:
+                # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
+                inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),
+                                        turns_per_scene=s.turns_per_scene, target_words=job.target_words)
+            elif s.prefill_first_label and self.backend.supports_prefill:
                 # Starting the answer with the first label keeps small models in the transcript format.
                 inp.prefill = f"{speaker_label(0)}:"
             parser = TranscriptParser(job.speaker_names, job.captions, len(ev.images))

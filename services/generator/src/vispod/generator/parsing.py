@@ -45,6 +45,8 @@ _PAREN = re.compile(r"^(?P<base>.*?)\s*\((?P<inner>[^()]+)\)\s*$")
 _NAME_LIKE = re.compile(r"^(?:[A-Z][\w'’\-]*)(?:\s+[A-Z][\w'’\-]*){0,2}$")
 _STAGE = re.compile(r"^\s*(?:\[[^\]]*\]|\([^)]*\)|\*[^*]+\*)\s*$")
 _END_PUNCT = re.compile(r"[.!?…\"'”’)]\s*$")
+# "[Scene 3]": the scene-by-scene plan's marker; the turns after it discuss that image.
+SCENE_MARKER = re.compile(r"^\s*\[\s*scene\s+(\d{1,2})\s*\]\s*$", re.I)
 
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "seventh": 6,
              "eighth": 7, "ninth": 8, "tenth": 9, "1st": 0, "2nd": 1, "3rd": 2, "4th": 3, "5th": 4}
@@ -100,6 +102,7 @@ class _Turn:
     speaker: int            # index into the requested speakers; -1 = unknown label
     label: str              # the label as written (for unknown ones)
     lines: list[str] = field(default_factory=list)
+    scene: int | None = None  # 0-based image of the scene marker above the turn
 
     @property
     def text(self) -> str:
@@ -136,6 +139,7 @@ class TranscriptParser:
         self._preamble = 0
         self._stage = 0
         self._merged = 0
+        self._scene: int | None = None
 
     # --- labels ------------------------------------------------------------------------------
     def _resolve(self, label: str) -> int | None:
@@ -172,6 +176,10 @@ class TranscriptParser:
         line = raw.strip()
         if not line:
             return
+        scene = SCENE_MARKER.match(line)
+        if scene:
+            self._scene = int(scene.group(1)) - 1
+            return
         m = _LABEL_LINE.match(line)
         idx = self._resolve(m.group("label")) if m else None
         if idx is not None and m is not None:
@@ -183,7 +191,7 @@ class TranscriptParser:
                 return
             if idx < 0:
                 self._hold = True
-            self._turns.append(_Turn(idx, re.sub(r"[*_\[\]]", "", m.group("label")).strip(), [rest]))
+            self._turns.append(_Turn(idx, re.sub(r"[*_\[\]]", "", m.group("label")).strip(), [rest], self._scene))
             return
         if _STAGE.match(line):
             self._stage += 1
@@ -195,7 +203,10 @@ class TranscriptParser:
 
     def _to_proto(self, t: _Turn) -> common_pb2.Turn:
         text = t.text
-        return common_pb2.Turn(speaker=self.names[t.speaker], text=text, image_refs=self.matcher.refs(text))
+        refs = set(self.matcher.refs(text))
+        if t.scene is not None and 0 <= t.scene < self.matcher.num_images:
+            refs.add(t.scene)
+        return common_pb2.Turn(speaker=self.names[t.speaker], text=text, image_refs=sorted(refs))
 
     def _drain(self, final: bool) -> list[common_pb2.Turn]:
         if self._hold and not final:

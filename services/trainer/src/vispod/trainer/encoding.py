@@ -25,8 +25,8 @@ class Encoded:
     line: int
     input_ids: torch.Tensor       # (L,) long
     labels: torch.Tensor          # (L,) long, IGNORE_INDEX outside the dialogue
-    pixel_values: torch.Tensor    # (patches, dim)
-    image_grid_thw: torch.Tensor  # (images, 3)
+    pixel_values: torch.Tensor | None    # (patches, dim); None for a text-only model
+    image_grid_thw: torch.Tensor | None  # (images, 3)
     mm_token_type_ids: torch.Tensor | None
     truncated: bool
 
@@ -112,8 +112,8 @@ class PairEncoder:
         mm = enc.get("mm_token_type_ids")
         if mm is not None:
             mm = torch.cat([mm[0], torch.zeros(len(answer_t), dtype=mm.dtype)])
-        return Encoded(line=pair.line, input_ids=input_ids, labels=labels, pixel_values=enc["pixel_values"],
-                       image_grid_thw=enc["image_grid_thw"], mm_token_type_ids=mm, truncated=truncated)
+        return Encoded(line=pair.line, input_ids=input_ids, labels=labels, pixel_values=enc.get("pixel_values"),
+                       image_grid_thw=enc.get("image_grid_thw"), mm_token_type_ids=mm, truncated=truncated)
 
 
 def collate(samples: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -133,9 +133,10 @@ def collate(samples: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor
         attention[i, :k] = 1
         if mm is not None:
             mm[i, :k] = s.mm_token_type_ids
-    batch.update(input_ids=input_ids, labels=labels, attention_mask=attention,
-                 pixel_values=torch.cat([s.pixel_values for s in samples]),
-                 image_grid_thw=torch.cat([s.image_grid_thw for s in samples]))
+    batch.update(input_ids=input_ids, labels=labels, attention_mask=attention)
+    if any(s.pixel_values is not None for s in samples):
+        batch.update(pixel_values=torch.cat([s.pixel_values for s in samples]),
+                     image_grid_thw=torch.cat([s.image_grid_thw for s in samples]))
     if mm is not None:
         batch["mm_token_type_ids"] = mm
     return batch

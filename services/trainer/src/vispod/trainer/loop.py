@@ -29,6 +29,7 @@ from vispod.trainer.dataset import Pair
 from vispod.trainer.encoding import IGNORE_INDEX, Encoded, PairEncoder, Skipped, collate
 from vispod.trainer.lora import NEFTune, apply_lora, trainable_parameters
 from vispod.trainer.settings import TrainerSettings
+from vispod.trainer.text_model import is_text_model, load_text_base
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,20 @@ def resolve_device(settings: TrainerSettings) -> tuple[torch.device, bool, bool]
 
 
 def load_base(path: Path, device: torch.device, bf16: bool, checkpointing: bool) -> tuple[Any, Any]:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    """A VLM folder (AutoModelForImageTextToText + its processor) or a text-only GGUF model (see text_model)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if is_text_model(path):
+        model, processor, _ = load_text_base(path, dtype)
+    else:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(path)
     model.to(device)
     model.config.use_cache = False
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, AutoProcessor.from_pretrained(path)
+    return model, processor
 
 
 def run_fingerprint(settings: TrainerSettings, dataset_sha256: str, base_revision: str) -> str:
@@ -130,7 +137,8 @@ def _chunks(items: list[Encoded], size: int) -> Iterator[list[Encoded]]:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    out["pixel_values"] = out["pixel_values"].to(dtype)
+    if "pixel_values" in out:
+        out["pixel_values"] = out["pixel_values"].to(dtype)
     return out
 
 
@@ -155,7 +163,8 @@ class LoraTrainer:
         seed_everything(settings.seed)
         base, self.processor = load_base(settings.base_model, self.device, self.bf16, self.checkpointing)
         self.model = apply_lora(base, r=settings.lora_r, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
-                                target_modules=settings.lora_target_modules)
+                                target_modules=settings.lora_target_modules,
+                                text_only=is_text_model(settings.base_model))
         self.encoder = PairEncoder(self.processor, max_length=settings.max_length, overflow=settings.overflow,
                                    min_dialogue_tokens=settings.min_dialogue_tokens,
                                    label_end_of_turn=settings.label_end_of_turn)

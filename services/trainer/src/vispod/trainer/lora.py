@@ -15,27 +15,33 @@ from torch import nn
 _LANGUAGE_LAYERS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\."
 
 
-def language_target_regex(modules: Sequence[str]) -> str:
+# A text-only causal LM (LlamaForCausalLM, Gemma3ForCausalLM, …): its decoder layers are the language model.
+_TEXT_LAYERS = r"(?:.*\.)?model\.layers\.\d+\.(?:self_attn|mlp)\."
+
+
+def language_target_regex(modules: Sequence[str], text_only: bool = False) -> str:
     """A peft `target_modules` regex (full match) for the named projections of the language model's layers."""
     names = "|".join(re.escape(m) for m in modules)
-    return f"{_LANGUAGE_LAYERS}(?:{names})"
+    return f"{_TEXT_LAYERS if text_only else _LANGUAGE_LAYERS}(?:{names})"
 
 
-def apply_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: Sequence[str]) -> Any:
+def apply_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
+               text_only: bool = False) -> Any:
     """Wraps the model with peft LoRA; everything but the adapter (vision tower and merger included) is frozen."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
-                        target_modules=language_target_regex(target_modules))
+                        target_modules=language_target_regex(target_modules, text_only))
     peft_model = get_peft_model(model, config)
-    check_frozen(peft_model)
+    check_frozen(peft_model, text_only)
     return peft_model
 
 
-def check_frozen(model: nn.Module) -> None:
+def check_frozen(model: nn.Module, text_only: bool = False) -> None:
     """Fails loudly if anything but LoRA weights of the language model would train."""
     wrong = [n for n, p in model.named_parameters() if p.requires_grad and ("lora_" not in n or ".visual." in n
-                                                                            or "language_model" not in n)]
+                                                                            or not (text_only
+                                                                                    or "language_model" in n))]
     if wrong:
         raise RuntimeError(f"parameters outside the language model's LoRA would train: {wrong[:5]}")
     if not any(p.requires_grad for p in model.parameters()):

@@ -184,3 +184,12 @@ def check_name(name: str, version: str = "") -> None:
         raise PublishError(f"bad adapter name {name!r}: lower-case letters, digits, '.', '_', '-'")
     if version and not _VERSION_RE.match(version):
         raise PublishError(f"bad adapter version {version!r}: letters, digits, '.', '_', '-'")
+
+
+def text_base_identity(name_or_path: Path | str, model_id: str = "") -> BaseIdentity:
+    """A text-only GGUF base: named like the generator names it (`smollm2`, or the file's name), revision = the
+    GGUF file's sha256. Embedded models are real weights."""
+    from vispod.common.embedded_models import resolve_gguf
+
+    path = resolve_gguf(name_or_path)
+    return BaseIdentity(model_id or Path(str(name_or_path)).name, "sha256:" + sha256_file(path), False)

@@ -18,9 +18,11 @@ from vispod.trainer.publish import (
     code_version,
     next_version,
     publish_adapter,
+    text_base_identity,
     write_manifest,
 )
 from vispod.trainer.settings import TrainerSettings
+from vispod.trainer.text_model import is_text_model
 
 log = logging.getLogger(__name__)
 PINNED_VERSION = "version.txt"  # the auto-chosen version, reused when a resumed run publishes
@@ -51,16 +53,19 @@ def _choose_version(settings: TrainerSettings, store: Any) -> str:
 
 
 def run_training(settings: TrainerSettings, *, on_step: StepCallback | None = None,
-                 stop: threading.Event | None = None, publisher: Any | None = None) -> RunOutcome:
+                 stop: threading.Event | None = None, publisher: Any | None = None,
+                 progress: tm.Progress | None = None) -> RunOutcome:
     """publisher: an EventPublisher to announce with; None with settings.publish makes one from settings.kafka."""
     if settings.pairs_dir is None or settings.base_model is None:
         raise ValueError("both --pairs (VISPOD_TRAINER_PAIRS_DIR) and --base (VISPOD_TRAINER_BASE_MODEL) are required")
-    if not Path(settings.base_model).is_dir():
+    text_only = is_text_model(settings.base_model)
+    if not text_only and not Path(settings.base_model).is_dir():
         raise FileNotFoundError(f"base model folder {settings.base_model} does not exist")
     check_name(settings.adapter_name, settings.adapter_version)
     pairs = load_pairs(settings.pairs_dir, settings.images_per_pair)  # every pair checked before any GPU time
     data_sha = dataset_hash(settings.pairs_dir, pairs)
-    base = base_identity(settings.base_model, settings.base_model_id, settings.base_model_revision)
+    base = (text_base_identity(settings.base_model, settings.base_model_id) if text_only
+            else base_identity(settings.base_model, settings.base_model_id, settings.base_model_revision))
     if base.random_weights:
         log.warning("base model has RANDOM weights: the adapter is for tests only", extra={"base": base.model_id})
     store = version = None
@@ -70,7 +75,7 @@ def run_training(settings: TrainerSettings, *, on_step: StepCallback | None = No
         store = ArtifactStore(settings.artifact_root)
         version = _choose_version(settings, store)
     trainer = LoraTrainer(settings, pairs, dataset_sha256=data_sha, base_model_id=base.model_id,
-                          base_revision=base.revision)
+                          base_revision=base.revision, progress=progress)
     result = trainer.train(on_step=on_step, stop=stop, resume=settings.resume)
     version = version or settings.adapter_version or "unpublished"
     manifest = write_manifest(result.adapter_dir, name=settings.adapter_name, version=version,

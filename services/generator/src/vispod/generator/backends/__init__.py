@@ -1,4 +1,4 @@
-"""One interface over the three inference backends (local transformers, TGI, OpenAI-compatible/vLLM)."""
+"""One interface over the inference backends (llama.cpp, local transformers, TGI, OpenAI-compatible/vLLM)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ __all__ = ["Backend", "BackendError", "BackendUnavailable", "GenerationInput", "
 
 def make_backend(settings) -> Backend:  # settings: GeneratorSettings
     """The backend the settings name; imports only that backend's dependencies."""
+    if settings.backend == "llamacpp":
+        try:
+            from vispod.generator.backends.llamacpp import LlamaCppBackend
+        except ImportError as exc:
+            raise BackendError(f"backend=llamacpp needs llama-cpp-python ({exc}); `make setup` compiles it — if that "
+                               "failed, use backend=local (transformers)") from exc
+        return LlamaCppBackend.from_settings(settings)
     if settings.backend == "local":
         from vispod.generator.backends.local import LocalBackend
         return LocalBackend.from_settings(settings)

@@ -24,6 +24,20 @@ class BackendUnavailable(Exception):
     """The engine could not be reached or stayed overloaded after retries: the caller may try again later."""
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of a scripted generation: append `text`, then the model writes until a stop string,
+    `max_new_tokens` or its end token (suppressed, like the stop strings, before `min_new_tokens`)."""
+
+    text: str
+    max_new_tokens: int
+    min_new_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    end_sentence_after: int = 0  # > 0: after this many tokens, the step ends at the first sentence end
+    new_line: bool = False      # start `text` on a new line when the output so far does not end with one
+    echo: bool = True           # the step's text is part of the output stream
+
+
 @dataclass
 class GenerationInput:
     system: str
@@ -37,6 +51,9 @@ class GenerationInput:
     adapter: AdapterVersion | None = None
     deadline: float | None = None               # time.monotonic() by which generation must stop
     prefill: str = ""                            # the answer starts with this (backends with supports_prefill)
+    stop: tuple[str, ...] = ()                   # stop strings (backends with supports_steps)
+    # A scripted generation (backends with supports_steps): the stream then carries each step's text too.
+    steps: list[Step] = field(default_factory=list)
 
 
 @dataclass
@@ -57,11 +74,12 @@ class GenerationStream:
 
 
 class Backend(Protocol):
-    name: str                   # local | tgi | openai
+    name: str                   # local | llamacpp | tgi | openai
     model: str                  # the base model's label, recorded in DialogueGenerated.model
     input_mode: int             # events_pb2.InputMode
     random_weights: bool
     supports_prefill: bool      # can start the model's answer with given text (e.g. the first speaker label)
+    supports_steps: bool        # runs scripted steps (GenerationInput.steps) and stop strings
 
     def stream(self, inp: GenerationInput) -> GenerationStream: ...
 

@@ -102,6 +102,7 @@ class LocalBackend:
         self.input_mode = CAPTIONS if text_only else PIXELS
         self.random_weights = has_random_weights(model_path)
         self.supports_prefill = True
+        self.supports_steps = False
         self.model = (Path(gguf_file).stem if gguf_file else model_path.name)
         self.max_loaded_adapters = max_loaded_adapters
         started = time.monotonic()

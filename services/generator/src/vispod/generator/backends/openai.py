@@ -53,6 +53,7 @@ class OpenAIBackend:
         self.text_only = text_only
         self.random_weights = False
         self.supports_prefill = False
+        self.supports_steps = False
         self.retry = retry or RetryPolicy()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers,

@@ -51,6 +51,7 @@ class TGIBackend:
         self.input_mode = CAPTIONS if text_only else PIXELS
         self.random_weights = False
         self.supports_prefill = False
+        self.supports_steps = False
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
 

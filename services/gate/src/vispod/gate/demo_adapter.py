@@ -1,0 +1,75 @@
+"""The adapter `vispod demo` serves, and how it reaches the demo's generator.
+
+The demo serves the adapter that `make mini-paper` last promoted (its gate decision is recorded beside the
+cached adapter); without one, it trains the quick profile once (cached by data, configuration and base
+weights) and serves that one as an explicitly requested candidate, saying that no gate has promoted it.
+Either way the adapter goes through the bus like the trainer Job's: stored, AdapterPublished, verified and
+installed by the generator; a promotion is the gate's AdapterLifecycleChanged on the bus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vispod.gate.mini_paper_loop import (
+    CACHE,
+    PROFILES,
+    ensure_adapter,
+    publish,
+    publish_decision,
+    vist_podcast_dir,
+    wait_registered,
+)
+
+PROMOTED = CACHE / "promoted.json"
+
+
+@dataclass(frozen=True)
+class DemoAdapter:
+    record: dict[str, Any]
+    decision: dict[str, Any] | None      # the gate's recorded decision (promote) or None
+
+
+@dataclass(frozen=True)
+class Route:
+    adapter_id: str
+    request_adapter: str                 # "" when the adapter serves by default (promoted), else its id
+    note: str
+
+
+def record_promotion(record: dict[str, Any], decision: dict[str, Any], results: Path) -> None:
+    PROMOTED.parent.mkdir(parents=True, exist_ok=True)
+    PROMOTED.write_text(json.dumps({"record": record, "decision": decision, "results": str(results)}, indent=1,
+                                   default=str))
+
+
+def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
+    try:
+        promoted = json.loads(PROMOTED.read_text())
+        if Path(promoted["record"]["adapter_dir"]).is_dir():
+            return DemoAdapter(promoted["record"], promoted["decision"])
+    except (OSError, ValueError, KeyError):
+        pass
+    record = ensure_adapter(PROFILES["quick"], dataset or vist_podcast_dir(), out / "adapter")
+    return DemoAdapter(record, None)
+
+
+def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: str, timeout: float = 60.0) -> Route:
+    adapter_id = publish(adapter.record, store_root, kafka)
+    wait_registered(generator, adapter_id)
+    trained = f"trained here in {adapter.record.get('train_seconds', '?')} s ({adapter.record.get('profile')} profile)"
+    if adapter.decision and adapter.decision.get("decision") == "promote":
+        publish_decision(kafka, adapter_id, adapter.decision)
+        deadline = time.monotonic() + timeout
+        while wait_registered(generator, adapter_id) != "ACTIVE":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the generator did not apply the gate's promotion of {adapter_id}")
+            time.sleep(0.3)
+        return Route(adapter_id, "", f"{adapter_id}, {trained}; promoted by the gate's offline policy "
+                                     f"(evidence: make mini-paper) and served by default")
+    return Route(adapter_id, adapter_id, f"{adapter_id}, {trained}; NOT promoted by a gate yet (run `make "
+                                         "mini-paper` for the evidence): requested explicitly as a candidate")

@@ -1,0 +1,126 @@
+"""Training data for the mini-paper: real dialogue → scene-cut excerpts → captions standing in for images →
+pairs in the generator's own prompt format (captions → scene-by-scene multi-speaker dialogue).
+
+Sources, in the paper's spirit (real dialogue, synthetic "images"):
+- chitchat-dataset (PyPI, MIT): real two-person conversations (SPoRC is gated and absent offline);
+- the paper's fine-tuned transcripts of the declared *train* split of vist-podcast-50 (stories without
+  captions); the evaluation stories are refused by `check_no_overlap` before anything is written.
+The captions are sentences of the dialogue itself (see vispod.synth.caption_pairs): no image model exists
+offline, so the scene text plays the image's caption, and the data card says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vispod.gate.splits import Split, check_no_overlap
+
+PAPER_SYSTEM = "qwen3-vl-32b-sporc-lora"
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    chitchat_pairs: int
+    paper_pairs: int
+    seed: int = 7
+    min_turn_words: int = 20
+
+
+def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
+    """The generator's instruction for these captions, exactly as it renders it at serving time."""
+    from vispod.generator.prompting import build_prompt
+    from vispod.v1 import common_pb2
+
+    prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in speakers],
+                          num_images=len(captions), target_words=max(50, round(words, -1)), language="en",
+                          style="", captions=list(captions), version="v1", plan="scenes")
+    return prompt.system, prompt.user
+
+
+def _chitchat_dialogues():
+    from vispod.synth.caption_pairs import SourceDialogue
+    from vispod.synth.chitchat import installed_path, iter_chitchat
+    from vispod.synth.sporc import LoadReport
+
+    path = installed_path()
+    if path is None:
+        raise FileNotFoundError("chitchat-dataset is not installed (pip install chitchat-dataset)")
+    report = LoadReport()
+    dialogues = [SourceDialogue("chitchat", ep.episode_id, tuple((t.speaker, t.text) for t in ep.turns))
+                 for ep in iter_chitchat(path, report)]
+    return dialogues, report.as_dict()
+
+
+def _paper_dialogues(dataset: Path, split: Split):
+    from vispod.metrics.speaker_turns import parse_turns
+    from vispod.synth.caption_pairs import SourceDialogue
+
+    out, unreadable = [], []
+    for story_id in split.train:
+        path = dataset / f"story_{story_id}" / f"{PAPER_SYSTEM}.txt"
+        if not path.is_file():
+            unreadable.append(story_id)
+            continue
+        turns = parse_turns(path.read_text(encoding="utf-8"))
+        out.append(SourceDialogue("paper-train", story_id, tuple((t.speaker, t.text) for t in turns)))
+    return out, unreadable
+
+
+def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfile) -> dict[str, Any]:
+    """Writes pairs.jsonl, manifest.json and data_card.json; returns the manifest (with the data's sha256)."""
+    from vispod.synth.caption_pairs import PairStats, pairs_from_dialogue, write_pairs
+
+    check_no_overlap(split.train, split.eval)
+    rng = random.Random(profile.seed)
+    stats = {"chitchat": PairStats(), "paper-train": PairStats()}
+    chitchat, chitchat_report = _chitchat_dialogues()
+    rng.shuffle(chitchat)
+    pairs = []
+    for d in chitchat:
+        if sum(1 for p in pairs if p.source == "chitchat") >= profile.chitchat_pairs:
+            break
+        pairs += pairs_from_dialogue(d, scenes=2, min_turn_words=profile.min_turn_words, max_pairs=1,
+                                     stats=stats["chitchat"])
+    paper, missing = ([], [])
+    if dataset is not None and profile.paper_pairs:
+        paper, missing = _paper_dialogues(dataset, split)
+        check_no_overlap([d.dialogue_id for d in paper], split.eval)
+        paper_pairs = []
+        for d in paper:
+            for scenes in (3, 2):
+                got = pairs_from_dialogue(d, scenes=scenes, min_turn_words=profile.min_turn_words, max_pairs=3,
+                                          stats=stats["paper-train"])
+                if got:
+                    paper_pairs += got
+                    break
+        rng.shuffle(paper_pairs)
+        pairs += paper_pairs[:profile.paper_pairs]
+    rng.shuffle(pairs)
+    card = {
+        "what": "caption → scene-by-scene podcast dialogue pairs for a text-only model (SmolLM2-135M-Instruct)",
+        "images": "NONE: no text-to-image weights exist offline. Each scene's caption is one sentence of the real "
+                  "dialogue (its most visual one), taken out of the turn; the caption plays the synthesized image.",
+        "sources": {"chitchat-dataset": {"licence": "MIT", "dialogues_read": len(chitchat), "load": chitchat_report,
+                                         "windows": stats["chitchat"].as_dict()},
+                    "vist-podcast-50 paper transcripts (train split only)": {
+                        "system": PAPER_SYSTEM, "stories": len(paper), "missing": missing,
+                        "windows": stats["paper-train"].as_dict()}},
+        "split": split.as_json(),
+        "profile": asdict(profile),
+        "pairs_by_source": {s: sum(1 for p in pairs if p.source == s) for s in ("chitchat", "paper-train")},
+        "avg_turn_words": round(sum(p.words for p in pairs) / max(1, sum(len(p.turns) for p in pairs)), 1),
+    }
+    return write_pairs(out_dir, pairs, prompt_fn, card)
+
+
+def cache_key(manifest: dict[str, Any], training: dict[str, Any], base_sha256: str) -> str:
+    """The adapter's cache key: the data, the training configuration and the base weights."""
+    doc = json.dumps({"data": manifest["dataset_sha256"], "training": training, "base": base_sha256},
+                     sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]

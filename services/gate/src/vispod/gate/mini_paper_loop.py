@@ -1,0 +1,390 @@
+"""`vispod mini-paper`: the paper's claim in miniature, through the real broker, services, trainer and gate.
+
+1. Data: real dialogue → scene-cut pairs in the generator's prompt format (mini_paper_data); the evaluation
+   stories are refused in training.
+2. A local Kafka broker and the generator service (llama.cpp, SmolLM2-135M-Instruct) consuming the adapter
+   topics, as deployed.
+3. Training: the trainer (the Kubernetes Job's code) LoRA-tunes SmolLM2 on CPU and publishes the adapter
+   (artifact store + AdapterPublished); the generator verifies and installs it as a candidate. A cached
+   adapter (same data, configuration and base weights) is published again instead of retrained.
+4. Generation over gRPC for every held-out story: SmolLM2 base, SmolLM2 + the new adapter, and Gemma 3 270M
+   base (a second generator service), all under the same scaffold (scene plan, labels, token budgets, seed).
+5. Evaluation (vispod.gate.mini_paper): style, format validity, caption grounding with real MiniLM weights,
+   story-level bootstrap intervals; the paper's two transcripts as references.
+6. The gate applies the offline policy and, on promotion, publishes AdapterLifecycleChanged (actor gate);
+   the generator then serves the adapter by default without a restart, which is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vispod.gate.mini_paper_data import DataProfile, build, cache_key
+
+CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
+ADAPTER_NAME = "mini-paper"
+SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
+TARGET_WORDS = 700
+SEED = 17
+
+
+@dataclass(frozen=True)
+class TrainProfile:
+    """A CPU training budget (2 cores): pairs of data, optimizer steps, LoRA shape."""
+
+    name: str
+    data: DataProfile
+    max_steps: int
+    batch: int = 8
+    learning_rate: float = 3e-4
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    max_length: int = 1024
+    neftune_alpha: float = 5.0
+
+    def training(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("name", "data")}
+
+
+PROFILES = {
+    # ~125 training tokens/s on 2 cores, ~650 tokens a pair: quick ≈ 4 min, reference ≈ 16 min (+ ~30 s loading).
+    "quick": TrainProfile("quick", DataProfile(chitchat_pairs=30, paper_pairs=30), max_steps=12, batch=4,
+                          learning_rate=4e-4),
+    "reference": TrainProfile("reference", DataProfile(chitchat_pairs=100, paper_pairs=60), max_steps=28),
+}
+
+Say = Callable[[str], None]
+
+
+def vist_podcast_dir() -> Path | None:
+    """vist-podcast-50 under the one datasets setting (VISPOD_DATASETS_ROOT), or None when it is absent."""
+    from vispod.common.settings import DatasetSettings
+
+    path = DatasetSettings().vist_podcast_50
+    return path if path.is_dir() else None
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- the adapter -------------------------------------------------------------------------------------------
+def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, say: Say = say) -> dict[str, Any]:
+    """Builds the data and trains (or finds in the cache) the adapter; returns its cache record."""
+    from vispod.common.artifacts import sha256_file
+    from vispod.common.embedded_models import resolve_gguf
+    from vispod.gate.splits import load_split
+
+    split = load_split()
+    data_dir = workdir / "data"
+    say(f"building training pairs ({profile.name} profile) …")
+    manifest = build(data_dir, dataset, split, profile.data)
+    say(f"  {manifest['pairs']} pairs {manifest['pairs_by_source']}, {manifest['avg_turn_words']} words per turn; "
+        f"data card {data_dir / 'data_card.json'}")
+    key = cache_key(manifest, profile.training(), sha256_file(resolve_gguf("smollm2")))
+    entry = CACHE / key
+    record = entry / "record.json"
+    if record.is_file():
+        say(f"adapter cached for this data and configuration ({entry}): no training needed")
+        return json.loads(record.read_text())
+    say(f"training SmolLM2-135M-Instruct + LoRA on CPU: {profile.max_steps} steps of {profile.batch} pairs …")
+    started = time.monotonic()
+    outcome = _train(profile, data_dir, entry / "work")
+    seconds = time.monotonic() - started
+    adapter_dir = outcome.result.adapter_dir
+    entry.mkdir(parents=True, exist_ok=True)
+    rec = {"key": key, "profile": profile.name, "adapter_dir": str(adapter_dir), "manifest": outcome.manifest,
+           "train_seconds": round(seconds, 1), "data": {k: v for k, v in manifest.items() if k != "split"},
+           "metrics": outcome.result.metrics}
+    record.write_text(json.dumps(rec, indent=1, default=str))
+    say(f"trained in {seconds:.0f} s; adapter cached in {entry}")
+    return rec
+
+
+def _train(profile: TrainProfile, data_dir: Path, out: Path):
+    from vispod.trainer.run import run_training
+    from vispod.trainer.settings import TrainerSettings
+
+    settings = TrainerSettings(
+        pairs_dir=data_dir, base_model=Path("smollm2"), base_model_id="smollm2", output_dir=out,
+        adapter_name=ADAPTER_NAME, adapter_version="v1", publish=False, images_per_pair=0,
+        lora_r=profile.lora_r, lora_alpha=profile.lora_alpha, learning_rate=profile.learning_rate,
+        effective_batch_size=profile.batch, micro_batch_size=1, max_steps=profile.max_steps,
+        neftune_alpha=profile.neftune_alpha, max_length=profile.max_length, warmup_ratio=0.1,
+        eval_fraction=0.0, checkpoint_every_steps=0, serve_metrics=False, metrics_linger_s=0, device="cpu",
+    )
+    from vispod.trainer.telemetry import Progress
+
+    bar = _ProgressBar(profile.max_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "progress.jsonl", "w") as log:   # the Job's JSON progress lines, kept beside the run
+        return run_training(settings, on_step=bar.update, progress=Progress(log))
+
+
+class _ProgressBar:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def update(self, info: dict[str, Any]) -> None:
+        step = int(info["step"])
+        done = step / max(1, self.total)
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done - elapsed if done else 0.0
+        bar = "#" * int(30 * done)
+        loss = info.get("loss", float("nan"))
+        sys.stdout.write(f"\r  [{bar:<30}] step {step}/{self.total} loss {loss:.3f} "
+                         f"elapsed {elapsed:.0f}s eta {eta:.0f}s")
+        sys.stdout.flush()
+        if step >= self.total:
+            sys.stdout.write("\n")
+
+
+def publish(record: dict[str, Any], store_root: Path, kafka) -> str:
+    """Stores the adapter version and announces it (AdapterPublished), as the trainer Job does."""
+    from vispod.common.artifacts import ArtifactStore
+    from vispod.common.bus import EventPublisher
+    from vispod.trainer.publish import publish_adapter
+
+    publisher = EventPublisher(kafka, source="trainer")
+    try:
+        event = publish_adapter(store=ArtifactStore(store_root), publisher=publisher,
+                                adapter_dir=Path(record["adapter_dir"]), manifest=record["manifest"])
+    finally:
+        publisher.close()
+    return event.adapter_id
+
+
+# --- services ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, prompt_format: str = "chat",
+                      name: str = "generator") -> Iterator[tuple[Any, str]]:
+    """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics."""
+    from vispod.common.settings import ImageAccessSettings
+    from vispod.generator.service import start
+    from vispod.generator.settings import GeneratorSettings
+
+    settings = GeneratorSettings(
+        backend="llamacpp", model_path=Path(model), prompt_format=prompt_format, concurrency=4, grpc_port=0,
+        metrics_port=0, kafka=kafka, artifact_root=workdir / "artifacts", instance_id=name,
+        adapter_state_dir=workdir / name / "state", adapter_cache_dir=workdir / name / "cache",
+        images=ImageAccessSettings(file_roots=roots), shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
+        temperature=0.7, top_p=0.9,
+    )
+    app, handle = start(settings)
+    try:
+        yield app, f"127.0.0.1:{handle.grpc_port}"
+    finally:
+        handle.stop()
+        app.close()
+
+
+def wait_registered(address: str, adapter_id: str, timeout: float = 120.0) -> str:
+    import grpc
+
+    from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+        while time.monotonic() < deadline:
+            listing = stub.ListAdapters(generator_pb2.ListAdaptersRequest(), timeout=10)
+            for info in listing.adapters:
+                if info.adapter_id == adapter_id:
+                    return events_pb2.AdapterState.Name(info.state).removeprefix("ADAPTER_STATE_")
+            time.sleep(0.5)
+    raise TimeoutError(f"the generator did not register {adapter_id} within {timeout:.0f} s")
+
+
+def generate_all(address: str, stories: list, adapter: str, label: str) -> dict[str, Any]:
+    """One dialogue per story over gRPC (4 at once); returns story id -> DialogueGenerated."""
+    import grpc
+
+    from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
+
+    def one(story) -> tuple[str, Any]:
+        event = events_pb2.ImageSetSubmitted(
+            image_set_id=f"mini-paper-{story.story_id}", images=story.image_refs(), target_words=TARGET_WORDS,
+            speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS], adapter=adapter, seed=SEED,
+            labels={"run": "mini-paper"})
+        with grpc.insecure_channel(address) as channel:
+            stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+            resp = stub.Generate(generator_pb2.GenerateRequest(image_set=event), timeout=900)
+        return story.story_id, resp.result
+
+    started = time.monotonic()
+    out: dict[str, Any] = {}
+    with ThreadPoolExecutor(4) as pool:
+        for i, (sid, result) in enumerate(pool.map(one, stories), start=1):
+            out[sid] = result
+            sys.stdout.write(f"\r  {label}: {i}/{len(stories)} dialogues ({time.monotonic() - started:.0f} s)")
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    return out
+
+
+def publish_decision(kafka, adapter_id: str, decision: dict[str, Any]) -> None:
+    """The gate's decision on the bus (AdapterLifecycleChanged, actor gate): every generator applies it."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from vispod.common.bus import EventPublisher
+    from vispod.common.topics import Topic
+    from vispod.v1 import events_pb2
+
+    now = Timestamp()
+    now.GetCurrentTime()
+    state = events_pb2.ADAPTER_STATE_ACTIVE if decision["decision"] == "promote" else \
+        events_pb2.ADAPTER_STATE_CANDIDATE
+    event = events_pb2.AdapterLifecycleChanged(
+        adapter_id=adapter_id, previous_state=events_pb2.ADAPTER_STATE_CANDIDATE, state=state, actor="gate",
+        reason=f"offline policy: {decision['decision']}: {'; '.join(decision.get('reasons', []))}"[:500],
+        changed_at=now)
+    publisher = EventPublisher(kafka, source="gate")
+    try:
+        publisher.publish(Topic.ADAPTER_LIFECYCLE, event)
+    finally:
+        publisher.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mini-paper", help="the paper's claim in miniature on real weights (train, generate, "
+                                          "evaluate, gate)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="reference")
+    p.add_argument("--out", type=Path, default=Path("out/mini-paper"))
+    p.add_argument("--stories", type=int, default=0, help="evaluate on the first N held-out stories (0: all)")
+    p.set_defaults(func=lambda args: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_loop(PROFILES[args.profile], args.out.resolve(), args.stories)
+
+
+SYSTEMS = {"tuned": "smollm2-135m+lora", "small_base": "smollm2-135m-base", "bigger_base": "gemma3-270m-base"}
+
+
+def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
+    from vispod.common import local_kafka
+    from vispod.common.bus import ensure_topics
+    from vispod.common.settings import KafkaSettings
+    from vispod.gate.demo_adapter import record_promotion
+    from vispod.gate.evalset import load_story
+    from vispod.gate.mini_paper import SystemInfo, SystemRun, reference_runs
+    from vispod.gate.mini_paper import run as evaluate_and_report
+    from vispod.gate.splits import load_split
+
+    started = time.monotonic()
+    dataset = vist_podcast_dir()
+    if dataset is None:
+        say("vist-podcast-50 is absent (VISPOD_DATASETS_ROOT): the mini-paper evaluates on its held-out stories")
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    split = load_split()
+    stories = [load_story(dataset / f"story_{sid}") for sid in split.eval]
+    stories = stories[:max_stories] if max_stories else stories
+    record = ensure_adapter(profile, dataset, out, say)
+    timings: dict[str, float] = {"train_s": record.get("train_seconds", 0.0)}
+    say("starting a local Kafka broker …")
+    broker = local_kafka.start_broker(workdir=out / "kafka")
+    try:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="minipaper")
+        ensure_topics(kafka)
+        with generator_service(out, kafka, [dataset], model="smollm2", name="generator-smollm2") as (_, address):
+            adapter_id = publish(record, out / "artifacts", kafka)
+            state = wait_registered(address, adapter_id)
+            say(f"adapter {adapter_id} published on the bus and installed by the generator ({state})")
+            t = time.monotonic()
+            tuned = generate_all(address, stories, adapter_id, SYSTEMS["tuned"])
+            small = generate_all(address, stories, "base", SYSTEMS["small_base"])
+            timings["generate_smollm2_s"] = time.monotonic() - t
+            with generator_service(out, kafka, [dataset], model="gemma3-270m", prompt_format="plain",
+                                   name="generator-gemma") as (_, gemma_address):
+                t = time.monotonic()
+                gemma = generate_all(gemma_address, stories, "base", SYSTEMS["bigger_base"])
+                timings["generate_gemma_s"] = time.monotonic() - t
+            say("evaluating (style, format, caption grounding with all-MiniLM-L6-v2, bootstrap intervals) …")
+            runs = [
+                SystemRun(SystemInfo(SYSTEMS["tuned"], adapter=adapter_id, weights=(
+                    f"SmolLM2-135M-Instruct Q4_1 GGUF (real) + LoRA {adapter_id} trained here "
+                    f"({record['profile']} profile, {record['data']['pairs']} pairs)")),
+                    _outputs(tuned, stories, "smollm2")),
+                SystemRun(SystemInfo(SYSTEMS["small_base"], weights="SmolLM2-135M-Instruct Q4_1 GGUF (real)"),
+                          _outputs(small, stories, "smollm2")),
+                SystemRun(SystemInfo(SYSTEMS["bigger_base"], is_base_model=True, weights=(
+                    "Gemma 3 270M Q4_K_M GGUF (real; pretrained base, not instruction-tuned; plain-text prompt)")),
+                    _outputs(gemma, stories, "gemma3-270m")),
+                *reference_runs([s.story_id for s in stories], dataset),
+            ]
+            results = evaluate_and_report(
+                runs, out, tuned=SYSTEMS["tuned"], bigger_base=SYSTEMS["bigger_base"],
+                small_base=SYSTEMS["small_base"], adapter=adapter_id, train_ids=split.train)
+            decision = results["gate"]
+            say(f"gate (offline policy): {decision['decision']} {adapter_id}: {'; '.join(decision.get('reasons', []))}")
+            publish_decision(kafka, adapter_id, decision)
+            served = _served_by_default(address, stories[0], adapter_id, decision["decision"] == "promote")
+            results["gate"]["applied"] = served
+            results["training"] = {"profile": profile.name, "train_seconds": record.get("train_seconds"),
+                                   "config": profile.training(), "data": record["data"],
+                                   "metrics": record.get("metrics")}
+            results["timings_s"] = {**{k: round(v, 1) for k, v in timings.items()},
+                                    "total": round(time.monotonic() - started, 1)}
+            (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str))
+            if decision["decision"] == "promote":
+                record_promotion(record, decision, out / "results.json")
+    finally:
+        broker.stop()
+    _print_table(results)
+    say(f"results: {out / 'results.json'}; report: {out / 'report.html'}; {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _outputs(results: dict[str, Any], stories: list, model: str) -> list:
+    """StoryOutput per story: the dialogue text, its turns with photo indices, and the exact prompt."""
+    from vispod.gate.mini_paper import StoryOutput
+    from vispod.generator.prompting import build_prompt
+    from vispod.v1 import common_pb2
+
+    outs = []
+    for story in stories:
+        r = results[story.story_id]
+        prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
+                              num_images=len(story.captions), target_words=TARGET_WORDS, language="en", style="",
+                              captions=list(story.captions), version="v1", plan="scenes")
+        turns = [(t.speaker, t.text, list(t.image_refs)) for t in r.dialogue.turns]
+        outs.append(StoryOutput(story.story_id, list(story.captions), f"{prompt.system}\n{prompt.user}",
+                                r.dialogue.text or r.error, turns))
+    return outs
+
+
+def _served_by_default(address: str, story, adapter_id: str, promoted: bool, timeout: float = 60.0) -> dict:
+    """After the gate's event: the adapter's state, and which adapter a request without one is served by."""
+    deadline = time.monotonic() + timeout
+    state = wait_registered(address, adapter_id)
+    while promoted and state != "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        state = wait_registered(address, adapter_id)
+    served = generate_all(address, [story], "", "default route")[story.story_id]
+    return {"state": state, "default_request_served_by": served.adapter_id or "base"}
+
+
+def _print_table(results: dict[str, Any]) -> None:
+    keys = ("format_valid_rate", "avg_turn_length", "distinct_2", "caption_coverage", "switch_rate")
+    say(f"{'system':<40}" + "".join(f"{k:>20}" for k in keys))
+    for name, m in results["systems"].items():
+        cells = []
+        for k in keys:
+            v, ci = m.get(k), m.get(f"{k}_ci") or [None, None]
+            cells.append("–" if v is None else f"{v:.2f} [{_f(ci[0])},{_f(ci[1])}]")
+        say(f"{name[:40]:<40}" + "".join(f"{c:>20}" for c in cells))
+
+
+def _f(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"

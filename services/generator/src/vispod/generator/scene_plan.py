@@ -1,0 +1,43 @@
+"""The scene-by-scene plan: the dialogue is written along the photos, structure given, words the model's.
+
+For each scene, in story order, a "[Scene N]" marker line, then `turns_per_scene` turns whose speaker
+labels are given in turn (Speaker 1, Speaker 2, …); the model writes each turn's words as one line.
+Short stories get extra turns on their last scene so that every dialogue has at least `MIN_TURNS`.
+Turn length follows the requested words: the end of a line is not allowed before `min` tokens, the turn
+ends at the first sentence end after `soft` tokens, and at `max` tokens in any case.
+
+The same plan (markers, labels, limits) is applied to every model, so differences between models are
+differences in the words they write. Markers are not part of the dialogue: the parser uses them to know
+which image a turn discusses and drops them.
+"""
+
+from __future__ import annotations
+
+from vispod.generator.backends.base import Step
+from vispod.generator.prompting import speaker_label
+
+MIN_TURNS = 6
+TOKENS_PER_WORD = 1.35          # English prose, SmolLM2/Gemma tokenizers
+
+
+def turn_budget(target_words: int, n_turns: int) -> tuple[int, int, int]:
+    """(min, soft, max) new tokens per turn."""
+    words = min(150.0, max(20.0, target_words / max(1, n_turns)))
+    tokens = words * TOKENS_PER_WORD
+    return int(tokens * 0.6), int(tokens * 1.1), int(tokens * 1.8) + 8
+
+
+def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, target_words: int) -> list[Step]:
+    per_scene = [turns_per_scene] * num_scenes
+    shortfall = MIN_TURNS - sum(per_scene)
+    if shortfall > 0:
+        per_scene[-1] += shortfall
+    lo, soft, hi = turn_budget(target_words, sum(per_scene))
+    steps, k = [], 0
+    for scene, n_turns in enumerate(per_scene):
+        for t in range(n_turns):
+            marker = f"[Scene {scene + 1}]\n" if t == 0 else ""
+            steps.append(Step(text=f"{marker}{speaker_label(k % num_speakers)}:", max_new_tokens=hi,
+                              min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), new_line=True))
+            k += 1
+    return steps

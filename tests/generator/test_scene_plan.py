@@ -1,0 +1,40 @@
+"""The scene-by-scene plan: markers and labels in turn, budgets from the requested words; the parser reads the
+markers as the image each turn discusses and drops them from the dialogue."""
+
+from vispod.generator.parsing import parse_transcript
+from vispod.generator.scene_plan import MIN_TURNS, scene_steps, turn_budget
+
+
+def test_steps_walk_the_scenes_with_speakers_in_turn():
+    steps = scene_steps(num_scenes=5, num_speakers=2, turns_per_scene=2, target_words=800)
+    assert len(steps) == 10
+    assert steps[0].text == "[Scene 1]\nSpeaker 1:" and steps[1].text == "Speaker 2:"
+    assert steps[2].text == "[Scene 2]\nSpeaker 1:" and steps[9].text == "Speaker 2:"
+    assert all(s.stop == ("\n",) and s.new_line for s in steps)
+    lo, soft, hi = turn_budget(800, 10)
+    assert (steps[0].min_new_tokens, steps[0].end_sentence_after, steps[0].max_new_tokens) == (lo, soft, hi)
+    assert lo < soft < hi
+
+
+def test_three_speakers_and_short_stories_get_at_least_the_minimum_of_turns():
+    steps = scene_steps(num_scenes=2, num_speakers=3, turns_per_scene=2, target_words=300)
+    assert len(steps) == MIN_TURNS
+    labels = [s.text.split("\n")[-1] for s in steps]
+    assert labels == ["Speaker 1:", "Speaker 2:", "Speaker 3:", "Speaker 1:", "Speaker 2:", "Speaker 3:"]
+    assert sum(s.text.startswith("[Scene") for s in steps) == 2
+
+
+def test_budget_follows_the_requested_length_within_bounds():
+    short, long_ = turn_budget(200, 10), turn_budget(1500, 10)
+    assert short[0] < long_[0] and short[2] < long_[2]
+    assert turn_budget(10, 10) == turn_budget(20, 10)      # at least 20 words a turn
+
+
+def test_parser_uses_scene_markers_for_image_refs_and_drops_them():
+    text = ("[Scene 1]\nSpeaker 1: What a morning that was.\nSpeaker 2: It really was.\n"
+            "[Scene 2]\nSpeaker 1: Then we went on.\nSpeaker 2: And never looked back.")
+    result = parse_transcript(text, ["Alex", "Sam"], captions=["a beach", "a road"], num_images=2)
+    assert result.ok
+    assert [list(t.image_refs) for t in result.turns] == [[0], [0], [1], [1]]
+    assert all("[Scene" not in t.text for t in result.turns)
+    assert not any("stage" in w for w in result.warnings)
