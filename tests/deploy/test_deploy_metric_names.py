@@ -80,7 +80,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_every_service_is_up(stack: dict[str, str]) -> None:
-    assert sorted(stack) == sorted(installed_services()) and {"generator", "metrics", "judge", "gate"} <= set(stack)
+    assert set(installed_services()) <= set(stack) and {"generator", "metrics", "judge", "gate"} <= set(stack)
 
 
 def test_every_metric_in_the_rules_and_the_dashboard_is_exported(stack: dict[str, str]) -> None:

@@ -20,6 +20,9 @@ S = events_pb2.AdapterState
 
 
 def _gate(tmp_path: Path, set_dir: Path, gen: str, met: str, jud: str, **kw: object) -> Gate:
+    # The built-in set has 3 stories and the story is the statistical unit: 3 of 3 wins has a Wilson lower bound
+    # of 0.44, so these gates promote on a lower bound above 0.4.
+    kw.setdefault("min_win_rate_lower", 0.4)
     settings = GateSettings(artifact_root=tmp_path / "gate", generator_addr=gen, metrics_addr=met, judge_addr=jud,
                             candidate_wait_s=5, poll_interval_s=0.05, rpc_timeout_s=5, **kw)
     return Gate(settings, Clients(gen, met, jud), load_eval_set(set_dir))
