@@ -89,3 +89,36 @@ def test_describe_says_what_the_model_saw() -> None:
                                           random_weights=True)
     text = describe(Envelope("id", failed.DESCRIPTOR.full_name, "s", "t", failed))
     assert "error: one speaker only" in text and "RANDOM weights" in text
+
+
+def test_plain_up_starts_every_service_on_embedded_defaults_and_submit_gets_a_dialogue(
+        kafka: KafkaSettings, tmp_path: Path) -> None:
+    """`vispod up` as the README gives it: no model settings at all. The generator runs SmolLM2 in llama.cpp."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VISPOD_GENERATOR_", "VISPOD_SYNTH_",
+                                                                    "VISPOD_JUDGE_", "VISPOD_METRICS_"))}
+    env.update(VISPOD_KAFKA_BOOTSTRAP=kafka.bootstrap, VISPOD_KAFKA_TOPIC_PREFIX=kafka.topic_prefix,
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([*VISPOD, "up", "--workdir", str(tmp_path / "up")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ready"):
+                break
+        assert lines and lines[-1].startswith("ready"), "".join(lines)
+        for name in ("synth", "generator", "metrics", "judge", "voice", "gate"):
+            assert any(line.startswith(f"{name}: grpc 127.0.0.1:") for line in lines), (name, lines)
+        story = write_example_story(tmp_path / "story")
+        out = subprocess.run([*VISPOD, "submit", str(story), "--target-words", "200", "--timeout", "300"], env=env,
+                             capture_output=True, text=True, timeout=400)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "DialogueGenerated [STATUS_OK]" in out.stdout and "backend=llamacpp" in out.stdout, out.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--story", type=Path, default=None, help="a story folder (default: a VIST story, else an example)")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--timeout", type=float, default=420.0)
+    p.add_argument("--no-audio", action="store_true", help="skip rendering the podcast's audio for the report")
     p.set_defaults(func=run_demo)
 
 
@@ -155,7 +156,8 @@ def run_demo(args: argparse.Namespace) -> int:
         compared = base_result[0] if base_result else None
         write_dialogue_json(out / "dialogue.json", dialogue)
         notes = models_statement(dialogue, got.get("metrics"), route.note).splitlines()
-        report = write_report(out, story, event, dialogue, got.get("metrics"), notes, compared)
+        audio = "" if args.no_audio else render_audio(dialogue, event, out)
+        report = write_report(out, story, event, dialogue, got.get("metrics"), notes, compared, audio)
         print(f"\nHTML report: {report}\ndialogue: {out / 'dialogue.json'}")
         print("\n".join(notes))
         print(f"demo finished in {time.monotonic() - started:.0f} s")
@@ -175,6 +177,24 @@ def generate_base(address: str, event: events_pb2.ImageSetSubmitted) -> events_p
         return stub.Generate(generator_pb2.GenerateRequest(image_set=request), timeout=600).result
 
 
+def render_audio(dialogue: events_pb2.DialogueGenerated, event: events_pb2.ImageSetSubmitted, out: Path) -> str:
+    """The podcast as audio (out/podcast.opus, one voice per speaker) and its player for the report; "" when
+    the voice package is not installed or rendering fails (the reason is printed)."""
+    try:
+        from vispod.voice.player import podcast_player
+    except ImportError:
+        print("audio: the voice package is not installed; no podcast audio", flush=True)
+        return ""
+    started = time.monotonic()
+    try:
+        player = podcast_player(dialogue.dialogue, out, list(event.images))
+    except Exception as exc:  # the report is still written without audio
+        print(f"audio: not rendered: {type(exc).__name__}: {exc}", flush=True)
+        return ""
+    print(f"audio: {out / 'podcast.opus'} rendered in {time.monotonic() - started:.0f} s", flush=True)
+    return player
+
+
 def write_dialogue_json(path: Path, dialogue: events_pb2.DialogueGenerated) -> Path:
     doc = {"turns": [{"speaker": t.speaker, "text": t.text, "image_refs": list(t.image_refs)}
                      for t in dialogue.dialogue.turns],
@@ -188,7 +208,7 @@ def write_dialogue_json(path: Path, dialogue: events_pb2.DialogueGenerated) -> P
 
 def write_report(out: Path, story: Path, event: events_pb2.ImageSetSubmitted, dialogue: events_pb2.DialogueGenerated,
                  metrics: events_pb2.MetricsComputed | None, notes: list[str],
-                 compared: events_pb2.DialogueGenerated | None) -> Path:
+                 compared: events_pb2.DialogueGenerated | None, audio_html: str = "") -> Path:
     from urllib.parse import unquote, urlparse
 
     from vispod.gate.story_report import render_story_report
@@ -196,7 +216,7 @@ def write_report(out: Path, story: Path, event: events_pb2.ImageSetSubmitted, di
     images = [Path(unquote(urlparse(ref.uri).path)) for ref in event.images]
     captions = [ref.caption for ref in event.images]
     return render_story_report(out / "report.html", story, images, captions, dialogue, metrics, None, notes,
-                               compared_with=compared)
+                               compared_with=compared, audio_html=audio_html)
 
 
 def models_statement(dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None,

@@ -19,7 +19,7 @@ from vispod.common.bus import ensure_topics
 from vispod.common.settings import DatasetSettings, KafkaSettings
 
 # Start order: producers of what others consume come first.
-SERVICES = ("synth", "generator", "metrics", "judge", "gate")
+SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
 SHARED_DATASETS = DatasetSettings().root
 UP_STATE = local_kafka.CACHE / "up.json"
 

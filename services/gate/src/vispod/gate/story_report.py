@@ -101,7 +101,7 @@ def _side_by_side(dialogue: events_pb2.DialogueGenerated, other: events_pb2.Dial
 def render_story_report(out_path: Path, story_dir: Path | None, images: list[Path], captions: list[str],
                         dialogue: events_pb2.DialogueGenerated, metrics: events_pb2.MetricsComputed | None,
                         judgement: events_pb2.JudgementCompleted | None, notes: list[str],
-                        compared_with: events_pb2.DialogueGenerated | None = None) -> Path:
+                        compared_with: events_pb2.DialogueGenerated | None = None, audio_html: str = "") -> Path:
     """Writes one self-contained HTML page (photos embedded as downscaled base64 JPEGs) and returns its path."""
     all_notes = list(notes)
     if dialogue.random_weights:
@@ -122,6 +122,8 @@ def render_story_report(out_path: Path, story_dir: Path | None, images: list[Pat
     body = [notes_box(all_notes), table(["", ""], facts, left=2)]
     if dialogue.error:
         body.append(f'<p class="warn">Generation failed: {esc(dialogue.error)}</p>')
+    if audio_html:
+        body += ["<h2>Listen: the podcast, one voice per speaker</h2>", audio_html]
     body += ["<h2>Photos and the turns that discuss them</h2>", _photos_section(images, captions, turns),
              "<h2>The whole dialogue</h2>"]
     body.append("".join(_turn_html(t) for t in turns) if turns
