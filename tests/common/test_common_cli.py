@@ -19,6 +19,21 @@ from vispod.common.topics import Topic
 VISPOD = [sys.executable, "-m", "vispod.common.cli"]
 
 
+def _lines_until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
+    """`vispod up`'s output up to its "ready" line (or its end, or the timeout)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("ready"):
+            break
+    return lines
+
+
 def test_example_story_has_five_real_photos_with_captions(tmp_path: Path) -> None:
     story = write_example_story(tmp_path / "story")
     meta = json.loads((story / "story.json").read_text())
@@ -54,16 +69,7 @@ def test_up_prints_endpoints_and_stops_cleanly_on_sigterm(kafka: KafkaSettings, 
            "VISPOD_METRICS_GROUNDING_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*VISPOD, "up", "--services", "metrics", "--workdir", str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 180
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("ready"):
-            break
+    lines = _lines_until_ready(proc, 180)
     assert f"kafka: {kafka.bootstrap}\n" in lines, lines
     assert any(line.startswith("metrics: grpc 127.0.0.1:") for line in lines), lines
     proc.send_signal(signal.SIGTERM)
@@ -100,17 +106,8 @@ def test_plain_up_starts_every_service_on_embedded_defaults_and_submit_gets_a_di
                PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([*VISPOD, "up", "--workdir", str(tmp_path / "up")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 300
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("ready"):
-                break
+        lines = _lines_until_ready(proc, 300)
         assert lines and lines[-1].startswith("ready"), "".join(lines)
         for name in ("synth", "generator", "metrics", "judge", "voice", "gate"):
             assert any(line.startswith(f"{name}: grpc 127.0.0.1:") for line in lines), (name, lines)

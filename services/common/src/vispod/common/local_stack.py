@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,8 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
         print("starting a local Kafka broker …", flush=True)
         broker = local_kafka.start_broker(workdir=workdir / "kafka")
         bootstrap = broker.bootstrap
+        # A new broker has none of the events the adapter registry's saved state came from: start it afresh too.
+        shutil.rmtree(workdir / "generator" / "state", ignore_errors=True)
     print(f"kafka: {bootstrap}", flush=True)
     prefix = os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod")
     ensure_topics(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix))
@@ -107,6 +110,9 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 prefix_env + "ARTIFACT_ROOT": str(workdir / "artifacts"),
                 "PYTHONUNBUFFERED": "1",
             }
+            if name == "generator":  # adapter registry state beside the stack, not in the caller's folder
+                env.setdefault("VISPOD_GENERATOR_ADAPTER_STATE_DIR", str(workdir / "generator" / "state"))
+                env.setdefault("VISPOD_GENERATOR_ADAPTER_CACHE_DIR", str(workdir / "generator" / "adapters"))
             log = workdir / f"{name}.log"
             with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
                 proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env, stdout=out,

@@ -98,7 +98,7 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
         return json.loads(record.read_text())
     say(f"training SmolLM2-135M-Instruct + LoRA on CPU: {profile.max_steps} steps of {profile.batch} pairs …")
     started = time.monotonic()
-    outcome = _train(profile, data_dir, entry / "work")
+    outcome = _train(profile, data_dir, entry / "work", version=f"v-{key[:12]}")
     seconds = time.monotonic() - started
     adapter_dir = outcome.result.adapter_dir
     entry.mkdir(parents=True, exist_ok=True)
@@ -110,13 +110,13 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
     return rec
 
 
-def _train(profile: TrainProfile, data_dir: Path, out: Path):
+def _train(profile: TrainProfile, data_dir: Path, out: Path, version: str):
     from vispod.trainer.run import run_training
     from vispod.trainer.settings import TrainerSettings
 
     settings = TrainerSettings(
         pairs_dir=data_dir, base_model=Path("smollm2"), base_model_id="smollm2", output_dir=out,
-        adapter_name=ADAPTER_NAME, adapter_version="v1", publish=False, images_per_pair=0,
+        adapter_name=ADAPTER_NAME, adapter_version=version, publish=False, images_per_pair=0,
         lora_r=profile.lora_r, lora_alpha=profile.lora_alpha, learning_rate=profile.learning_rate,
         effective_batch_size=profile.batch, micro_batch_size=1, max_steps=profile.max_steps,
         neftune_alpha=profile.neftune_alpha, max_length=profile.max_length, warmup_ratio=0.1,

@@ -15,6 +15,7 @@ files and base model it was made from; a cached file whose sidecar does not matc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -165,9 +166,10 @@ def cached_gguf(adapter_dir: Path, base: BaseInfo, cache_dir: Path | None = None
     adapter_dir = Path(adapter_dir)
     cache_dir = Path(cache_dir) if cache_dir else adapter_dir.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
-    out = cache_dir / f"{adapter_dir.name}.{base.sha256[:12]}.gguf"
-    sidecar = out.with_name(out.name + ".json")
     source = _source_digest(adapter_dir)
+    # Named by content (the source files and the base), so two adapters never share a cached file.
+    out = cache_dir / f"lora-{hashlib.sha256(source.encode()).hexdigest()[:16]}.{base.sha256[:12]}.gguf"
+    sidecar = out.with_name(out.name + ".json")
     if out.is_file() and sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))

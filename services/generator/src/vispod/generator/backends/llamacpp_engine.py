@@ -52,7 +52,7 @@ def _route_native_logs(ll) -> None:
 
     @ll.llama_log_callback
     def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        if level in (2, 3):   # GGML_LOG_LEVEL_WARN, _ERROR
+        if level in (3, 4):   # GGML_LOG_LEVEL_WARN, _ERROR
             line = text.decode("utf-8", "replace").strip()
             if line:
                 _NATIVE_ERRORS.append(line)
@@ -202,7 +202,8 @@ class LlamaEngine:
         self._active: dict[int, _Seq] = {}
         self._free_ids = list(range(n_parallel))
         self._cond = threading.Condition()
-        self._round = 0
+        self._group: str | None = None
+        self._group_rounds = 0
         self._closed = False
         self.load_seconds = time.monotonic() - started
         self._thread = threading.Thread(target=self._loop, name="llamacpp-scheduler", daemon=True)
@@ -210,9 +211,13 @@ class LlamaEngine:
 
     # --- tokens ------------------------------------------------------------------------------
     def _piece(self, token: int) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._ll.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-        return bytes(buf[:n]) if n > 0 else b""
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self._ll.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+            if n >= 0:
+                return bytes(buf[:n])
+            size = -n        # the piece needs this many bytes
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         return self._model.tokenize(text.encode("utf-8"), add_bos, special) if text else []
@@ -268,7 +273,9 @@ class LlamaEngine:
         self._free_retired()
 
     def _free_retired(self) -> None:
-        in_use = {s.req.adapter for s in self._active.values()} | {r.adapter for r in self._waiting}
+        with self._cond:
+            waiting = [r.adapter for r in self._waiting]
+        in_use = {s.req.adapter for s in self._active.values()} | set(waiting)
         for key in [k for k in self._retiring if k not in in_use]:
             if self._applied == key:
                 self._set_adapter(None)
@@ -277,8 +284,11 @@ class LlamaEngine:
 
     def _call(self, fn) -> None:
         done: queue.Queue = queue.Queue()
-        self._commands.put((fn, done))
-        self._wake()
+        with self._cond:
+            if self._closed:
+                raise EngineError("the engine is closed")
+            self._commands.put((fn, done))
+            self._cond.notify()
         ok, exc = done.get()
         if not ok:
             raise exc
@@ -300,6 +310,8 @@ class LlamaEngine:
                ) -> EngineStream:
         if not steps:
             raise ValueError("a request needs at least one step")
+        if any(not step.text for step in steps[1:]):
+            raise ValueError("every step after the first needs text to append (nothing to continue from)")
         if adapter is not None and not self.has_adapter(adapter):
             raise EngineError(f"adapter {adapter} is not loaded")
         if len(prompt) >= self.n_ctx_per_seq:
@@ -318,11 +330,19 @@ class LlamaEngine:
 
     def close(self) -> None:
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             self._cond.notify()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=60)
+        while not self._commands.empty():  # adapter calls that will never run: answered, not left hanging
+            _, done = self._commands.get_nowait()
+            done.put((False, EngineError("the engine is closed")))
         for req in list(self._waiting):
             req.out.put(_Done("cancelled", len(req.prompt), 0, "engine closed"))
+        if self._thread.is_alive():   # still inside a decode: freeing the context now would be unsafe
+            log.warning("llama.cpp scheduler did not stop; its memory is left to the process exit")
+            return
         self._ll.llama_batch_free(self._batch)
         for ptr in self._adapters.values():
             self._ll.llama_adapter_lora_free(ptr)
@@ -341,14 +361,18 @@ class LlamaEngine:
                         self._finish(seq, "cancelled")
                     return
             self._run_commands()
-            self._admit()
-            self._drop_cancelled()
-            if not self._active:
-                continue
             try:
-                self._round_once()
-            except Exception as exc:  # a failed decode fails the requests of that round, not the engine
-                log.exception("llama.cpp decode failed")
+                self._admit()
+                self._drop_cancelled()
+                if self._active:
+                    self._round_once()
+            except _RoundFailed as failed:  # a failed decode fails the requests of that round, not the engine
+                log.error("llama.cpp decode failed", exc_info=failed.__cause__)
+                for seq in failed.members:
+                    if seq.seq_id in self._active:
+                        self._finish(seq, "error", str(failed))
+            except Exception as exc:
+                log.exception("llama.cpp scheduler error")
                 for seq in list(self._active.values()):
                     self._finish(seq, "error", f"{type(exc).__name__}: {exc}")
 
@@ -370,6 +394,9 @@ class LlamaEngine:
                 req = self._waiting.popleft()
                 if req.cancelled.is_set():
                     req.out.put(_Done("cancelled", len(req.prompt), 0))
+                    continue
+                if req.adapter is not None and req.adapter not in self._adapters:
+                    req.out.put(_Done("error", len(req.prompt), 0, f"adapter {req.adapter} was unloaded"))
                     continue
                 seq = _Seq(req, self._free_ids.pop(0), np.random.default_rng(req.sampling.seed))
                 seq.pending = list(req.prompt)
@@ -410,15 +437,26 @@ class LlamaEngine:
             self._free_retired()
 
     def _round_once(self) -> None:
-        # Sequences on one adapter set share a forward pass; groups take turns round by round.
+        # Sequences on one adapter set share a forward pass. Groups take turns, GROUP_ROUNDS rounds each: changing
+        # the context's adapters makes llama.cpp rebuild its compute graph, too costly to do every token.
         groups: dict[str | None, list[_Seq]] = {}
         for seq in self._active.values():
             groups.setdefault(seq.req.adapter, []).append(seq)
         keys = sorted(groups, key=lambda k: "" if k is None else k)
-        key = keys[self._round % len(keys)]
-        self._round += 1
-        self._set_adapter(key)
+        if self._group not in groups or (self._group_rounds >= GROUP_ROUNDS and len(keys) > 1):
+            nxt = [k for k in keys if (k or "") > (self._group or "")] if self._group in groups else []
+            self._group = (nxt or keys)[0]
+            self._group_rounds = 0
+        key = self._group
+        self._group_rounds += 1
         members = groups[key]
+        try:
+            self._set_adapter(key)
+            self._decode(members)
+        except Exception as exc:
+            raise _RoundFailed(f"{type(exc).__name__}: {exc}", members) from exc
+
+    def _decode(self, members: list[_Seq]) -> None:
         ll = self._ll
         batch = self._batch
         budget = self.n_batch
@@ -430,6 +468,8 @@ class LlamaEngine:
             if take <= 0:
                 continue
             if seq.n_past + take >= self.n_ctx_per_seq:
+                if seq.step_index >= 0 and seq.emitted_upto < len(seq.step_text):
+                    self._emit(seq, seq.step_text[seq.emitted_upto:])
                 self._finish(seq, "length")
                 continue
             chunk, seq.pending = seq.pending[:take], seq.pending[take:]
@@ -485,11 +525,13 @@ class LlamaEngine:
         seq.step_tokens += 1
         seq.recent.append(token)
         if self._eog[token]:
+            self._emit(seq, seq.step_text[seq.emitted_upto:])
             self._end_step(seq, "stop")
             return
         seq.pending.append(token)
         seq.step_text += seq.decoder.decode(self._pieces[token])
-        hit = _find_stop(seq.step_text, step.stop, seq.emitted_upto)
+        hit = _find_stop(seq.step_text, step.stop, seq.emitted_upto) if seq.step_tokens >= step.min_new_tokens \
+            else None
         if hit is not None:
             end = hit
             if seq.step_index < len(seq.req.steps) - 1:
@@ -526,6 +568,15 @@ class LlamaEngine:
 
 
 _SENTENCE_ENDS = (".", "!", "?", "…", '."', '!"', '?"', ".”", "!”", "?”")
+
+
+class _RoundFailed(Exception):
+    def __init__(self, message: str, members: list[_Seq]) -> None:
+        super().__init__(message)
+        self.members = members
+
+
+GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
