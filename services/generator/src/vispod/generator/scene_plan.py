@@ -24,7 +24,7 @@ def turn_budget(target_words: int, n_turns: int) -> tuple[int, int, int]:
     """(min, soft, max) new tokens per turn."""
     words = min(150.0, max(20.0, target_words / max(1, n_turns)))
     tokens = words * TOKENS_PER_WORD
-    return int(tokens * 0.6), int(tokens * 1.1), int(tokens * 1.8) + 8
+    return int(tokens * 0.4), int(tokens * 1.1), int(tokens * 1.8) + 8
 
 
 def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, target_words: int) -> list[Step]:

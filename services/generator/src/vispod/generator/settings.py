@@ -38,7 +38,8 @@ class GeneratorSettings(ServiceSettings):
     context_tokens: int = Field(default=4096, ge=256, le=131072)    # per parallel sequence
     threads: int | None = Field(default=None, ge=1)
     top_k: int = Field(default=40, ge=0)
-    repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
+    # Tokens of the last 64 sampled are penalised (llama.cpp's rule): small models otherwise loop on a phrase.
+    repeat_penalty: float = Field(default=1.2, ge=1.0, le=2.0)
 
     # --- sampling ---------------------------------------------------------------------------
     max_new_tokens: int = Field(default=1400, ge=1, le=32768)
@@ -94,7 +95,7 @@ class GeneratorSettings(ServiceSettings):
             self.model_path = Path("smollm2")
         if self.backend == "local" and self.model_path is None:
             raise ValueError("model_path is required for backend=local (a folder, a .gguf file or 'smollm2')")
-        if str(self.model_path) == "smollm2" and not self.text_only:
+        if self.backend == "local" and str(self.model_path) == "smollm2" and not self.text_only:
             raise ValueError("model_path=smollm2 is a text-only model: set text_only=true")
         return self
 
