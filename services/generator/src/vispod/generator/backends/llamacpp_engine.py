@@ -459,7 +459,9 @@ class LlamaEngine:
     def _decode(self, members: list[_Seq]) -> None:
         ll = self._ll
         batch = self._batch
-        budget = self.n_batch
+        # At most PREFILL_TOKENS of prompt a round: adapter loads and new requests wait for one round, not for a
+        # whole long prompt.
+        budget = min(self.n_batch, PREFILL_TOKENS + len(members))
         share = max(1, budget // len(members))
         n = 0
         outputs: list[tuple[_Seq, int]] = []
@@ -577,6 +579,7 @@ class _RoundFailed(Exception):
 
 
 GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
+PREFILL_TOKENS = 128
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
