@@ -35,7 +35,8 @@ ADAPTER_NAME = "mini-paper"
 SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
 TARGET_WORDS = 700
 SEED = 17
-GEN_KEY = f"scenes-v2|words={TARGET_WORDS}|seed={SEED}|t=0.7|p=0.9|rp=1.2"  # what the generations depend on beyond the model
+# What the generations depend on beyond the model (their cache key).
+GEN_KEY = f"scenes-v2|words={TARGET_WORDS}|seed={SEED}|t=0.7|p=0.9|rp=1.2"
 
 
 @dataclass(frozen=True)
