@@ -23,6 +23,9 @@ from vispod.common.settings import DatasetSettings, KafkaSettings
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
 SHARED_DATASETS = DatasetSettings().root
 UP_STATE = local_kafka.CACHE / "up.json"
+# What a plain `vispod up` needs beyond each service's own defaults on a machine with only the embedded weights:
+# no CLIP weights exist offline, so grounding runs on random weights, and every MetricsComputed says so.
+EMBEDDED_DEFAULTS = {"metrics": {"VISPOD_METRICS_CLIP_RANDOM_INIT": "true"}}
 
 
 @dataclass
@@ -110,6 +113,8 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 prefix_env + "ARTIFACT_ROOT": str(workdir / "artifacts"),
                 "PYTHONUNBUFFERED": "1",
             }
+            for key, value in EMBEDDED_DEFAULTS.get(name, {}).items():
+                env.setdefault(key, value)
             if name == "generator":  # adapter registry state beside the stack, not in the caller's folder
                 env.setdefault("VISPOD_GENERATOR_ADAPTER_STATE_DIR", str(workdir / "generator" / "state"))
                 env.setdefault("VISPOD_GENERATOR_ADAPTER_CACHE_DIR", str(workdir / "generator" / "adapters"))

