@@ -10,7 +10,6 @@ installed by the generator; a promotion is the gate's AdapterLifecycleChanged on
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from vispod.gate.mini_paper_loop import (
     publish_decision,
     vist_podcast_dir,
     wait_registered,
+    wait_state,
 )
 
 PROMOTED = CACHE / "promoted.json"
@@ -64,11 +64,8 @@ def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: 
     trained = f"trained here in {adapter.record.get('train_seconds', '?')} s ({adapter.record.get('profile')} profile)"
     if adapter.decision and adapter.decision.get("decision") == "promote":
         publish_decision(kafka, adapter_id, adapter.decision)
-        deadline = time.monotonic() + timeout
-        while wait_registered(generator, adapter_id) != "ACTIVE":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the generator did not apply the gate's promotion of {adapter_id}")
-            time.sleep(0.3)
+        if wait_state(generator, adapter_id, "ACTIVE", timeout) != "ACTIVE":
+            raise TimeoutError(f"the generator did not apply the gate's promotion of {adapter_id}")
         return Route(adapter_id, "", f"{adapter_id}, {trained}; promoted by the gate's offline policy "
                                      f"(evidence: make mini-paper) and served by default")
     return Route(adapter_id, adapter_id, f"{adapter_id}, {trained}; NOT promoted by a gate yet (run `make "

@@ -228,6 +228,17 @@ def cached_generations(path: Path, key: str, produce: Callable[[], dict[str, Any
     return got
 
 
+def wait_state(address: str, adapter_id: str, state: str, timeout: float = 60.0) -> str:
+    """Polls until the generator reports `state` for the adapter (e.g. ACTIVE after the gate's event); returns the
+    last state seen when the timeout comes first."""
+    deadline = time.monotonic() + timeout
+    seen = wait_registered(address, adapter_id)
+    while seen != state and time.monotonic() < deadline:
+        time.sleep(0.3)
+        seen = wait_registered(address, adapter_id)
+    return seen
+
+
 def generate_all(address: str, stories: list, adapter: str, label: str) -> dict[str, Any]:
     """One dialogue per story over gRPC (4 at once); returns story id -> DialogueGenerated."""
     import grpc
@@ -405,11 +416,7 @@ def _outputs(results: dict[str, Any], stories: list, model: str) -> list:
 
 def _served_by_default(address: str, story, adapter_id: str, promoted: bool, timeout: float = 60.0) -> dict:
     """After the gate's event: the adapter's state, and which adapter a request without one is served by."""
-    deadline = time.monotonic() + timeout
-    state = wait_registered(address, adapter_id)
-    while promoted and state != "ACTIVE" and time.monotonic() < deadline:
-        time.sleep(0.3)
-        state = wait_registered(address, adapter_id)
+    state = wait_state(address, adapter_id, "ACTIVE", timeout) if promoted else wait_registered(address, adapter_id)
     served = generate_all(address, [story], "", "default route")[story.story_id]
     return {"state": state, "default_request_served_by": served.adapter_id or "base"}
 
