@@ -79,10 +79,10 @@ down:
 	docker-compose --profile gpu --profile train down
 
 images:
-	@for s in $(IMAGE_SERVICES); do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
+	@for s in $(IMAGE_SERVICES); do docker build --build-arg SERVICE=$$s -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
 
 images-cuda:
-	@for s in $(CUDA_SERVICES); do docker build -f services/$$s/Dockerfile --build-arg BASE_IMAGE=$(CUDA_BASE) \
+	@for s in $(CUDA_SERVICES); do docker build --build-arg SERVICE=$$s --build-arg BASE_IMAGE=$(CUDA_BASE) \
 		-t $(REGISTRY)/$$s:$(TAG)-cuda . || exit 1; done
 
 helm-lint: tools

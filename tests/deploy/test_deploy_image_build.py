@@ -92,7 +92,7 @@ def build_context(tmp: Path) -> Path:
 
 def test_image_builds_runs_healthy_as_non_root_and_stops_on_sigterm(docker: list[str], tmp_path: Path) -> None:
     tag = f"vispod/{SERVICE}:test"
-    run([*docker, "build", "--network", "host", "-f", str(REPO / "services" / SERVICE / "Dockerfile"),
+    run([*docker, "build", "--network", "host", "-f", str(REPO / "Dockerfile"), "--build-arg", f"SERVICE={SERVICE}",
          "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag, str(build_context(tmp_path))], timeout=1800)
     grpc_port, metrics_port = free_port(), free_port()
     name = f"vispod-{SERVICE}-test-{os.getpid()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -140,15 +141,20 @@ class DatasetSettings(BaseSettings):
         return self.root / "vist-podcast-50"
 
 
+def bind_host() -> str:
+    return os.environ.get("VISPOD_BIND_HOST", "127.0.0.1")
+
+
 class ServiceSettings(BaseSettings):
     """Base of each service's one settings class; subclasses set `env_prefix`, e.g. VISPOD_METRICS_."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
     service_name: str = "vispod"
-    grpc_host: str = "127.0.0.1"
+    # Listening addresses: loopback unless VISPOD_BIND_HOST (set to 0.0.0.0 by the image) says otherwise.
+    grpc_host: str = Field(default_factory=bind_host)
     grpc_port: int = Field(default=GRPC_PORT, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = Field(default_factory=bind_host)
     metrics_port: int = Field(default=METRICS_PORT, ge=0, le=65535)
     grpc_max_workers: int = Field(default=8, ge=1)
     # Seconds in-flight RPCs get to finish on SIGTERM.
