@@ -196,6 +196,7 @@ class LlamaEngine:
         self._stop_masks: dict[tuple[str, ...], np.ndarray] = {}
         self._adapters: dict[str, object] = {}              # key -> llama_adapter_lora_p
         self._retiring: set[str] = set()
+        self._retire_requested: set[str] = set()            # unload called, not yet run by the scheduler
         self._applied: str | None = None
         self._commands: queue.Queue = queue.Queue()         # callables run on the scheduler thread
         self._waiting: deque[_Request] = deque()
@@ -248,11 +249,17 @@ class LlamaEngine:
         self._call(lambda: self._do_load(key, Path(path)))
 
     def unload_adapter(self, key: str) -> None:
-        """Free an adapter once no sequence uses it."""
-        self._call(lambda: self._do_unload(key))
+        """Retire an adapter now (no new request may use it) and free it once no sequence uses it. Returns at
+        once: the free happens on the scheduler thread between rounds."""
+        with self._cond:
+            if self._closed:
+                return
+            self._retire_requested.add(key)
+            self._commands.put((lambda: self._do_unload(key), None))
+            self._cond.notify()
 
     def has_adapter(self, key: str) -> bool:
-        return key in self._adapters and key not in self._retiring
+        return key in self._adapters and key not in self._retiring and key not in self._retire_requested
 
     def _do_load(self, key: str, path: Path) -> None:
         if key in self._adapters:
@@ -267,6 +274,8 @@ class LlamaEngine:
         self._adapters[key] = ptr
 
     def _do_unload(self, key: str) -> None:
+        with self._cond:
+            self._retire_requested.discard(key)
         if key not in self._adapters:
             return
         self._retiring.add(key)
@@ -337,7 +346,8 @@ class LlamaEngine:
         self._thread.join(timeout=60)
         while not self._commands.empty():  # adapter calls that will never run: answered, not left hanging
             _, done = self._commands.get_nowait()
-            done.put((False, EngineError("the engine is closed")))
+            if done is not None:
+                done.put((False, EngineError("the engine is closed")))
         for req in list(self._waiting):
             req.out.put(_Done("cancelled", len(req.prompt), 0, "engine closed"))
         if self._thread.is_alive():   # still inside a decode: freeing the context now would be unsafe
@@ -384,9 +394,13 @@ class LlamaEngine:
                 return
             try:
                 fn()
-                done.put((True, None))
+                result = (True, None)
             except Exception as exc:
-                done.put((False, exc))
+                result = (False, exc)
+                if done is None:
+                    log.exception("llama.cpp adapter command failed")
+            if done is not None:
+                done.put(result)
 
     def _admit(self) -> None:
         with self._cond:
@@ -579,7 +593,7 @@ class _RoundFailed(Exception):
 
 
 GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
-PREFILL_TOKENS = 128
+PREFILL_TOKENS = 64    # prompt tokens a round at most: an adapter load waits for one short round
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
