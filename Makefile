@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SERVICES := common synth generator metrics judge trainer gate voice
+# Runtime, services, then the packages no image carries: the dataset builder (a client of synth) and the
+# developer kit (local Kafka, vispod up/demo/submit, test helpers).
+SERVICES := common synth generator metrics judge trainer gate voice dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 PROTO_SRC := $(wildcard protos/vispod/v1/*.proto)

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from vispod.common.events import Envelope
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl
+from vispod.devkit.testing.adapter_files import make_lora_adapter, published_event
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.adapters.peft_switch import PeftSwitcher
-from vispod.generator.adapters.testing import make_lora_adapter, published_event
 from vispod.v1 import generator_pb2
 
 OUT = Path("bench-results/adapters.json")
@@ -188,7 +188,7 @@ def main() -> int:
     result = {
         "benchmark": "adapters",
         "random_weights": True,
-        "model": "tiny random Qwen3-VL (vispod.common.tiny_vlm), LoRA r=4 on q/k/v/o, random non-zero init",
+        "model": "tiny random Qwen3-VL (vispod.devkit.testing.tiny_vlm), LoRA r=4 on q/k/v/o, random non-zero init",
         "device": "cpu",
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                  "load_avg_1m": round(os.getloadavg()[0], 2)},

@@ -19,9 +19,9 @@ from kafka import KafkaProducer
 
 from vispod.common import events
 from vispod.common.bus import EventConsumer, EventReader, Output, ensure_topics
-from vispod.common.local_kafka import start_broker
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, topic_name
+from vispod.devkit.local_kafka import start_broker
 from vispod.v1 import events_pb2
 
 OUT = Path("bench-results/bus.json")

@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl
+from vispod.devkit.testing.adapter_files import make_lora_adapter
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 from vispod.generator.adapters import AdapterVersion
-from vispod.generator.adapters.testing import make_lora_adapter
 from vispod.generator.backends.base import GenerationInput
 from vispod.generator.backends.local import LocalBackend
 from vispod.generator.prompting import build_prompt

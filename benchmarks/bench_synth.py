@@ -34,12 +34,12 @@ def _histogram_sum(histogram: object) -> float:
 
 def main() -> int:
     started = time.perf_counter()
+    from vispod.dataset.build import BuildConfig, SynthParams, build_dataset
+    from vispod.dataset.clients import LocalSynthClient
+    from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout
     from vispod.synth import metrics
-    from vispod.synth.dataset.build import BuildConfig, SynthParams, build_dataset
-    from vispod.synth.dataset.clients import LocalSynthClient
     from vispod.synth.engine import Synthesizer
     from vispod.synth.settings import SynthSettings
-    from vispod.synth.sporc_synthetic import make_episodes, write_jsonl_layout
     from vispod.synth.tiny import build_tiny_sd_pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:

@@ -103,8 +103,8 @@ def child(mode: str, model: str, pairs: str, out: str) -> None:
 
 
 def main() -> dict:
-    from vispod.common.tiny_vlm import build_tiny_qwen3_vl
-    from vispod.trainer.sample_data import write_sample_pairs
+    from vispod.devkit.testing.sample_pairs import write_sample_pairs
+    from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     model = build_tiny_qwen3_vl(tmp / "model")
@@ -127,7 +127,7 @@ def main() -> dict:
     run_ratio = best["bare"]["samples_per_s"] / best["vispod"]["samples_per_s"]
     doc = {
         "benchmark": "trainer", "device": "cpu", "random_weights": True,
-        "model": "tiny random Qwen3VLForConditionalGeneration (vispod.common.tiny_vlm, hidden 32, 2 layers)",
+        "model": "tiny random Qwen3VLForConditionalGeneration (vispod.devkit.testing.tiny_vlm, hidden 32, 2 layers)",
         "workload": {"pairs": PAIRS, "images_per_pair": 5, "steps": STEPS, "effective_batch": BATCH,
                      "micro_batch": 1, "torch_threads": 1, "rounds": ROUNDS, "timed_steps": STEPS - 1},
         "vispod_samples_per_s": round(best_step["vispod"], 3),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vispod.common.local_kafka import Broker, start_broker
 from vispod.common.settings import DatasetSettings, KafkaSettings
+from vispod.devkit.local_kafka import Broker, start_broker
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from vispod.common.bus import EventReader
-from vispod.common.example_story import write_example_story
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic
+from vispod.devkit.example_story import write_example_story
 
 VISPOD = [sys.executable, "-m", "vispod.common.cli"]
 
@@ -82,7 +82,7 @@ def test_up_prints_endpoints_and_stops_cleanly_on_sigterm(kafka: KafkaSettings, 
 
 def test_describe_says_what_the_model_saw() -> None:
     from vispod.common.events import Envelope
-    from vispod.common.submit import describe
+    from vispod.devkit.submit import describe
     from vispod.v1 import common_pb2, events_pb2
 
     msg = events_pb2.DialogueGenerated(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vispod.common.local_kafka import free_port, stop_process
+from vispod.devkit.local_kafka import free_port, stop_process
 
 __all__ = ["free_port", "stop_process"]  # re-exported for the deploy tests
 

@@ -20,8 +20,8 @@ import pytest
 from deploy_tools import REPO
 from prometheus_client.parser import text_string_to_metric_families
 
-from vispod.common.local_stack import installed_services
 from vispod.common.settings import KafkaSettings
+from vispod.devkit.local_stack import installed_services
 
 HELM_FILES = REPO / "helm" / "vispod" / "files"
 COPIES = [

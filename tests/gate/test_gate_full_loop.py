@@ -28,7 +28,7 @@ from vispod.gate.settings import GateSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 generator_service = pytest.importorskip("vispod.generator.service")
-adapter_testing = pytest.importorskip("vispod.generator.adapters.testing")
+adapter_testing = pytest.importorskip("vispod.devkit.testing.adapter_files")
 metrics_service = pytest.importorskip("vispod.metrics.service")
 judge_service = pytest.importorskip("vispod.judge.service")
 

@@ -17,8 +17,8 @@ from gate_scripted import ScriptedJudge, Servers
 
 from vispod.common.bus import EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl
 from vispod.common.topics import Topic, dlq_topic
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 from vispod.gate.service import start as start_gate
 from vispod.gate.settings import GateSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
@@ -26,7 +26,7 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 generator_service = pytest.importorskip("vispod.generator.service")
 metrics_service = pytest.importorskip("vispod.metrics.service")
 trainer_run = pytest.importorskip("vispod.trainer.run")
-sample_data = pytest.importorskip("vispod.trainer.sample_data")
+sample_data = pytest.importorskip("vispod.devkit.testing.sample_pairs")
 
 from vispod.generator.settings import GeneratorSettings  # noqa: E402
 from vispod.metrics.settings import MetricsSettings  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 from gen_helpers import ScriptedEngine, handler_for
 from PIL import Image
 
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 
 
 @pytest.fixture(scope="session")

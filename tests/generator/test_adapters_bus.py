@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 from vispod.common.artifacts import ArtifactStore  # noqa: E402
 from vispod.common.bus import EventConsumer, EventPublisher, EventReader, ensure_topics  # noqa: E402
 from vispod.common.settings import KafkaSettings  # noqa: E402
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl  # noqa: E402
 from vispod.common.topics import Topic, dlq_topic  # noqa: E402
+from vispod.devkit.testing.adapter_files import make_lora_adapter, published_event  # noqa: E402
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl  # noqa: E402
 from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable  # noqa: E402
 from vispod.generator.adapters.peft_switch import PeftSwitcher  # noqa: E402
-from vispod.generator.adapters.testing import make_lora_adapter, published_event  # noqa: E402
 from vispod.v1 import events_pb2, generator_pb2  # noqa: E402
 
 A = generator_pb2.UpdateAdapterRequest

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from vispod.common.tiny_vlm import build_tiny_qwen3_vl  # noqa: E402
+from vispod.devkit.testing.adapter_files import make_lora_adapter  # noqa: E402
+from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl  # noqa: E402
 from vispod.generator.adapters import AdapterVersion  # noqa: E402
 from vispod.generator.adapters.peft_switch import PeftSwitcher  # noqa: E402
-from vispod.generator.adapters.testing import make_lora_adapter  # noqa: E402
 
 NEW_TOKENS = 6
 

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from vispod.common.bus import InvalidEvent
 from vispod.common.events import Envelope
 from vispod.common.grpc_server import InvalidArgument
+from vispod.devkit.testing.adapter_files import make_fake_adapter_files, published_event
 from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable, AdapterVersion
-from vispod.generator.adapters.testing import make_fake_adapter_files, published_event
 from vispod.v1 import events_pb2, generator_pb2
 
 BASE = "tiny-qwen3-vl"

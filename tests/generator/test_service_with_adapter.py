@@ -12,7 +12,7 @@ from gen_helpers import generator_settings, make_event
 from vispod.common.artifacts import ArtifactStore
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.topics import Topic
-from vispod.generator.adapters.testing import make_lora_adapter, published_event
+from vispod.devkit.testing.adapter_files import make_lora_adapter, published_event
 from vispod.generator.service import start
 from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from vispod.common.settings import KafkaSettings
+from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
 from vispod.synth.settings import SynthSettings
-from vispod.synth.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
 from vispod.synth.tiny import build_tiny_sd_pipeline
 
 # Small and fast on 2 busy cores: 32×32 pixels, 2 denoising steps.

@@ -2,7 +2,7 @@
 
 import json
 
-from vispod.synth.caption_pairs import PairStats, SourceDialogue, pairs_from_dialogue, scene_caption, write_pairs
+from vispod.dataset.caption_pairs import PairStats, SourceDialogue, pairs_from_dialogue, scene_caption, write_pairs
 
 A = ("We drove to the old harbour at sunrise and the fishing boats were coming in. "
      "Honestly I could have stayed there all morning just listening to the gulls.")

@@ -16,12 +16,12 @@ from conftest import TINY_SIZE, TINY_STEPS, synth_settings
 
 from vispod.common.service import start_service
 from vispod.common.settings import KafkaSettings
-from vispod.synth.dataset.build import BuildConfig, BuildConfigMismatch, BuildResult, SynthParams, build_dataset
-from vispod.synth.dataset.clients import KafkaSynthClient, LocalSynthClient, SynthesisError
-from vispod.synth.dataset.layout import sha256_bytes
+from vispod.dataset.build import BuildConfig, BuildConfigMismatch, BuildResult, SynthParams, build_dataset
+from vispod.dataset.clients import KafkaSynthClient, LocalSynthClient, SynthesisError
+from vispod.dataset.layout import sha256_bytes
+from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout
 from vispod.synth.engine import Synthesizer
 from vispod.synth.service import build_service
-from vispod.synth.sporc_synthetic import make_episodes, write_jsonl_layout
 
 PARAMS = SynthParams(width=TINY_SIZE, height=TINY_SIZE, steps=TINY_STEPS, guidance=5.0)
 

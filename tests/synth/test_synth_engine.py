@@ -14,10 +14,11 @@ from conftest import TINY_SIZE, synth_settings
 from PIL import Image
 
 from vispod.common.artifacts import ArtifactStore
+from vispod.common.random_weights import RANDOM_WEIGHTS_MARKER, has_random_weights
 from vispod.synth.engine import Synthesizer
 from vispod.synth.limits import RequestError, validate_request
 from vispod.synth.settings import SynthSettings
-from vispod.synth.tiny import RANDOM_WEIGHTS_MARKER, build_tiny_sd_pipeline, is_random_pipeline
+from vispod.synth.tiny import build_tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +45,12 @@ def test_tiny_pipeline_builds_fast_and_is_marked_random(tmp_path: Path) -> None:
     started = time.perf_counter()
     out = build_tiny_sd_pipeline(tmp_path / "p")
     assert time.perf_counter() - started < 10
-    assert (out / "model_index.json").is_file() and is_random_pipeline(out)
+    assert (out / "model_index.json").is_file() and has_random_weights(out)
     assert json.loads((out / RANDOM_WEIGHTS_MARKER).read_text())["random_weights"] is True
     assert {"vocab.json", "merges.txt"} <= {p.name for p in (out / "tokenizer").iterdir()} or (
         out / "tokenizer" / "tokenizer.json"
     ).is_file()
-    assert not is_random_pipeline(tmp_path)
+    assert not has_random_weights(tmp_path)
 
 
 def test_same_request_gives_same_png_bytes(synth: Synthesizer, tiny_pipeline: Path, tmp_path: Path) -> None:

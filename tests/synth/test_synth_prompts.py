@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vispod.synth.prompts import (
+from vispod.dataset.prompts import (
     INSTRUCTION,
     NUM_IMAGES,
     HeuristicPromptWriter,
@@ -11,7 +11,7 @@ from vispod.synth.prompts import (
     key_phrases,
     split_parts,
 )
-from vispod.synth.scoring import HeuristicScorer, LLMScorer
+from vispod.dataset.scoring import HeuristicScorer, LLMScorer
 
 SCENIC = (
     "Speaker 1: We drove to the beach at sunset and the sky was orange over the water.\n\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vispod.synth.excerpts import (
+from vispod.dataset.excerpts import (
     ExcerptConfig,
     ExcerptStats,
     episode_excerpts,
@@ -17,9 +17,9 @@ from vispod.synth.excerpts import (
     merge_turns,
     normalise_speakers,
 )
-from vispod.synth.scoring import HeuristicScorer
-from vispod.synth.sporc import LoadReport, SporcEpisode, SporcTurn, detect_layout, iter_episodes
-from vispod.synth.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
+from vispod.dataset.scoring import HeuristicScorer
+from vispod.dataset.sporc import LoadReport, SporcEpisode, SporcTurn, detect_layout, iter_episodes
+from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
 
 
 def _read(path: Path) -> tuple[list[SporcEpisode], LoadReport]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vispod.synth.vist import (
+from vispod.dataset.vist import (
     DEFAULT_EVAL_ROOT,
     DatasetAbsent,
     VistReport,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from vispod.trainer.sample_data import write_sample_pairs
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.settings import TrainerSettings
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vispod.common.tiny_vlm import build_tiny_qwen3_vl
+    from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))
 
@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model_wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Hidden size 128: with tied 0.02-std embeddings the logit range grows with the width, so this one can
     visibly overfit (hidden 32 can only move its loss by ~0.1 nats whatever it learns)."""
-    from vispod.common.tiny_vlm import build_tiny_qwen3_vl
+    from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl-wide"), hidden=128)
 

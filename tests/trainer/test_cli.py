@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from vispod.trainer.sample_data import write_sample_pairs
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 
 
 def _free_port() -> int:

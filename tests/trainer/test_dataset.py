@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.dataset import DatasetError, dataset_hash, load_pairs
-from vispod.trainer.sample_data import write_sample_pairs
 
 
 def _rewrite(root: Path, line: int, change) -> None:

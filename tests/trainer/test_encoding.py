@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.dataset import DatasetError, load_pairs
 from vispod.trainer.encoding import IGNORE_INDEX, Encoded, PairEncoder, Skipped, collate
-from vispod.trainer.sample_data import write_sample_pairs
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from conftest import tiny_settings
 
 from vispod.common.bus import EventConsumer, ensure_topics
 from vispod.common.topics import Topic
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.run import run_training
-from vispod.trainer.sample_data import write_sample_pairs
 from vispod.v1 import events_pb2
 
 adapters = pytest.importorskip("vispod.generator.adapters.registry")

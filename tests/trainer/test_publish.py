@@ -25,7 +25,7 @@ def _sha(path: Path) -> str:
 def test_published_adapter_lands_on_the_broker_with_correct_hashes(tiny_model: Path, tmp_path: Path, kafka) -> None:
     ensure_topics(kafka)
     pairs = tmp_path / "pairs"
-    from vispod.trainer.sample_data import write_sample_pairs
+    from vispod.devkit.testing.sample_pairs import write_sample_pairs
 
     write_sample_pairs(pairs, n=3, manifest=False)
     settings = tiny_settings(tiny_model, pairs, tmp_path / "out", max_steps=2, publish=True, kafka=kafka,
@@ -69,7 +69,7 @@ def test_published_adapter_lands_on_the_broker_with_correct_hashes(tiny_model: P
 
 
 def test_never_overwrites_but_reannounces_its_own_identical_copy(tiny_model: Path, tmp_path: Path, kafka) -> None:
-    from vispod.trainer.sample_data import write_sample_pairs
+    from vispod.devkit.testing.sample_pairs import write_sample_pairs
 
     ensure_topics(kafka)
     pairs = write_sample_pairs(tmp_path / "pairs", n=2)

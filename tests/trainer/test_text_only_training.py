@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vispod.common.artifacts import sha256_file
 from vispod.common.embedded_models import resolve_gguf
-from vispod.synth.caption_pairs import ScenePair, write_pairs
+from vispod.dataset.caption_pairs import ScenePair, write_pairs
 from vispod.trainer.encoding import IGNORE_INDEX, PairEncoder
 from vispod.trainer.run import run_training
 from vispod.trainer.text_model import TextProcessor, is_text_model

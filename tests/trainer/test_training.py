@@ -11,11 +11,11 @@ import torch
 from conftest import tiny_settings
 from safetensors.torch import load_file
 
+from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.checkpoint import list_checkpoints
 from vispod.trainer.dataset import dataset_hash, load_pairs
 from vispod.trainer.loop import Interrupted, LoraTrainer
 from vispod.trainer.lora import NEFTune
-from vispod.trainer.sample_data import write_sample_pairs
 from vispod.trainer.telemetry import Progress
 
 

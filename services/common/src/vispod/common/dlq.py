@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _replay_cmd(args: argparse.Namespace) -> int:
-    from vispod.common.cli_commands import bootstrap_from
+    from vispod.common.kafka_address import bootstrap_from
 
     overrides: dict[str, object] = {"bootstrap": bootstrap_from(args.bootstrap)}
     if args.topic_prefix:

@@ -12,10 +12,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from vispod.synth.dataset.clients import SynthClient, SynthesisError, SynthOutcome
-from vispod.synth.dataset.layout import DatasetDir, atomic_write, canonical_json, sha256_bytes
-from vispod.synth.excerpts import Excerpt, ExcerptConfig, ExcerptStats, iter_excerpts
-from vispod.synth.prompts import (
+from vispod.dataset.clients import SynthClient, SynthesisError, SynthOutcome
+from vispod.dataset.excerpts import Excerpt, ExcerptConfig, ExcerptStats, iter_excerpts
+from vispod.dataset.layout import DatasetDir, atomic_write, canonical_json, sha256_bytes
+from vispod.dataset.prompts import (
     INSTRUCTION,
     INSTRUCTION_VERSION,
     NUM_IMAGES,
@@ -23,8 +23,8 @@ from vispod.synth.prompts import (
     ScenePromptWriter,
     human_turn,
 )
-from vispod.synth.scoring import HeuristicScorer, VisualizabilityScorer
-from vispod.synth.sporc import LoadReport, iter_episodes
+from vispod.dataset.scoring import HeuristicScorer, VisualizabilityScorer
+from vispod.dataset.sporc import LoadReport, iter_episodes
 from vispod.v1 import events_pb2
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from vispod.synth.scoring import VISUAL_WORDS
+from vispod.dataset.scoring import VISUAL_WORDS
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])")
 _WORD = re.compile(r"[A-Za-z']+")

@@ -1,4 +1,4 @@
-"""Paths and crash-safe writes of a dataset folder (layout: see vispod.synth.dataset)."""
+"""Paths and crash-safe writes of a dataset folder (layout: see vispod.dataset)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from vispod.synth.scoring import OFF_SCENE_WORDS, VISUAL_WORDS, word_set
+from vispod.dataset.scoring import OFF_SCENE_WORDS, VISUAL_WORDS, word_set
 
 log = logging.getLogger(__name__)
 

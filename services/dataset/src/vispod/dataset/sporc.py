@@ -12,7 +12,7 @@ Layouts (detected from the folder given):
   inferred_speaker_name). This layout carries no episode metadata, so language/explicit/overlap
   are unknown (None) and filters on them let such episodes through.
 
-A `dataset.json` of the `chitchat-dataset` package is read too (vispod.synth.chitchat): real chats,
+A `dataset.json` of the `chitchat-dataset` package is read too (vispod.dataset.chitchat): real chats,
 an offline stand-in for demos.
 
 Malformed rows are never dropped silently: every skipped row or episode is counted in `LoadReport`
@@ -105,7 +105,7 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def detect_layout(path: Path) -> Layout:
-    from vispod.synth.chitchat import is_chitchat_file
+    from vispod.dataset.chitchat import is_chitchat_file
 
     path = Path(path)
     if is_chitchat_file(path):
@@ -129,7 +129,7 @@ def iter_episodes(path: Path | str, report: LoadReport | None = None) -> Iterato
     if layout == "jsonl":
         yield from _iter_jsonl(path, report)
     elif layout == "chitchat":
-        from vispod.synth.chitchat import iter_chitchat
+        from vispod.dataset.chitchat import iter_chitchat
 
         yield from iter_chitchat(path, report)
     else:

@@ -22,12 +22,12 @@ from pathlib import Path
 import grpc
 
 from vispod.common.bus import EventPublisher, EventReader
-from vispod.common.example_story import write_example_story
-from vispod.common.local_kafka import die_with_parent
-from vispod.common.local_stack import SHARED_DATASETS, UP_STATE
 from vispod.common.settings import KafkaSettings
-from vispod.common.submit import build_event, describe, follow
 from vispod.common.topics import Topic, dlq_topic
+from vispod.devkit.example_story import write_example_story
+from vispod.devkit.local_kafka import die_with_parent
+from vispod.devkit.local_stack import SHARED_DATASETS, UP_STATE
+from vispod.devkit.submit import build_event, describe, follow
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 VIST_SET = SHARED_DATASETS / "vist-podcast-50"
@@ -121,7 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     story, story_desc = pick_story(args.story, out)
     print(f"vispod demo — {story_desc}", flush=True)
-    from vispod.gate.demo_adapter import demo_adapter, publish_and_route
+    from vispod.devkit.demo_adapter import demo_adapter, publish_and_route
 
     adapter = demo_adapter(out)   # the promoted mini-paper adapter, else a quick one (trained once, cached)
     prepared = time.monotonic() - started

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vispod.gate.mini_paper_loop import (
+from vispod.devkit.mini_paper_loop import (
     CACHE,
     PROFILES,
     ensure_adapter,

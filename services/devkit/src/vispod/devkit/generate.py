@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from vispod.common.settings import DatasetSettings
-from vispod.common.submit import add_image_set_arguments
+from vispod.devkit.submit import add_image_set_arguments
 
 DATASET = DatasetSettings().vist_podcast_50
 
@@ -47,13 +47,13 @@ def _demo_story(dataset: Path) -> tuple[Path, str]:
             meta = json.loads(line)
             if meta.get("complete"):
                 return dataset / f"story_{meta['vist_story_id']}", f"VIST story {meta['vist_story_id']}"
-    from vispod.common.example_story import write_example_story
+    from vispod.devkit.example_story import write_example_story
     out = write_example_story(Path(tempfile.mkdtemp(prefix="vispod-example-")))
     return out, f"the example story (VIST data set not found at {dataset.resolve()})"
 
 
 def _event(args: argparse.Namespace):
-    from vispod.common.submit import IMAGE_SUFFIXES, image_set_from_folder
+    from vispod.devkit.submit import IMAGE_SUFFIXES, image_set_from_folder
     from vispod.v1 import common_pb2, events_pb2
 
     if args.story:

@@ -20,10 +20,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from vispod.common.kafka_address import BROKER_RECORD as STATE_FILE
+from vispod.common.kafka_address import CACHE
+
 KAFKA_VERSION = os.environ.get("VISPOD_KAFKA_VERSION", "4.1.1")
-POM = Path(os.environ.get("VISPOD_KAFKA_POM", Path(__file__).resolve().parents[5] / "deploy" / "kafka" / "pom.xml"))
-CACHE = Path(os.environ.get("VISPOD_CACHE", Path.home() / ".cache" / "vispod"))
-STATE_FILE = CACHE / "kafka-up.json"
+# The Maven project that names the broker's artifacts (package data).
+POM = Path(os.environ.get("VISPOD_KAFKA_POM", Path(__file__).with_name("kafka-pom.xml")))
 
 
 def free_port() -> int:
@@ -39,7 +41,7 @@ def resolve_broker_jars(version: str = KAFKA_VERSION) -> Path:
     if marker.exists():
         return lib
     if not POM.exists():
-        raise RuntimeError(f"missing {POM}: run from a vispod checkout")
+        raise RuntimeError(f"missing {POM} (VISPOD_KAFKA_POM)")
     if shutil.which("mvn") is None:
         raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker: apt-get install maven")
     tmp = lib.with_name("lib.tmp")

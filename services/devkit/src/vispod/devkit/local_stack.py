@@ -15,14 +15,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from vispod.common import local_kafka
 from vispod.common.bus import ensure_topics
+from vispod.common.kafka_address import STACK_RECORD
 from vispod.common.settings import DatasetSettings, KafkaSettings
+from vispod.devkit import local_kafka
 
 # Start order: producers of what others consume come first.
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
 SHARED_DATASETS = DatasetSettings().root
-UP_STATE = local_kafka.CACHE / "up.json"
+UP_STATE = STACK_RECORD
 # What a plain `vispod up` needs beyond each service's own defaults on a machine with only the embedded weights:
 # no CLIP weights exist offline, so grounding runs on random weights, and every MetricsComputed says so.
 EMBEDDED_DEFAULTS = {"metrics": {"VISPOD_METRICS_CLIP_RANDOM_INIT": "true"}}

@@ -5,7 +5,7 @@ Sources, in the paper's spirit (real dialogue, synthetic "images"):
 - chitchat-dataset (PyPI, MIT): real two-person conversations (SPoRC is gated and absent offline);
 - the paper's fine-tuned transcripts of the declared *train* split of vist-podcast-50 (stories without
   captions); the evaluation stories are refused by `check_no_overlap` before anything is written.
-The captions are sentences of the dialogue itself (see vispod.synth.caption_pairs): no image model exists
+The captions are sentences of the dialogue itself (see vispod.dataset.caption_pairs): no image model exists
 offline, so the scene text plays the image's caption, and the data card says so.
 """
 
@@ -44,9 +44,9 @@ def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], word
 
 
 def _chitchat_dialogues():
-    from vispod.synth.caption_pairs import SourceDialogue
-    from vispod.synth.chitchat import installed_path, iter_chitchat
-    from vispod.synth.sporc import LoadReport
+    from vispod.dataset.caption_pairs import SourceDialogue
+    from vispod.dataset.chitchat import installed_path, iter_chitchat
+    from vispod.dataset.sporc import LoadReport
 
     path = installed_path()
     if path is None:
@@ -58,8 +58,8 @@ def _chitchat_dialogues():
 
 
 def _paper_dialogues(dataset: Path, split: Split):
+    from vispod.dataset.caption_pairs import SourceDialogue
     from vispod.metrics.speaker_turns import parse_turns
-    from vispod.synth.caption_pairs import SourceDialogue
 
     out, unreadable = [], []
     for story_id in split.train:
@@ -74,7 +74,7 @@ def _paper_dialogues(dataset: Path, split: Split):
 
 def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfile) -> dict[str, Any]:
     """Writes pairs.jsonl, manifest.json and data_card.json; returns the manifest (with the data's sha256)."""
-    from vispod.synth.caption_pairs import PairStats, pairs_from_dialogue, write_pairs
+    from vispod.dataset.caption_pairs import PairStats, pairs_from_dialogue, write_pairs
 
     check_no_overlap(split.train, split.eval)
     rng = random.Random(profile.seed)

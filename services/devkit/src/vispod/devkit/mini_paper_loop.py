@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vispod.gate.mini_paper_data import DataProfile, build, cache_key
+from vispod.devkit.mini_paper_data import DataProfile, build, cache_key
 
 CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
 ADAPTER_NAME = "mini-paper"
@@ -311,10 +311,10 @@ SYSTEMS = {"tuned": "smollm2-135m+lora", "small_base": "smollm2-135m-base", "big
 
 
 def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
-    from vispod.common import local_kafka
     from vispod.common.bus import ensure_topics
     from vispod.common.settings import KafkaSettings
-    from vispod.gate.demo_adapter import record_promotion
+    from vispod.devkit import local_kafka
+    from vispod.devkit.demo_adapter import record_promotion
     from vispod.gate.evalset import load_story
     from vispod.gate.mini_paper import SystemInfo, SystemRun, reference_runs
     from vispod.gate.mini_paper import run as evaluate_and_report

@@ -138,7 +138,7 @@ def describe(env: Envelope) -> str:
 def submit(args: argparse.Namespace, bootstrap: str) -> int:
     import os
 
-    from vispod.common.local_stack import stack_state
+    from vispod.devkit.local_stack import stack_state
 
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod"))
     event = build_event(args, stack_state(bootstrap))

@@ -26,9 +26,6 @@ def _generate_specs(values: list[str]) -> dict[str, str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vispod.gate import mini_paper_loop
-
-    mini_paper_loop.register(sub)
     ev = sub.add_parser("eval", help="evaluate systems on a set of story folders: paper table, robust metrics, "
                                      "grounding, judges -> Markdown, CSV, HTML")
     ev.add_argument("--set", dest="set_dir", type=Path, required=True,

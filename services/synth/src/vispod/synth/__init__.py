@@ -5,5 +5,5 @@ validation), service (gRPC SynthService + the synthesis.requested consumer), met
 offline random test pipeline). Data: sporc (both SPoRC layouts), chitchat (real chats, demo source),
 excerpts (600–800-word spans), scoring (visualizability), prompts (scene prompts, instruction),
 vist (VIST JSON and the vist-podcast-50 folders), dataset (the builder; its folder layout is
-documented in vispod.synth.dataset).
+documented in vispod.dataset).
 """

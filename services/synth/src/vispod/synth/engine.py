@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.random_weights import has_random_weights
 from vispod.synth import metrics
 from vispod.synth.limits import RequestError, SynthRequest
 from vispod.synth.settings import SynthSettings
-from vispod.synth.tiny import is_random_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Synthesizer:
         )
         path = settings.model_path
         self.model = settings.model_name or (path.name if path else type(self.pipe).__name__)
-        self.random_weights = settings.random_weights or (path is not None and is_random_pipeline(path))
+        self.random_weights = settings.random_weights or (path is not None and has_random_weights(path))
         params = inspect.signature(self.pipe.__call__).parameters
         self._takes_negative = "negative_prompt" in params
         self._takes_guidance = "guidance_scale" in params

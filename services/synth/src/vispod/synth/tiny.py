@@ -2,7 +2,7 @@
 
 Model hubs are unreachable, so tests, demos and the CPU benchmark draw with this pipeline: a few
 hundred thousand parameters, built in about a second, 64×64 images in well under a second on CPU.
-Its images are noise-like and mean nothing; a marker file beside it (`RANDOM_WEIGHTS_MARKER`) makes
+Its images are noise-like and mean nothing; a marker file beside it (vispod.common.random_weights) makes
 every consumer of its output say so (`random_weights=True`).
 """
 
@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-RANDOM_WEIGHTS_MARKER = "vispod_random_weights.json"
+from vispod.common.random_weights import write_marker
 
 # Common English letter pairs: enough merges that the BPE is a real one, few enough to stay tiny.
 _MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("e", "r"), ("o", "n"), ("r", "e"), ("a", "t")]
@@ -121,19 +121,5 @@ def build_tiny_sd_pipeline(out_dir: Path | str, seed: int = 0, sample_size: int 
     )
     pipe.save_pretrained(str(out), safe_serialization=True)
     # The pipeline loader ignores unknown files; the marker travels with the weights wherever they are copied.
-    (out / RANDOM_WEIGHTS_MARKER).write_text(
-        json.dumps({"random_weights": True, "builder": "vispod.synth.tiny.build_tiny_sd_pipeline", "seed": seed}),
-        encoding="utf-8",
-    )
+    write_marker(out, builder="vispod.synth.tiny.build_tiny_sd_pipeline", seed=seed)
     return out
-
-
-def is_random_pipeline(model_dir: Path | str) -> bool:
-    """True when `model_dir` holds a pipeline marked as random-initialised."""
-    marker = Path(model_dir) / RANDOM_WEIGHTS_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        return bool(json.loads(marker.read_text(encoding="utf-8")).get("random_weights", True))
-    except (OSError, ValueError):
-        return True  # an unreadable marker still says "do not trust these weights"

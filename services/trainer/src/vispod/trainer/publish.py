@@ -49,7 +49,7 @@ class BaseIdentity:
 def base_identity(path: Path, model_id: str = "", revision: str = "") -> BaseIdentity:
     """Names the base model: explicit settings win; a Hugging Face cache snapshot path gives repo id and commit;
     otherwise the folder name and a sha256 over config.json and the weight index (or the weights if unsharded)."""
-    from vispod.common.tiny_vlm import has_random_weights
+    from vispod.common.random_weights import has_random_weights
 
     path = Path(path).resolve()
     parts = path.parts

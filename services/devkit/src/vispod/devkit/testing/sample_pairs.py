@@ -48,5 +48,5 @@ def write_sample_pairs(root: Path, n: int = 4, *, images_per_pair: int = 5, size
             {"from": "gpt", "value": dialogue}]})
     (root / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     if manifest:
-        (root / "manifest.json").write_text(json.dumps({"pairs": n, "generator": "vispod.trainer.sample_data"}))
+        (root / "manifest.json").write_text(json.dumps({"pairs": n, "generator": "vispod.devkit.testing.sample_pairs"}))
     return root

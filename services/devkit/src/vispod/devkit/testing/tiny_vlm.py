@@ -8,10 +8,10 @@ so the shared runtime does not depend on them. The folder it writes carries
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-RANDOM_WEIGHTS_MARKER = "vispod_random_weights.json"
+from vispod.common.random_weights import write_marker
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>"]
 
@@ -99,10 +99,5 @@ def build_tiny_qwen3_vl(out_dir: Path, seed: int = 0, hidden: int = 32, layers: 
     processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                  video_processor=video_processor, chat_template=_CHAT_TEMPLATE)
     processor.save_pretrained(out_dir)
-    (out_dir / RANDOM_WEIGHTS_MARKER).write_text(json.dumps({"random_weights": True, "seed": seed,
-                                                             "architecture": "Qwen3VLForConditionalGeneration"}))
+    write_marker(out_dir, seed=seed, architecture="Qwen3VLForConditionalGeneration")
     return out_dir
-
-
-def has_random_weights(model_dir: Path) -> bool:
-    return (Path(model_dir) / RANDOM_WEIGHTS_MARKER).exists()

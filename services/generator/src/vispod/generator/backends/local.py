@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from vispod.common.tiny_vlm import has_random_weights
+from vispod.common.random_weights import has_random_weights
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.adapters.peft_switch import PeftSwitcher
 from vispod.generator.backends.base import CAPTIONS, PIXELS, BackendError, GenerationInput, GenerationStream

@@ -14,11 +14,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from vispod.common.random_weights import has_random_weights
 from vispod.common.smollm2 import SmolLM2NotFound, find_smollm2_gguf
 from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt
-
-# Written beside tiny random models (tests, benchmarks): their verdicts measure nothing.
-RANDOM_WEIGHTS_MARKER = "vispod_random_weights.json"
 
 
 def default_model() -> tuple[Path, str] | None:
@@ -69,7 +67,7 @@ class LocalJudge(JudgeBackend):
         self.max_input_tokens = max_input_tokens
         self.seed = seed
         self.prefill = prefill
-        self.random_weights = (Path(model_path) / RANDOM_WEIGHTS_MARKER).is_file()
+        self.random_weights = has_random_weights(model_path)
         self._lock = threading.Lock()  # one generate at a time: the CPU is the bottleneck anyway
 
     def _input_ids(self, prompt: JudgePrompt):  # -> torch.Tensor
