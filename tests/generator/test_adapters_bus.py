@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from lifecycle_keys import identities  # noqa: E402
+
 from vispod.common.artifacts import ArtifactStore  # noqa: E402
 from vispod.common.bus import EventConsumer, EventPublisher, EventReader, ensure_topics  # noqa: E402
 from vispod.common.settings import KafkaSettings  # noqa: E402
@@ -38,7 +40,9 @@ class Running:
 
     def __init__(self, tmp: Path, kafka: KafkaSettings, base: str) -> None:
         self.publisher = EventPublisher(kafka, "generator")
-        self.registry = AdapterRegistry(tmp / "state", tmp / "cache", base, publisher=self.publisher)
+        self.ids = identities()
+        self.registry = AdapterRegistry(tmp / "state", tmp / "cache", base, publisher=self.publisher,
+                                        keyring=self.ids.keyring, signer=self.ids.admin)
         group = f"{kafka.topic_prefix}.generator.adapters.test-0"   # one group per replica: every replica sees all
         self.consumers = [
             EventConsumer(service="generator", topics=[Topic.ADAPTER_PUBLISHED], expected=events_pb2.AdapterPublished,
@@ -112,9 +116,9 @@ def test_publish_canary_promote_rollback_on_the_broker(tmp_path, kafka, tiny, ru
         assert [reg.resolve("", k).adapter_id for k in keys] == routed
 
         # The gate promotes the canary by event; the registry applies it.
-        trainer.publish(Topic.ADAPTER_LIFECYCLE, events_pb2.AdapterLifecycleChanged(
-            adapter_id="sporc@2", previous_state=S.ADAPTER_STATE_CANARY, state=S.ADAPTER_STATE_ACTIVE,
-            actor="gate", reason="win rate lower bound 0.62 > 0.5", evidence={"win_rate_lower": 0.62}))
+        trainer.publish(Topic.ADAPTER_LIFECYCLE, running.ids.command(
+            "sporc@2", S.ADAPTER_STATE_ACTIVE, previous_state=S.ADAPTER_STATE_CANARY,
+            reason="win rate lower bound 0.62 > 0.5", evidence={"win_rate_lower": 0.62}))
         wait_until(lambda: reg.active_adapter_id == "sporc@2")
         assert states(reg)["sporc@1"] == S.ADAPTER_STATE_RETIRED
 
@@ -180,8 +184,8 @@ def test_tampered_adapter_goes_to_the_dlq_and_changes_nothing(tmp_path, kafka, t
         assert letter.error_kind == "invalid"
         assert "sha256_mismatch" in letter.error and "sporc@2" in letter.error
         # A gate decision about it cannot bring it in either.
-        trainer.publish(Topic.ADAPTER_LIFECYCLE, events_pb2.AdapterLifecycleChanged(
-            adapter_id="sporc@2", state=S.ADAPTER_STATE_ACTIVE, actor="gate", reason="looked good"))
+        trainer.publish(Topic.ADAPTER_LIFECYCLE, running.ids.command("sporc@2", S.ADAPTER_STATE_ACTIVE,
+                                                                     reason="looked good"))
         # Good events keep flowing after the bad one.
         trainer.publish(Topic.ADAPTER_PUBLISHED, published_event(
             store.path(store.put_dir(tiny["lora"][1], "sporc", "3")), "sporc@3", base_id))

@@ -8,11 +8,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from lifecycle_keys import identities
 from prometheus_client import REGISTRY
 
 from vispod.common.bus import InvalidEvent
 from vispod.common.events import Envelope
 from vispod.common.grpc_server import InvalidArgument
+from vispod.common.lifecycle_signing import sign_command
 from vispod.devkit.testing.adapter_files import make_fake_adapter_files, published_event
 from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable, AdapterVersion
 from vispod.v1 import events_pb2, generator_pb2
@@ -297,13 +299,16 @@ def test_restart_keeps_state_and_refetches_a_lost_cache(tmp_path, store):
 
 
 def test_gate_decisions_are_applied_idempotently(tmp_path, store):
-    reg = registry(tmp_path)
+    ids = identities()
+    reg = registry(tmp_path, keyring=ids.keyring)
     publish(reg, make(store, "a@1"))
     update(reg, "a@1", A.ACTION_PROMOTE)
 
     def decision(adapter_id: str, state: int, actor: str = "gate", share: float = 0.0, event_id: str | None = None):
         msg = events_pb2.AdapterLifecycleChanged(adapter_id=adapter_id, state=state, actor=actor, canary_share=share,
                                                  reason="win rate lower bound 0.61", evidence={"win_rate_lower": 0.61})
+        if actor == "gate":
+            sign_command(msg, ids.gate)
         return list(reg.handle_lifecycle(envelope(msg, event_id)))
 
     # A decision for an adapter whose AdapterPublished has not arrived yet is kept and applied on arrival.
@@ -332,8 +337,9 @@ def test_own_admin_events_are_not_reapplied(tmp_path, store, kafka):
 
     ensure_topics(kafka)
     publisher = EventPublisher(kafka, "generator")
+    ids = identities()
     try:
-        reg = registry(tmp_path, publisher=publisher)
+        reg = registry(tmp_path, publisher=publisher, signer=ids.admin)
         publish(reg, make(store, "a@1"))
         publish(reg, make(store, "b@1", seed=2))
         update(reg, "a@1", A.ACTION_PROMOTE)
@@ -359,7 +365,7 @@ def test_own_admin_events_are_not_reapplied(tmp_path, store, kafka):
         again.handle_lifecycle(env)
     assert again.active_adapter_id == "a@1"
     # Another replica applies the admin events in order and reaches the same state.
-    replica = AdapterRegistry(tmp_path / "state2", tmp_path / "cache2", BASE)
+    replica = AdapterRegistry(tmp_path / "state2", tmp_path / "cache2", BASE, keyring=ids.keyring)
     publish(replica, make(store, "a@1"))
     publish(replica, make(store, "b@1", seed=2))
     for env in published:

@@ -18,6 +18,11 @@ RESOLUTIONS = Counter("vispod_generator_adapter_resolutions_total",
                       ["route"])
 FETCH_SECONDS = Histogram("vispod_generator_adapter_fetch_seconds", "Fetching and verifying one adapter artifact",
                           buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
+COMMANDS_OBEYED = Counter("vispod_generator_adapter_commands_obeyed_total",
+                          "Signed lifecycle commands obeyed, by signing identity", ["identity"])
+COMMANDS_REFUSED = Counter("vispod_generator_adapter_commands_refused_total",
+                           "Lifecycle commands dead-lettered as unauthorised (unsigned, bad signature, identity)",
+                           ["reason"])
 SWAP_SECONDS = Histogram("vispod_generator_adapter_swap_seconds",
                          "Local backend: wait for in-flight requests plus switching (and loading) an adapter",
                          buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
@@ -26,3 +31,7 @@ for _s in STATES:
     ADAPTER_STATE.labels(_s)
 for _r in ROUTES:
     RESOLUTIONS.labels(_r)
+for _i in ("gate", "admin"):
+    COMMANDS_OBEYED.labels(_i)
+for _r in ("signature", "identity"):
+    COMMANDS_REFUSED.labels(_r)
