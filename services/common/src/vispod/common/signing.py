@@ -108,9 +108,13 @@ class Signer:
         return base64.b64encode(self._key.sign(payload)).decode("ascii")
 
     def signature_block(self, document: Any) -> dict[str, str]:
-        """What travels beside a signed document."""
+        """What travels beside a signed document (signed as its canonical JSON)."""
+        return self.signature_block_bytes(canonical_json(document))
+
+    def signature_block_bytes(self, payload: bytes) -> dict[str, str]:
+        """What travels beside signed bytes (e.g. a manifest file exactly as stored)."""
         return {"algorithm": ALGORITHM, "identity": self.identity, "key_id": self.key_id,
-                "signature": self.sign(canonical_json(document))}
+                "signature": self.sign(payload)}
 
     def __repr__(self) -> str:
         return f"Signer(identity={self.identity!r}, key_id={self.key_id!r})"
