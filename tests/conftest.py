@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from vispod.common.settings import DatasetSettings, KafkaSettings
+from vispod.devkit.checkout import use_shared_datasets
 from vispod.devkit.local_kafka import Broker, start_broker
+
+use_shared_datasets()  # VISPOD_DATASETS_ROOT: shared/datasets beside the checkout unless set
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,7 +8,6 @@ from pydantic_settings import SettingsConfigDict
 
 from vispod.common.logging import redact
 from vispod.common.settings import (
-    REPO_ROOT,
     DatasetSettings,
     KafkaSettings,
     ServiceSettings,
@@ -16,6 +15,9 @@ from vispod.common.settings import (
     load_settings,
 )
 from vispod.common.topics import Topic, all_topics, dlq_topic, topic_name
+from vispod.devkit.checkout import CHECKOUT, use_shared_datasets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DemoSettings(ServiceSettings):
@@ -61,7 +63,11 @@ def test_secrets_are_redacted_in_logs() -> None:
 
 
 def test_shared_datasets_are_found_through_one_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert DatasetSettings().root == REPO_ROOT.parent / "shared" / "datasets"  # beside the checkout, wherever it is
+    monkeypatch.delenv("VISPOD_DATASETS_ROOT", raising=False)
+    assert DatasetSettings().root == Path("/var/lib/vispod/datasets")  # the runtime's default: a mount in images
+    use_shared_datasets()  # the developer kit's default: beside the checkout, wherever it is
+    assert CHECKOUT == REPO_ROOT
+    assert DatasetSettings().root == REPO_ROOT.parent / "shared" / "datasets"
     monkeypatch.setenv("VISPOD_DATASETS_ROOT", str(tmp_path))
     assert DatasetSettings().vist_podcast_50 == tmp_path / "vist-podcast-50"
 

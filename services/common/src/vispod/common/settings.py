@@ -12,8 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRPC_PORT = 8081
 METRICS_PORT = 8082
-# The checkout this package is installed from (editable installs); shared data lives beside it.
-REPO_ROOT = Path(__file__).resolve().parents[5]
 
 
 class KafkaSettings(BaseSettings):
@@ -128,12 +126,13 @@ class GrpcTlsSettings(BaseSettings):
 
 
 class DatasetSettings(BaseSettings):
-    """Where the shared datasets are (never bundled with vispod): VISPOD_DATASETS_ROOT, by default the
-    `shared/datasets` folder beside the repository checkout."""
+    """Where the shared datasets are (never bundled with vispod): VISPOD_DATASETS_ROOT, by default a mount at
+    /var/lib/vispod/datasets. In a checkout the developer kit and the tests point it at `shared/datasets`
+    beside the checkout (vispod.devkit.checkout)."""
 
     model_config = SettingsConfigDict(env_prefix="VISPOD_DATASETS_", extra="ignore")
 
-    root: Path = REPO_ROOT.parent / "shared" / "datasets"
+    root: Path = Path("/var/lib/vispod/datasets")
 
     @property
     def vist_podcast_50(self) -> Path:

@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-path",
         type=Path,
         default=None,
-        help="local mode: diffusers pipeline folder (default VISPOD_SYNTH_MODEL_PATH, else a tiny random pipeline)",
+        help="local mode: diffusers pipeline folder (default VISPOD_SYNTH_MODEL_PATH)",
     )
+    p.add_argument("--tiny-random", action="store_true",
+                   help="local mode without a model: draw with a tiny RANDOM pipeline (pairs say random_weights)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=None)
@@ -105,6 +107,7 @@ def _build(args: argparse.Namespace) -> int:
             "dtype": args.dtype,
             "batch_size": args.batch_size,
             "cpu_threads": args.threads,
+            "tiny_if_unset": True if args.tiny_random else None,
         }.items()
         if v is not None
     }

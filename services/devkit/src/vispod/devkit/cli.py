@@ -7,10 +7,12 @@ from pathlib import Path
 
 from vispod.common.kafka_address import bootstrap_from
 from vispod.devkit import local_kafka
+from vispod.devkit.checkout import use_shared_datasets
 from vispod.devkit.submit import add_image_set_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    use_shared_datasets()  # before any command reads the datasets setting
     p = sub.add_parser("kafka", help="a local Kafka broker in the background (up|down|status|resolve)")
     p.add_argument("action", choices=["up", "down", "status", "resolve"])
     p.add_argument("--port", type=int)

@@ -24,9 +24,14 @@ from vispod.devkit import local_kafka
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
 SHARED_DATASETS = DatasetSettings().root
 UP_STATE = STACK_RECORD
-# What a plain `vispod up` needs beyond each service's own defaults on a machine with only the embedded weights:
-# no CLIP weights exist offline, so grounding runs on random weights, and every MetricsComputed says so.
-EMBEDDED_DEFAULTS = {"metrics": {"VISPOD_METRICS_CLIP_RANDOM_INIT": "true"}}
+# What a plain `vispod up` needs beyond each service's own defaults on a machine with only the embedded weights.
+# Both are RANDOM weights, opted into here and labelled in every output: no CLIP weights exist offline, so
+# grounding runs on random weights (MetricsComputed says so); with no VISPOD_SYNTH_MODEL_PATH synth draws with
+# the tiny random pipeline (SynthesisCompleted.random_weights).
+EMBEDDED_DEFAULTS = {
+    "metrics": {"VISPOD_METRICS_CLIP_RANDOM_INIT": "true"},
+    "synth": {"VISPOD_SYNTH_TINY_IF_UNSET": "true"},
+}
 
 
 @dataclass

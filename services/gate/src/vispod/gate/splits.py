@@ -1,6 +1,6 @@
 """The declared train/eval split of vist-podcast-50, and the check that no evaluation story leaks into training.
 
-The split file lives in the repository (`data/splits/vist-podcast-50.json`: `{"eval": [...], "train": [...],
+The split file is package data (`vist-podcast-50-split.json` beside this module: `{"eval": [...], "train": [...],
 "rule": "..."}`); the stories themselves are read from the shared dataset at run time, never copied.
 `derive_split` recomputes the split from the dataset by its rule, so a test can check the file against it.
 """
@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[5]
-DEFAULT_SPLIT = REPO_ROOT / "data" / "splits" / "vist-podcast-50.json"
+DEFAULT_SPLIT = Path(__file__).with_name("vist-podcast-50-split.json")
 RULE = ("eval: the stories whose 5 photos all carry a VIST caption (vist_caption non-null in story.json); "
         "train: every other story (no captions), whose paper transcripts may be used for training")
 

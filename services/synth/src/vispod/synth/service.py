@@ -96,7 +96,8 @@ def resolve_model(settings: SynthSettings) -> SynthSettings:
     if settings.model_path is not None:
         return settings
     if not settings.tiny_if_unset:
-        raise SystemExit("VISPOD_SYNTH_MODEL_PATH is not set (and VISPOD_SYNTH_TINY_IF_UNSET is off)")
+        raise SystemExit("no synth model: set VISPOD_SYNTH_MODEL_PATH to a diffusers pipeline folder, or opt in to "
+                         "a tiny RANDOM pipeline whose images mean nothing with VISPOD_SYNTH_TINY_IF_UNSET=true")
     target = Path(settings.artifact_root) / TINY_DIR
     if not (target / "model_index.json").is_file():
         log.warning(

@@ -19,9 +19,9 @@ class SynthSettings(ServiceSettings):
     service_name: str = "synth"
     # A diffusers pipeline folder (model_index.json): SD 1.5, SDXL, SD 3.5, FLUX, or the tiny random one.
     model_path: Path | None = None
-    # With no model_path: build the tiny random pipeline under artifact_root (outputs say random_weights=True),
-    # so `vispod up` works on a laptop. Production sets model_path and turns this off to fail fast.
-    tiny_if_unset: bool = True
+    # Opt-in: with no model_path, build the tiny RANDOM pipeline under artifact_root (outputs say
+    # random_weights=True). Off by default: no model_path is an error at start-up. `vispod up` turns it on.
+    tiny_if_unset: bool = False
     # Reported in responses; defaults to the folder name.
     model_name: str = ""
     # Force-mark outputs as drawn by random weights (a vispod_random_weights.json marker does the same).
