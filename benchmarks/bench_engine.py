@@ -83,9 +83,7 @@ def bench_bare(prompt_text: str, max_new_tokens: int, repeats: int) -> dict:
 
 class Service:
     def __init__(self, root: Path, max_new_tokens: int) -> None:
-        from vispod.common.grpc_server import GrpcServer
-        from vispod.generator.service import build_app
-        from vispod.generator.servicer import GeneratorServicer, registrar
+        from vispod.generator.service import build
         from vispod.generator.settings import GeneratorSettings
 
         settings = GeneratorSettings(
@@ -95,11 +93,9 @@ class Service:
             images=ImageAccessSettings(file_roots=[root]), adapter_state_dir=root / "state",
             adapter_cache_dir=root / "cache", kafka=KafkaSettings(bootstrap="127.0.0.1:1"))
         self.settings = settings
-        self.app = build_app(settings, with_publisher=False)
-        self.server = GrpcServer("generator", "127.0.0.1", 0, [registrar(GeneratorServicer(self.app.generator))],
-                                 settings.grpc_max_workers)
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
+        self.handle = build(settings, with_publisher=False).start()  # consume=False: gRPC only
+        self.app = self.handle.app  # the Generator
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.handle.grpc_port}")
         self.stub = generator_pb2_grpc.GeneratorServiceStub(self.channel)
 
     def generate(self, seed: int = 1, temperature: float | None = None) -> tuple[events_pb2.DialogueGenerated, float]:
@@ -114,8 +110,7 @@ class Service:
 
     def close(self) -> None:
         self.channel.close()
-        self.server.stop(1)
-        self.app.close()
+        self.handle.stop()
 
 
 def bench_service(svc: Service, repeats: int) -> dict:

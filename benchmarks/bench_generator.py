@@ -41,8 +41,7 @@ from vispod.generator.backends.base import GenerationInput
 from vispod.generator.backends.local import LocalBackend
 from vispod.generator.prompting import build_prompt
 from vispod.generator.request import normalise_speakers
-from vispod.generator.service import GeneratorApp, build_app
-from vispod.generator.servicer import registrar
+from vispod.generator.service import build
 from vispod.generator.settings import GeneratorSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
@@ -83,11 +82,8 @@ class GrpcService:
     """The servicer on a real gRPC server (no Kafka: the benchmark measures the request path)."""
 
     def __init__(self, settings: GeneratorSettings, backend: LocalBackend) -> None:
-        from vispod.common.grpc_server import GrpcServer
-        self.app: GeneratorApp = build_app(settings, backend, with_publisher=False)
-        self.server = GrpcServer("generator", "127.0.0.1", 0, [registrar_for(self.app)], settings.grpc_max_workers)
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
+        self.handle = build(settings, backend, with_publisher=False).start()  # consume=False: gRPC only
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.handle.grpc_port}")
         self.stub = generator_pb2_grpc.GeneratorServiceStub(self.channel)
 
     def generate(self, ev: events_pb2.ImageSetSubmitted) -> events_pb2.DialogueGenerated:
@@ -95,12 +91,7 @@ class GrpcService:
 
     def close(self) -> None:
         self.channel.close()
-        self.server.stop(1)
-
-
-def registrar_for(app: GeneratorApp):
-    from vispod.generator.servicer import GeneratorServicer
-    return registrar(GeneratorServicer(app.generator))
+        self.handle.stop()
 
 
 def bare_inputs(backend: LocalBackend, paths: list[Path], text_only: bool) -> GenerationInput:

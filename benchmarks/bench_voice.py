@@ -74,12 +74,12 @@ def bench_stream(source, repeats: int) -> dict[str, Any]:  # type: ignore[no-unt
     import grpc
 
     from vispod.v1 import voice_pb2, voice_pb2_grpc
-    from vispod.voice.service import start
+    from vispod.voice.service import build
     from vispod.voice.settings import VoiceSettings
 
     settings = VoiceSettings(grpc_port=0, metrics_port=0, consume=False, piper_threads=2,
                              artifact_root=Path(tempfile.mkdtemp()))
-    handle = start(settings)
+    handle = build(settings).start()
     runs = []
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.grpc_port}") as channel:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from vispod.common.bus import EventConsumer, EventPublisher, EventReader, InvalidEvent, Output
+from vispod.common.bus import EventConsumer, EventPublisher, EventReader, Output
+from vispod.common.errors import InvalidArgument, NotFound, Unavailable
 from vispod.common.events import Envelope
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic, topic_name
@@ -25,7 +26,11 @@ from vispod.v1 import events_pb2
 def _relay(env: Envelope) -> Iterator[Output]:
     set_id = env.message.image_set_id
     if set_id.startswith("invalid"):
-        raise InvalidEvent(f"image set {set_id} has no images")
+        raise InvalidArgument(f"image set {set_id} has no images")
+    if set_id.startswith("missing"):
+        raise NotFound(f"no story {set_id}")
+    if set_id.startswith("busy"):
+        raise Unavailable("engine overloaded")
     if set_id.startswith("boom"):
         raise RuntimeError("model crashed")
     yield Output(Topic.DIALOGUE_GENERATED, events_pb2.DialogueGenerated(image_set_id=set_id))
@@ -54,20 +59,26 @@ def test_bad_events_go_to_the_dlq_and_later_events_still_flow(kafka: KafkaSettin
                        [("ce_type", b"vispod.v1.ImageSetSubmitted"), ("ce_id", b"garbage-1")], b"k1")
     _submit(publisher, "invalid-2")
     _submit(publisher, "boom-3")
+    _submit(publisher, "missing-5")
+    _submit(publisher, "busy-6")
     _submit(publisher, "s-4")
     outputs = EventReader(kafka, [Topic.DIALOGUE_GENERATED]).read(2, timeout=30)
-    letters = EventReader(kafka, [dlq_topic("relay", kafka.topic_prefix)]).read(3, timeout=30)
+    letters = EventReader(kafka, [dlq_topic("relay", kafka.topic_prefix)]).read(5, timeout=30)
     consumer.stop()
     thread.join(30)
     publisher.close()
     assert [e.message.image_set_id for e in outputs] == ["s-1", "s-4"]
     by_kind = {e.message.error_kind: e.message for e in letters}
-    assert set(by_kind) == {"decode", "invalid", "failed"}
+    # The error family's status is the dead-letter reason: permanent ones at once, the rest after retries.
+    assert sorted(e.message.error_kind for e in letters) == ["decode", "failed", "failed", "invalid", "not_found"]
+    assert "no story missing-5" in by_kind["not_found"].error and by_kind["not_found"].attempts == 1
+    busy = [e.message for e in letters if "overloaded" in e.message.error]
+    assert len(busy) == 1 and busy[0].attempts == 2 and busy[0].error.startswith("Unavailable:")
     assert "cannot decode" in by_kind["decode"].error and by_kind["decode"].key == b"k1"
     assert by_kind["decode"].payload == b"\x0a\xff\xff" and by_kind["decode"].offset == 1
     assert {h.key for h in by_kind["decode"].headers} >= {"ce_type", "ce_id"}
     assert "has no images" in by_kind["invalid"].error and by_kind["invalid"].attempts == 1
-    assert "model crashed" in by_kind["failed"].error and by_kind["failed"].attempts == 2
+    assert [e.message.attempts for e in letters if "model crashed" in e.message.error] == [2]
     assert all(m.service == "relay" and m.original_topic.endswith("imageset.submitted") for m in by_kind.values())
 
 

@@ -20,7 +20,7 @@ from deploy_tools import PROMETHEUS_DIR, REPO, find_tool, free_port, run, stop_p
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vispod.common.bus import DEAD_LETTERS
-from vispod.common.service import ServiceHandle, start_service
+from vispod.common.service import GrpcService, Service, ServiceHandle
 from vispod.common.settings import ServiceSettings
 
 RULES = PROMETHEUS_DIR / "rules.yml"
@@ -90,7 +90,7 @@ class Prometheus:
 def service() -> Iterator[ServiceHandle]:
     """A real vispod service from the shared runtime: gRPC (health, reflection, metrics) + /metrics."""
     settings = ServiceSettings(service_name=SERVICE, grpc_port=0, metrics_port=0, consume=False)
-    handle = start_service(settings, grpc_services=[("vispod.v1.DeployCheck", lambda server: None)])
+    handle = Service(settings, grpc=[GrpcService("vispod.v1.DeployCheck", lambda server: None)]).start()
     try:
         yield handle
     finally:

@@ -23,7 +23,7 @@ from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.topics import Topic
 from vispod.gate.evalset import write_builtin_set
-from vispod.gate.service import start as start_gate
+from vispod.gate.service import build as build_gate
 from vispod.gate.settings import GateSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
@@ -53,21 +53,21 @@ def stack(tmp_path: Path, kafka: KafkaSettings, engine: EngineServer, tiny_clip:
     eval_set = write_builtin_set(tmp_path / "evalset", stories=6)  # 6 of 6 wins: Wilson lower bound 0.61
     images = ImageAccessSettings(file_roots=[eval_set], max_images=32)
     common = dict(grpc_port=0, metrics_port=0, shutdown_drain_s=0, shutdown_grace_s=1, images=images)
-    gen_app, gen = generator_service.start(GeneratorSettings(
+    gen = generator_service.build(GeneratorSettings(
         backend="openai", openai_url=engine.engine.url, openai_model="base", base_model_id=BASE, kafka=kafka,
         adapter_state_dir=tmp_path / "gen-state", adapter_cache_dir=tmp_path / "gen-cache", instance_id="gen-0",
-        backoff_base_s=0.01, artifact_root=tmp_path / "store", **common))
-    met = metrics_service.start(MetricsSettings(consume=False, clip_model=tiny_clip, clip_random_init=True, **common))
-    judge_app = judge_service.JudgeApp.build(JudgeSettings(
+        backoff_base_s=0.01, artifact_root=tmp_path / "store", **common)).start()
+    met = metrics_service.build(MetricsSettings(consume=False, clip_model=tiny_clip, clip_random_init=True,
+                                                **common)).start()
+    jud = judge_service.build(JudgeSettings(
         consume=False, judges=["vllm:judge"], vllm_base_url=f"{engine.engine.url}/v1", state_dir=tmp_path / "judge",
-        **common))
-    jud = judge_app.start()
+        **common)).start()
     gate_settings = GateSettings(
         kafka=kafka, artifact_root=tmp_path / "gate", eval_set=eval_set, generator_addr=f"127.0.0.1:{gen.grpc_port}",
         metrics_addr=f"127.0.0.1:{met.grpc_port}", judge_addr=f"127.0.0.1:{jud.grpc_port}", metrics_port=0,
         apply_via_grpc=False, candidate_wait_s=60, poll_interval_s=0.1, rpc_timeout_s=60, evaluation_timeout_s=300,
         shutdown_drain_s=0)
-    _gate, gate = start_gate(gate_settings)
+    gate = build_gate(gate_settings).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{gen.grpc_port}")
     try:
         yield {"generator": generator_pb2_grpc.GeneratorServiceStub(channel), "eval_set": eval_set,
@@ -75,10 +75,9 @@ def stack(tmp_path: Path, kafka: KafkaSettings, engine: EngineServer, tiny_clip:
     finally:
         channel.close()
         gate.stop()
-        judge_app.stop(jud)
+        jud.stop()
         met.stop()
         gen.stop()
-        gen_app.close()
 
 
 def publish_adapter(kafka: KafkaSettings, tmp_path: Path, adapter_id: str, seed: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vispod.gate.bootstrap import Interval, bootstrap_difference
+from vispod.common.statistics import Interval, bootstrap_difference
 from vispod.gate.decision import Decision
 from vispod.gate.offline_policy import IMPROVED, NOT_WORSE, UNMEASURED, WORSE, classify, decide_offline
 

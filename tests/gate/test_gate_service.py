@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
-from vispod.gate.service import start
+from vispod.gate.service import build
 from vispod.gate.settings import GateSettings
 from vispod.v1 import events_pb2
 
@@ -35,7 +35,7 @@ def settings(kafka: KafkaSettings, tmp_path: Path, set_dir: Path, gen: str, met:
 
 @contextmanager
 def running_gate(s: GateSettings) -> Iterator[int]:
-    _gate, handle = start(s)
+    handle = build(s).start()
     try:
         yield handle.metrics_port
     finally:

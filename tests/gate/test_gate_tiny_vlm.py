@@ -19,7 +19,7 @@ from vispod.common.bus import EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
 from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
-from vispod.gate.service import start as start_gate
+from vispod.gate.service import build as build_gate
 from vispod.gate.settings import GateSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
@@ -41,17 +41,18 @@ def test_trained_tiny_adapter_is_gated_and_refused(tmp_path: Path, kafka: KafkaS
     model = build_tiny_qwen3_vl(tmp_path / "tiny-qwen3-vl")
     images = ImageAccessSettings(file_roots=[builtin_set], max_images=32)
     common = dict(grpc_port=0, metrics_port=0, shutdown_drain_s=0, shutdown_grace_s=1, images=images)
-    gen_app, gen = generator_service.start(GeneratorSettings(
+    gen = generator_service.build(GeneratorSettings(
         backend="local", model_path=model, max_new_tokens=24, kafka=kafka, adapter_state_dir=tmp_path / "gen-state",
         adapter_cache_dir=tmp_path / "gen-cache", instance_id="gen-0", artifact_root=tmp_path / "store",
-        **common))
-    met = metrics_service.start(MetricsSettings(consume=False, clip_model=tiny_clip, clip_random_init=True, **common))
+        **common)).start()
+    met = metrics_service.build(MetricsSettings(consume=False, clip_model=tiny_clip, clip_random_init=True,
+                                                **common)).start()
     judge = ScriptedJudge(outcomes=[events_pb2.OUTCOME_B_WINS], judges=("scripted",))
     gate_settings = GateSettings(
         kafka=kafka, artifact_root=tmp_path / "gate", eval_set=builtin_set, generator_addr=f"127.0.0.1:{gen.grpc_port}",
         metrics_addr=f"127.0.0.1:{met.grpc_port}", judge_addr=servers.serve(judge), metrics_port=0,
         candidate_wait_s=120, poll_interval_s=0.2, rpc_timeout_s=120, evaluation_timeout_s=300, shutdown_drain_s=0)
-    _gate, gate = start_gate(gate_settings)
+    gate = build_gate(gate_settings).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{gen.grpc_port}")
     stub = generator_pb2_grpc.GeneratorServiceStub(channel)
     reader = EventReader(kafka, [Topic.ADAPTER_LIFECYCLE])
@@ -87,7 +88,6 @@ def test_trained_tiny_adapter_is_gated_and_refused(tmp_path: Path, kafka: KafkaS
         gate.stop()
         met.stop()
         gen.stop()
-        gen_app.close()
     [entry] = [d for d in _decisions(gate_settings) if d["adapter_id"] == adapter_id]
     assert entry["decision"] == "reject" and entry["baseline"] == "base" and len(entry["stories"]) == 3
 

@@ -13,7 +13,7 @@ from gen_helpers import GOOD_DIALOGUE, Reply, generator_settings, make_event
 from prometheus_client import REGISTRY
 
 from vispod.common.settings import GrpcTlsSettings
-from vispod.generator.service import start
+from vispod.generator.service import build
 from vispod.v1 import generator_pb2, generator_pb2_grpc
 
 SLOW = Reply(GOOD_DIALOGUE * 4, delay_s=0.05)  # ~90 pieces over ~4.5 s
@@ -42,7 +42,7 @@ def _wait_stopped(engine, total_pieces: int) -> int:
 @pytest.mark.parametrize("rpc", ["Generate", "StreamGenerate"])
 def test_a_cancelled_client_stops_the_generation(story_dir, kafka, engine, rpc: str) -> None:
     s = generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, consume=False, max_attempts=1)
-    app, handle = start(s)
+    handle = build(s).start()
     engine.replies = [SLOW]
     total = len(range(0, len(SLOW.text), 17))
     try:
@@ -67,21 +67,19 @@ def test_a_cancelled_client_stops_the_generation(story_dir, kafka, engine, rpc: 
         assert _in_flight() == 0  # the slot is free again
     finally:
         handle.stop()
-        app.close()
 
 
 def test_stream_marks_each_attempt(story_dir, kafka, engine) -> None:
     engine.replies = [Reply("Speaker 1: I talk alone.\nSpeaker 2: no.\nSpeaker 1: Still alone?\nSpeaker 5: who?\n"),
                       Reply(GOOD_DIALOGUE)]
     s = generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, consume=False)
-    app, handle = start(s)
+    handle = build(s).start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.grpc_port}") as channel:
             req = generator_pb2.GenerateRequest(image_set=make_event(story_dir))
             chunks = list(_stub(channel).StreamGenerate(req, timeout=60))
     finally:
         handle.stop()
-        app.close()
     kinds = [c.WhichOneof("chunk") for c in chunks]
     marks = [i for i, k in enumerate(kinds) if k == "attempt"]
     assert [chunks[i].attempt.attempt for i in marks] == [1, 2] and marks[0] == 0
@@ -136,7 +134,7 @@ def test_mtls_and_an_identity_check_on_admin_rpcs(story_dir, kafka, engine, pki:
     tls = GrpcTlsSettings(cert_file=pki / "server.crt", key_file=pki / "server.key", ca_file=pki / "ca.crt",
                           admin_identities=["vispod-gate"])
     s = generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, consume=False, grpc_tls=tls)
-    app, handle = start(s)
+    handle = build(s).start()
     port = handle.grpc_port
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as plain:  # no TLS at all: no connection
@@ -154,20 +152,18 @@ def test_mtls_and_an_identity_check_on_admin_rpcs(story_dir, kafka, engine, pki:
             assert _update(gate) not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE)
     finally:
         handle.stop()
-        app.close()
 
 
 def test_without_mtls_admin_rpcs_are_refused_unless_opened_for_development(story_dir, kafka, engine, pki: Path) -> None:
     tls = GrpcTlsSettings(cert_file=pki / "server.crt", key_file=pki / "server.key", admin_open_without_mtls=False)
     s = generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, consume=False, grpc_tls=tls)
-    app, handle = start(s)
+    handle = build(s).start()
     try:
         with _client(pki, handle.grpc_port, None) as channel:  # server-only TLS: nobody can be identified
             _stub(channel).ListAdapters(generator_pb2.ListAdaptersRequest(), timeout=10)
             assert _update(channel) == grpc.StatusCode.PERMISSION_DENIED
     finally:
         handle.stop()
-        app.close()
 
 
 def test_tls_settings_are_checked() -> None:

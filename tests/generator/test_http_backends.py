@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from gen_helpers import GOOD_DIALOGUE, Reply, generator_settings, make_event
 
+from vispod.common.http_retry import RetryPolicy, parse_retry_after
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import BackendError, BackendUnavailable, GenerationInput
 from vispod.generator.backends.openai import OpenAIBackend
-from vispod.generator.backends.retry import RetryPolicy, parse_retry_after
 from vispod.generator.backends.tgi import TGIBackend
 from vispod.generator.engine import Generator
 from vispod.v1 import common_pb2
 
-FAST = RetryPolicy(retries=3, base_s=0.01, max_s=2.0)
+FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=2.0)
 ADAPTER = AdapterVersion("story@3", Path("/adapters/story@3"), "qwen2.5-vl")
 
 

@@ -11,7 +11,7 @@ from gen_helpers import Reply, generator_settings, make_event
 
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.topics import Topic, dlq_topic
-from vispod.generator.service import start
+from vispod.generator.service import build
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 
@@ -23,14 +23,13 @@ def _stub(handle) -> generator_pb2_grpc.GeneratorServiceStub:
 @pytest.fixture
 def vlm_service(tiny_vlm: Path, story_dir: Path, kafka):
     s = generator_settings(story_dir, kafka, backend="local", model_path=tiny_vlm, max_new_tokens=8, consume=False)
-    app, handle = start(s)
-    yield app, handle
+    handle = build(s).start()
+    yield handle
     handle.stop()
-    app.close()
 
 
 def test_grpc_unary_and_streaming_on_the_tiny_vlm(vlm_service, story_dir) -> None:
-    _, handle = vlm_service
+    handle = vlm_service
     stub = _stub(handle)
     req = generator_pb2.GenerateRequest(image_set=make_event(story_dir, n=3))
     r = stub.Generate(req, timeout=120).result
@@ -50,7 +49,7 @@ def test_grpc_unary_and_streaming_on_the_tiny_vlm(vlm_service, story_dir) -> Non
 @pytest.mark.parametrize(("kw", "reason"), [(dict(n=0), "no images"),
                                             (dict(speakers=[(c, "") for c in "ABCDE"]), "5 speaker")])
 def test_grpc_invalid_argument(vlm_service, story_dir, kw, reason) -> None:
-    _, handle = vlm_service
+    handle = vlm_service
     req = generator_pb2.GenerateRequest(image_set=make_event(story_dir, **kw))
     for call in (lambda: _stub(handle).Generate(req, timeout=30), lambda: list(_stub(handle).StreamGenerate(req))):
         with pytest.raises(grpc.RpcError) as err:
@@ -60,7 +59,7 @@ def test_grpc_invalid_argument(vlm_service, story_dir, kw, reason) -> None:
 
 def test_grpc_streams_each_turn_then_the_result(story_dir, kafka, engine) -> None:
     s = generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, consume=False)
-    app, handle = start(s)
+    handle = build(s).start()
     try:
         stub = _stub(handle)
         ev = make_event(story_dir, speakers=[("Ana", "a chef"), ("Ben", "")])
@@ -76,14 +75,13 @@ def test_grpc_streams_each_turn_then_the_result(story_dir, kafka, engine) -> Non
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         handle.stop()
-        app.close()
 
 
 def test_kafka_results_and_bad_events_to_dlq(tiny_vlm, story_dir, kafka, tmp_path) -> None:
     s = generator_settings(story_dir, kafka, backend="local", model_path=tiny_vlm, max_new_tokens=8)
     s.images.allowed_hosts = ["127.0.0.1"]
     s.images.allowed_networks = ["127.0.0.0/8"]
-    app, handle = start(s)
+    handle = build(s).start()
     outside = tmp_path / "outside.png"
     outside.write_bytes((story_dir / "image_1.png").read_bytes())
 
@@ -117,7 +115,6 @@ def test_kafka_results_and_bad_events_to_dlq(tiny_vlm, story_dir, kafka, tmp_pat
         results.close()
         dlq.close()
         handle.stop()
-        app.close()
     by_id = {env.message.image_set_id: env.message for env in got}
     assert set(by_id) == {"good-1", "good-2"}
     for r in by_id.values():

@@ -13,7 +13,7 @@ from vispod.common.artifacts import ArtifactStore
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.topics import Topic
 from vispod.devkit.testing.adapter_files import make_lora_adapter, published_event
-from vispod.generator.service import start
+from vispod.generator.service import build
 from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
 A = generator_pb2.UpdateAdapterRequest
@@ -25,7 +25,7 @@ def test_published_adapter_is_served_and_recorded(tiny_vlm: Path, story_dir: Pat
                            adapter_state_dir=tmp_path / "state", adapter_cache_dir=tmp_path / "cache")
     store = ArtifactStore(s.artifact_root)
     uri = store.put_dir(make_lora_adapter(tiny_vlm, tmp_path / "lora", seed=3), "story", "1")
-    app, handle = start(s)
+    handle = build(s).start()
     publisher = EventPublisher(kafka, "trainer")
     results = EventReader(kafka, [Topic.DIALOGUE_GENERATED])
     try:
@@ -46,7 +46,6 @@ def test_published_adapter_is_served_and_recorded(tiny_vlm: Path, story_dir: Pat
         publisher.close()
         results.close()
         handle.stop()
-        app.close()
     tuned, plain = got["tuned"], got["plain"]
     assert tuned.adapter_id == "story@1" and tuned.system.endswith("@story@1") and plain.adapter_id == ""
     assert tuned.input_mode == events_pb2.INPUT_MODE_PIXELS and tuned.random_weights

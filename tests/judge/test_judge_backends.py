@@ -9,6 +9,7 @@ import pytest
 from judge_fake_apis import KEY, FakeAPI, always, prefers
 from PIL import Image
 
+from vispod.common.http_retry import parse_retry_after
 from vispod.judge.backends import BackendError, RetryPolicy, build_backend
 from vispod.judge.images import prepare_images
 from vispod.judge.protocol import PairInput, Panel
@@ -167,10 +168,10 @@ def test_images_are_bounded() -> None:
 
 
 def test_http_date_retry_after_and_caps() -> None:
-    policy = RetryPolicy(max_retry_after_s=5)
-    assert policy.retry_after("120", 0) == 5
-    assert policy.retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0) == 0.0  # in the past
-    assert 0 <= policy.retry_after(None, 3) <= 8
+    policy = RetryPolicy(max_retry_after_s=5, backoff_base_s=1.0, backoff_max_s=30.0)
+    assert policy.delay(0, parse_retry_after("120")) == 5
+    assert policy.delay(0, parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0  # in the past
+    assert 0 <= policy.delay(3, parse_retry_after(None)) <= 8
 
 
 def test_settings_hide_keys() -> None:

@@ -19,7 +19,7 @@ from vispod.common.topics import Topic, dlq_topic
 from vispod.judge.judging import Comparer
 from vispod.judge.protocol import Panel
 from vispod.judge.rubrics import load_rubric
-from vispod.judge.service import JudgeApp
+from vispod.judge.service import build
 from vispod.judge.settings import JudgeSettings
 from vispod.v1 import common_pb2, events_pb2, judge_pb2, judge_pb2_grpc
 
@@ -52,12 +52,12 @@ class Running:
         self.judge = judge or ScriptedJudge()
         panel = Panel([self.judge], load_rubric("v1"), max_concurrency=2)
         comparer = Comparer(settings, panel, ImageFetcher(settings.images))
-        self.app = JudgeApp.build(settings, comparer)
-        self.handle = self.app.start()
-        assert not settings.consume or self.app.consumer.wait_running(60)
+        self.handle = build(settings, comparer).start()
+        self.app = self.handle.app
+        assert not settings.consume or self.handle.consumers[0].wait_running(60)
 
     def stop(self) -> None:
-        self.app.stop(self.handle)
+        self.handle.stop()
 
 
 def _event(image_set: str, system: str, text: str, **labels: str) -> events_pb2.DialogueGenerated:

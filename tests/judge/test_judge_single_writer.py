@@ -24,7 +24,7 @@ from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.judging import Comparer
 from vispod.judge.protocol import Panel
 from vispod.judge.rubrics import load_rubric
-from vispod.judge.service import JudgeApp
+from vispod.judge.service import build
 from vispod.judge.settings import JudgeSettings
 from vispod.v1 import common_pb2, events_pb2
 
@@ -76,19 +76,18 @@ def test_a_replica_never_expires_a_pair_another_is_judging(kafka: KafkaSettings,
         for name in ("judge-a", "judge-b"):  # two pods: their own transactional ids, one state volume
             monkeypatch.setenv("HOSTNAME", name)
             judge = SlowJudge(delay_s=1.2)  # judging one pair (both orders) takes ~2.4 s > the timeout
-            app = JudgeApp.build(settings, Comparer(settings, Panel([judge], load_rubric("v1"))))
-            replicas.append((app, app.start()))
+            replicas.append(build(settings, Comparer(settings, Panel([judge], load_rubric("v1")))).start())
         deadline = time.monotonic() + 90
-        while not all(app.consumer.assigned for app, _ in replicas):
+        while not all(handle.consumers[0].assigned for handle in replicas):
             assert time.monotonic() < deadline, "the two replicas never split the partitions"
             time.sleep(0.2)
-        assert replicas[0][0].consumer.assigned.isdisjoint(replicas[1][0].consumer.assigned)
+        assert replicas[0].consumers[0].assigned.isdisjoint(replicas[1].consumers[0].assigned)
 
         _publish_pairs(kafka, ["x-1", "x-2"])
         out = _judgements(kafka, 2, settle_s=6)
     finally:
-        for app, handle in replicas:
-            app.stop(handle)
+        for handle in replicas:
+            handle.stop()
     per_pair = Counter(j.image_set_id for j in out)
     assert per_pair == {"x-1": 1, "x-2": 1}, [(j.image_set_id, j.error) for j in out]
     assert all(not j.error and j.verdicts for j in out)

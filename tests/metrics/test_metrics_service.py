@@ -21,7 +21,7 @@ from vispod.common.topics import Topic, dlq_topic, topic_name
 from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE, ClipBundle
 from vispod.metrics.grounding import GroundingScorer
 from vispod.metrics.prom import OTHER, BoundedLabels
-from vispod.metrics.service import start
+from vispod.metrics.service import build
 from vispod.metrics.settings import MetricsSettings
 from vispod.v1 import common_pb2, events_pb2, metrics_pb2, metrics_pb2_grpc
 
@@ -44,7 +44,7 @@ def service(module_kafka: KafkaSettings, clip_bundle: ClipBundle, image_dir: Pat
         clip_random_init=True, images=ImageAccessSettings(file_roots=[image_dir], max_images=8),
         max_system_labels=2,
     )
-    handle = start(settings, GroundingScorer(clip_bundle, cache_size=32))
+    handle = build(settings, GroundingScorer(clip_bundle, cache_size=32)).start()
     assert handle.consumers[0].wait_running(60)
     yield handle
     handle.stop()

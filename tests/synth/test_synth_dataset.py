@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SIZE, TINY_STEPS, synth_settings
 
-from vispod.common.service import start_service
 from vispod.common.settings import KafkaSettings
 from vispod.dataset.build import BuildConfig, BuildConfigMismatch, BuildResult, SynthParams, build_dataset
 from vispod.dataset.clients import KafkaSynthClient, LocalSynthClient, SynthesisError
 from vispod.dataset.layout import sha256_bytes
 from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout
 from vispod.synth.engine import Synthesizer
-from vispod.synth.service import build_service
+from vispod.synth.service import build
 
 PARAMS = SynthParams(width=TINY_SIZE, height=TINY_SIZE, steps=TINY_STEPS, guidance=5.0)
 
@@ -181,10 +180,9 @@ def test_build_through_the_bus_matches_the_local_build(  # type: ignore[no-untyp
     sporc: Path, tmp_path: Path, tiny_pipeline: Path, kafka: KafkaSettings, local_client
 ) -> None:
     settings = synth_settings(tiny_pipeline, tmp_path / "artifacts", kafka)
-    registrars, consumers, _ = build_service(settings)
-    handle = start_service(settings, grpc_services=registrars, consumers=consumers)
+    handle = build(settings).start()
     try:
-        assert consumers[0].wait_running(60)
+        assert handle.consumers[0].wait_running(60)
         client = KafkaSynthClient(kafka, [tmp_path / "artifacts"], timeout_s=300)
         try:
             via_bus = _build(sporc, tmp_path / "bus", client)

@@ -14,19 +14,18 @@ from conftest import synth_settings
 
 from vispod.common.artifacts import ArtifactStore
 from vispod.common.bus import EventPublisher, EventReader
-from vispod.common.service import ServiceHandle, start_service
+from vispod.common.service import ServiceHandle
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
-from vispod.synth.service import build_service
+from vispod.synth.service import build
 from vispod.v1 import common_pb2, events_pb2, synth_pb2, synth_pb2_grpc
 
 
 @pytest.fixture
 def service(tiny_pipeline: Path, tmp_path: Path, kafka: KafkaSettings) -> Iterator[ServiceHandle]:
     settings = synth_settings(tiny_pipeline, tmp_path / "artifacts", kafka)
-    registrars, consumers, _ = build_service(settings)
-    handle = start_service(settings, grpc_services=registrars, consumers=consumers)
-    assert consumers[0].wait_running(60)
+    handle = build(settings).start()
+    assert handle.consumers[0].wait_running(60)
     yield handle
     handle.stop()
 

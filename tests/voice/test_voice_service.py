@@ -23,7 +23,7 @@ from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic, topic_name
 from vispod.v1 import common_pb2, events_pb2, voice_pb2, voice_pb2_grpc
 from vispod.voice.engines.piper import PiperEngine
-from vispod.voice.service import start
+from vispod.voice.service import build
 from vispod.voice.settings import VoiceSettings
 
 SHORT = common_pb2.Dialogue(text="Alex: Look at the harbor.\nSam: The boats are coming home.")
@@ -43,7 +43,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(module_kafka: KafkaSettings, piper: PiperEngine, artifacts: Path) -> Iterator[ServiceHandle]:
     settings = VoiceSettings(grpc_port=0, metrics_port=0, shutdown_grace_s=2, kafka=module_kafka,
                              artifact_root=artifacts, max_chars=2_000, max_turns=20)
-    handle = start(settings, piper)
+    handle = build(settings, piper).start()
     assert handle.consumers[0].wait_running(60)
     yield handle
     handle.stop()

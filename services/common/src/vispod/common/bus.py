@@ -31,6 +31,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from vispod.common import events
+from vispod.common.errors import InvalidArgument, status_of
 from vispod.common.events import Envelope, EventDecodeError
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, all_topics, dlq_topic, topic_name
@@ -57,8 +58,9 @@ class Output:
     message: Message
 
 
-class InvalidEvent(Exception):
-    """Permanent: the event is decodable but invalid. It goes to the dead-letter topic at once."""
+# The old name of errors.InvalidArgument on the Kafka side (a permanent error: dead-lettered at once);
+# new code raises InvalidArgument (or another vispod.common.errors class) whatever the transport.
+InvalidEvent = InvalidArgument
 
 
 Handler = Callable[[Envelope], Iterable[Output]]
@@ -392,11 +394,13 @@ class EventConsumer:
             started = time.monotonic()
             try:
                 outputs = list(self.handler(env))
-            except InvalidEvent as exc:
-                CONSUMED.labels(self.service, short, "dlq").inc()
-                # Not remembered as handled: a replay from the dead-letter topic must be handled again.
-                return env.id, [self._dead_letter(rec, str(exc), "invalid", attempts)]
             except Exception as exc:
+                # The one place a vispod error status becomes a dead-letter reason: a permanent one at once.
+                status = status_of(exc)
+                if status.permanent:
+                    CONSUMED.labels(self.service, short, "dlq").inc()
+                    # Not remembered as handled: a replay from the dead-letter topic must be handled again.
+                    return env.id, [self._dead_letter(rec, str(exc), status.reason, attempts)]
                 if attempts >= self.kafka.max_attempts:
                     log.exception("event failed %d times; dead-lettering", attempts, extra={"event_id": env.id})
                     CONSUMED.labels(self.service, short, "dlq").inc()

@@ -4,9 +4,11 @@ TLS (mutual when a client CA is configured) and an identity check on admin RPCs;
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -14,24 +16,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
+from vispod.common.errors import InvalidArgument, Status, VispodError
 from vispod.common.settings import GrpcTlsSettings
 
 log = logging.getLogger(__name__)
+
+__all__ = ["GRPC_CODES", "GrpcServer", "GrpcService", "InvalidArgument", "admin_denial", "client_channel"]
 
 REQUESTS = Counter("vispod_grpc_requests_total", "gRPC requests by method and status code",
                    ["service", "method", "code"])
 LATENCY = Histogram("vispod_grpc_request_seconds", "gRPC request latency", ["service", "method"],
                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 
-Registrar = Callable[[grpc.Server], None]
-# (service name, registrar) or (service name, registrar, names of its admin methods).
-ServiceEntry = tuple[str, Registrar] | tuple[str, Registrar, Collection[str]]
 _IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
 
 
-class InvalidArgument(ValueError):
-    """Raised inside a servicer: the call ends with INVALID_ARGUMENT and this message as the reason."""
-
+# The one place a vispod error status becomes a gRPC status code.
+GRPC_CODES = {status: getattr(grpc.StatusCode, status.name) for status in Status}
 
 def caller_identities(context: grpc.ServicerContext) -> set[str]:
     """Names (CN, SANs) in the client certificate the TLS handshake verified; empty without one."""
@@ -51,6 +52,31 @@ def admin_denial(context: grpc.ServicerContext, tls: GrpcTlsSettings) -> str | N
     return "admin RPCs need mutual TLS (VISPOD_GRPC_TLS_CA_FILE) and an allowed client identity"
 
 
+@dataclass(frozen=True)
+class GrpcService:
+    """One gRPC service of a process: its full name, how to add it to a server, its admin methods."""
+
+    name: str
+    register: Callable[[grpc.Server], None]
+    admin_methods: Collection[str] = ()
+
+    @classmethod
+    def of(cls, servicer: object, admin_methods: Collection[str] = ()) -> GrpcService:
+        """For a servicer of a generated `*_pb2_grpc.<Name>Servicer`: the name comes from the generated
+        descriptor (`*_pb2.DESCRIPTOR.services_by_name`), and so does the check that admin methods exist."""
+        base = next((b for b in type(servicer).__mro__ if b.__module__.endswith("_pb2_grpc")), None)
+        if base is None or not base.__name__.endswith("Servicer"):
+            raise TypeError(f"{type(servicer).__name__} does not subclass a generated *Servicer")
+        stubs = sys.modules[base.__module__]
+        messages = sys.modules[base.__module__.removesuffix("_grpc")]
+        descriptor = messages.DESCRIPTOR.services_by_name[base.__name__.removesuffix("Servicer")]
+        unknown = set(admin_methods) - set(descriptor.methods_by_name)
+        if unknown:
+            raise ValueError(f"{descriptor.full_name} has no method(s) {sorted(unknown)}")
+        add = getattr(stubs, f"add_{base.__name__}_to_server")
+        return cls(descriptor.full_name, lambda server: add(servicer, server), tuple(admin_methods))
+
+
 def _read(path: Path | None) -> bytes | None:
     return path.read_bytes() if path else None
 
@@ -67,7 +93,7 @@ def client_channel(address: str, tls: GrpcTlsSettings | None = None,
 
 
 class _MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every call; turns InvalidArgument into INVALID_ARGUMENT, other errors into INTERNAL;
+    """Counts and times every call; turns a VispodError into its status code, other errors into INTERNAL;
     refuses admin methods to callers `admin_denial` turns away (PERMISSION_DENIED)."""
 
     def __init__(self, service: str, admin_methods: Collection[str] = (),
@@ -92,8 +118,8 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             LATENCY.labels(service, method).observe(time.monotonic() - started)
 
         def fail(context: grpc.ServicerContext, exc: Exception) -> None:
-            if isinstance(exc, InvalidArgument):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            if isinstance(exc, VispodError) and exc.status is not Status.INTERNAL:
+                context.abort(GRPC_CODES[exc.status], str(exc))
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
@@ -144,10 +170,10 @@ def _aborted(context: grpc.ServicerContext) -> bool:
 class GrpcServer:
     """A started gRPC server with health and reflection for the given services."""
 
-    def __init__(self, service: str, host: str, port: int, registrars: Sequence[ServiceEntry],
+    def __init__(self, service: str, host: str, port: int, services: Sequence[GrpcService],
                  max_workers: int = 8, tls: GrpcTlsSettings | None = None) -> None:
         tls = tls or GrpcTlsSettings()
-        admin = {f"/{entry[0]}/{m}" for entry in registrars if len(entry) > 2 for m in entry[2]}  # type: ignore[misc]
+        admin = {f"/{svc.name}/{m}" for svc in services for m in svc.admin_methods}
         if admin and not tls.mutual and tls.admin_open_without_mtls:
             log.warning("admin RPCs are open to any caller: no mutual TLS (local development only)",
                         extra={"methods": sorted(admin)})
@@ -157,9 +183,9 @@ class GrpcServer:
                                            ("grpc.max_send_message_length", 64 * 1024 * 1024)])
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [entry[0] for entry in registrars]
-        for entry in registrars:
-            entry[1](self.server)
+        names = [svc.name for svc in services]
+        for svc in services:
+            svc.register(self.server)
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
         self.names = names
         if tls.enabled:

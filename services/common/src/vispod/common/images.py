@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vispod.common.beneath import ESCAPE_ERRNOS, open_beneath
-from vispod.common.grpc_server import InvalidArgument
+from vispod.common.errors import InvalidArgument
 from vispod.common.settings import ImageAccessSettings
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp"}

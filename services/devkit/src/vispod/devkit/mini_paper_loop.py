@@ -172,7 +172,7 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
                       name: str = "generator") -> Iterator[tuple[Any, str]]:
     """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics."""
     from vispod.common.settings import ImageAccessSettings
-    from vispod.generator.service import start
+    from vispod.generator.service import build
     from vispod.generator.settings import GeneratorSettings
 
     settings = GeneratorSettings(
@@ -182,12 +182,11 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         images=ImageAccessSettings(file_roots=roots), shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
         temperature=0.7, top_p=0.9,
     )
-    app, handle = start(settings)
+    handle = build(settings).start()
     try:
-        yield app, f"127.0.0.1:{handle.grpc_port}"
+        yield handle.app, f"127.0.0.1:{handle.grpc_port}"
     finally:
         handle.stop()
-        app.close()
 
 
 def wait_registered(address: str, adapter_id: str, timeout: float = 120.0) -> str:

@@ -13,26 +13,14 @@ disagree — are accepted as the normal approximation they are).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vispod.common.statistics import wilson_interval
 from vispod.gate.settings import TiePolicy
 
 WIN, LOSS, TIE, INVALID = "win", "loss", "tie", "invalid"
-Z95 = 1.959963984540054
 PROMOTE, REJECT = "promote", "reject"
-
-
-def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion; (0, 1) when there is no observation."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

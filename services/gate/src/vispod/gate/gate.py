@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import InvalidEvent, Output
+from vispod.common.bus import Output
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.common.topics import Topic
 from vispod.gate import prom
@@ -99,9 +100,9 @@ class Gate:
     def handle(self, env: Envelope) -> list[Output]:
         msg = env.message
         if not isinstance(msg, events_pb2.AdapterPublished):
-            raise InvalidEvent(f"expected AdapterPublished, got {type(msg).__name__}")
+            raise InvalidArgument(f"expected AdapterPublished, got {type(msg).__name__}")
         if "@" not in msg.adapter_id or msg.adapter_id.startswith("@") or msg.adapter_id.endswith("@"):
-            raise InvalidEvent(f"adapter_id must be name@version, got {msg.adapter_id!r}")
+            raise InvalidArgument(f"adapter_id must be name@version, got {msg.adapter_id!r}")
         previous = self.log.previous(msg.adapter_id, env.id)
         if previous is not None and previous.get("event_id") == env.id:
             # Redelivery: our transaction did not commit, so its event was never seen; emit the same one again

@@ -25,7 +25,7 @@ def local_metrics(roots: Sequence[Path], *, grounding: bool, clip_model: str, cl
                   max_images: int = 32) -> Iterator[str]:
     """Yields the address of an in-process MetricsService (random CLIP weights unless `clip_weights`)."""
     try:
-        from vispod.metrics.service import start
+        from vispod.metrics.service import build
         from vispod.metrics.settings import MetricsSettings
     except ImportError as exc:
         raise LocalServiceError("no --metrics-addr and the vispod-metrics package is not installed") from exc
@@ -33,7 +33,7 @@ def local_metrics(roots: Sequence[Path], *, grounding: bool, clip_model: str, cl
         grpc_port=0, metrics_port=0, consume=False, grounding_enabled=grounding, clip_model=clip_model,
         clip_weights=clip_weights, clip_random_init=grounding and clip_weights is None, shutdown_drain_s=0,
         shutdown_grace_s=1, images=ImageAccessSettings(file_roots=[Path(r) for r in roots], max_images=max_images))
-    handle = start(settings)
+    handle = build(settings).start()
     try:
         yield f"127.0.0.1:{handle.grpc_port}"
     finally:
@@ -44,7 +44,7 @@ def local_metrics(roots: Sequence[Path], *, grounding: bool, clip_model: str, cl
 def local_judge(roots: Sequence[Path], judges: Sequence[str], criteria: Sequence[str]) -> Iterator[str]:
     """Yields the address of an in-process JudgeService configured with `judges` (e.g. "local")."""
     try:
-        from vispod.judge.service import JudgeApp
+        from vispod.judge.service import build
         from vispod.judge.settings import JudgeSettings
     except ImportError as exc:
         raise LocalServiceError("--judges without --judge-addr needs the vispod-judge package "
@@ -53,9 +53,8 @@ def local_judge(roots: Sequence[Path], judges: Sequence[str], criteria: Sequence
     settings = JudgeSettings(grpc_port=0, metrics_port=0, consume=False, judges=list(judges), shutdown_drain_s=0,
                              shutdown_grace_s=1, images=ImageAccessSettings(file_roots=[Path(r) for r in roots]),
                              **extra)
-    app = JudgeApp.build(settings)
-    handle = app.start()
+    handle = build(settings).start()
     try:
         yield f"127.0.0.1:{handle.grpc_port}"
     finally:
-        app.stop(handle)
+        handle.stop()

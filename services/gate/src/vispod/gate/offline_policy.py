@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vispod.gate.bootstrap import Interval
+from vispod.common.statistics import Interval
 from vispod.gate.decision import PROMOTE, REJECT, Decision
 
 METRICS = ("format_valid_rate", "caption_coverage", "distinct_2")

@@ -10,8 +10,7 @@ import logging
 from pathlib import Path
 
 from vispod.common.bus import EventConsumer
-from vispod.common.service import ServiceHandle, run_service, start_service
-from vispod.common.settings import load_settings
+from vispod.common.service import Service, serve
 from vispod.common.topics import Topic
 from vispod.gate.clients import Clients
 from vispod.gate.evalset import Story, load_eval_set, write_builtin_set
@@ -36,26 +35,18 @@ def eval_stories(settings: GateSettings) -> list[Story]:
     return load_eval_set(root, settings.max_stories)
 
 
-def build(settings: GateSettings, clients: Clients | None = None) -> tuple[Gate, EventConsumer]:
+def build(settings: GateSettings, clients: Clients | None = None) -> Service[Gate]:
+    """What build makes it closes on shutdown; `clients` passed in stay the caller's to close."""
+    owned = clients is None
     clients = clients or Clients(settings.generator_addr, settings.metrics_addr, settings.judge_addr,
                                  tls=settings.grpc_tls)
     gate = Gate(settings, clients, eval_stories(settings))
     consumer = EventConsumer(service=SERVICE, topics=[Topic.ADAPTER_PUBLISHED], expected=events_pb2.AdapterPublished,
                              handler=gate.handle, kafka=settings.kafka,
                              group_id=f"{settings.kafka.topic_prefix}.{SERVICE}", max_batch=1)
-    return gate, consumer
-
-
-def start(settings: GateSettings, clients: Clients | None = None) -> tuple[Gate, ServiceHandle]:
-    """In-process service (tests)."""
-    gate, consumer = build(settings, clients)
-    return gate, start_service(settings, consumers=[consumer])
+    return Service(settings, gate, consumers=[consumer], closers=[clients.close] if owned else [])
 
 
 def main() -> None:
-    settings = load_settings(GateSettings)
-    gate, consumer = build(settings)
-    try:
-        run_service(settings, consumers=[consumer])
-    finally:
-        gate.clients.close()
+    """`python -m vispod.gate`."""
+    serve(GateSettings, build)

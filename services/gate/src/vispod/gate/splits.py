@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vispod.common.story_folder import STORY_FILE, iter_stories
+
 DEFAULT_SPLIT = Path(__file__).with_name("vist-podcast-50-split.json")
 RULE = ("eval: the stories whose 5 photos all carry a VIST caption (vist_caption non-null in story.json); "
         "train: every other story (no captions), whose paper transcripts may be used for training")
@@ -72,10 +74,9 @@ def load_split(path: Path = DEFAULT_SPLIT) -> Split:
 def derive_split(dataset: Path) -> Split:
     """The split by RULE, from a vist-podcast-50-style folder (`story_<id>/story.json`)."""
     eval_ids, train_ids = [], []
-    for story_json in sorted(Path(dataset).glob("story_*/story.json")):
-        doc = json.loads(story_json.read_text(encoding="utf-8"))
-        sid = str(doc.get("vist_story_id") or story_json.parent.name.removeprefix("story_"))
-        images = doc.get("images") or []
-        captioned = len(images) == 5 and all(img.get("vist_caption") for img in images)
-        (eval_ids if captioned else train_ids).append(sid)
+    for story in sorted(iter_stories(dataset, "story_*"), key=lambda s: s.folder.name):
+        if not (story.folder / STORY_FILE).is_file():
+            continue
+        captioned = len(story.entries) == 5 and all(e.caption for e in story.entries)
+        (eval_ids if captioned else train_ids).append(story.story_id)
     return Split(tuple(eval_ids), tuple(train_ids), RULE)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from vispod.common.errors import InvalidArgument
 from vispod.common.images import ImageFetcher
 from vispod.generator import metrics
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
@@ -55,7 +56,7 @@ class Generator:
     def prepare(self, event: events_pb2.ImageSetSubmitted) -> Job:
         try:
             return prepare(event, self.settings, self.fetcher, self.text_only)
-        except ValueError:  # InvalidArgument and ImageAccessError
+        except InvalidArgument:  # ImageAccessError included
             metrics.REQUESTS.labels(self.backend.name, "invalid").inc()
             raise
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from vispod.common.grpc_server import InvalidArgument
+from vispod.common.errors import InvalidArgument
 from vispod.common.images import ImageFetcher, decode_image, mime_type
 from vispod.v1 import common_pb2, events_pb2
 

@@ -7,6 +7,7 @@ import threading
 
 import grpc
 
+from vispod.common.grpc_server import GrpcService
 from vispod.generator.backends.base import BackendUnavailable
 from vispod.generator.engine import GenerationCancelled, Generator
 from vispod.v1 import generator_pb2, generator_pb2_grpc
@@ -86,11 +87,9 @@ def _unavailable(context: grpc.ServicerContext, exc: Exception) -> None:
     context.set_details(str(exc))
 
 
-SERVICE = generator_pb2.DESCRIPTOR.services_by_name["GeneratorService"].full_name
 # Methods that change what is served: only callers with an admin identity (vispod.common.grpc_server).
 ADMIN_METHODS = ("UpdateAdapter",)
 
 
-def registrar(servicer: GeneratorServicer):
-    return SERVICE, lambda server: generator_pb2_grpc.add_GeneratorServiceServicer_to_server(
-        servicer, server), ADMIN_METHODS
+def grpc_service(servicer: GeneratorServicer) -> GrpcService:
+    return GrpcService.of(servicer, ADMIN_METHODS)

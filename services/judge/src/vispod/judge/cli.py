@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from vispod.common.settings import DatasetSettings
+from vispod.common.story_folder import STORY_FILE, read_story
 
 EXAMPLE_SET = str(DatasetSettings().vist_podcast_50)
 
@@ -50,14 +51,11 @@ def _stories(root: Path, a: str, b: str) -> tuple[list[Path], list[str]]:
 
 
 def _captions(story: Path) -> list[str]:
-    meta = story / "story.json"
-    if not meta.is_file():
-        return []
+    """One caption per photo the story names (story.json); none without one or when it is unreadable."""
     try:
-        images = json.loads(meta.read_text(encoding="utf-8")).get("images", [])
+        return [e.caption or "" for e in read_story(story).entries] if (story / STORY_FILE).is_file() else []
     except (OSError, ValueError):
         return []
-    return [str(im.get("vist_caption") or im.get("caption") or "") for im in images]
 
 
 def run(args: argparse.Namespace) -> int:

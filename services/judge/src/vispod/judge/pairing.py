@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import EventPublisher, InvalidEvent, Output
+from vispod.common.bus import EventPublisher, Output
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope, derived_id
 from vispod.common.topics import Topic
 from vispod.judge import metrics
@@ -71,7 +72,7 @@ def match(event: events_pb2.DialogueGenerated, settings: JudgeSettings) -> list[
     if run:
         side = event.labels.get(settings.side_label, "").lower()
         if side not in SIDES:
-            raise InvalidEvent(f"label {settings.pair_label}={run!r} needs {settings.side_label}=a|b, got {side!r}")
+            raise InvalidArgument(f"label {settings.pair_label}={run!r} needs {settings.side_label}=a|b, got {side!r}")
         pair_id = f"label:{run}"
         slots.append(Slot(f"{event.image_set_id}\x1f{pair_id}", pair_id, side))
     return slots
@@ -97,9 +98,9 @@ class PairingHandler:
         event = env.message
         assert isinstance(event, events_pb2.DialogueGenerated)
         if not event.image_set_id:
-            raise InvalidEvent("DialogueGenerated without image_set_id")
+            raise InvalidArgument("DialogueGenerated without image_set_id")
         if not event.system:
-            raise InvalidEvent("DialogueGenerated without system")
+            raise InvalidArgument("DialogueGenerated without system")
         slots = match(event, self.settings)
         if not slots:
             metrics.PAIRS.labels("unpaired").inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from vispod.common.grpc_server import InvalidArgument, Registrar
+from vispod.common.errors import InvalidArgument
 from vispod.judge.judging import Comparer, dialogue_text
 from vispod.v1 import events_pb2, judge_pb2, judge_pb2_grpc
 
@@ -43,9 +43,4 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         return judge_pb2.CompareResponse(verdicts=[v.to_proto() for v in verdicts])
 
 
-def registrar(servicer: JudgeServicer) -> tuple[str, Registrar]:
-    name = judge_pb2.DESCRIPTOR.services_by_name["JudgeService"].full_name
-    return name, lambda server: judge_pb2_grpc.add_JudgeServiceServicer_to_server(servicer, server)
-
-
-__all__ = ["JudgeServicer", "events_pb2", "registrar"]
+__all__ = ["JudgeServicer", "events_pb2"]

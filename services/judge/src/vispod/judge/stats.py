@@ -25,10 +25,11 @@ from itertools import combinations
 
 import numpy as np
 
+from vispod.common.statistics import Z95, wilson_interval
+
 A, B, TIE, INVALID = "A", "B", "tie", "invalid"
 OUTCOMES = (A, B, TIE, INVALID)
 _VALID = (A, B, TIE)
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,6 @@ class Record:
     # Length of each dialogue (words), for the length-controlled rate.
     len_a: float = 0.0
     len_b: float = 0.0
-
-
-def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def combine_orders(outcome_ab: str, outcome_ba: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vispod.common.grpc_server import InvalidArgument
+from vispod.common.errors import InvalidArgument
 from vispod.common.images import ImageAccessError, ImageFetcher
 from vispod.metrics import prom
 from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE, load_clip

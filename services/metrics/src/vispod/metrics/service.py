@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import EventConsumer, InvalidEvent, Output
+from vispod.common.bus import EventConsumer, Output
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
-from vispod.common.grpc_server import InvalidArgument, Registrar
-from vispod.common.service import ServiceHandle, run_service, start_service
-from vispod.common.settings import load_settings
+from vispod.common.service import GrpcService, Service, serve
 from vispod.common.topics import Topic
 from vispod.metrics import prom
 from vispod.metrics.scoring import DialogueScorer, ScoreOutcome, build_grounding, observe
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "vispod.v1.MetricsService"
 # Image sets remembered as distractors for the event flow's retrieval accuracy.
 DISTRACTOR_SETS = 8
 
@@ -75,7 +73,7 @@ class DialogueHandler:
     def __call__(self, envelope: Envelope) -> list[Output]:
         event = envelope.message
         if not isinstance(event, events_pb2.DialogueGenerated):
-            raise InvalidEvent(f"expected DialogueGenerated, got {type(event).__name__}")
+            raise InvalidArgument(f"expected DialogueGenerated, got {type(event).__name__}")
         system = self.systems(event.system)
         if event.status == common_pb2.STATUS_FAILED:
             prom.FAILED_DIALOGUES.labels(system).inc()
@@ -85,9 +83,9 @@ class DialogueHandler:
             self.scorer.validate(event.dialogue, event.images)
             distractors = self._distractors(event.image_set_id, event.images)
             outcome = self.scorer.score(event.dialogue, event.images, distractors, strict=False, path="kafka")
-        except InvalidArgument as exc:
+        except InvalidArgument:
             prom.SCORED.labels("kafka", "invalid").inc()
-            raise InvalidEvent(str(exc)) from exc
+            raise
         prom.SCORED.labels("kafka", "ok").inc()
         observe(outcome, system)
         return [Output(Topic.METRICS_COMPUTED, metrics_computed(event, outcome))]
@@ -110,29 +108,15 @@ def metrics_computed(event: events_pb2.DialogueGenerated, outcome: ScoreOutcome)
     return out
 
 
-def build(settings: MetricsSettings,
-          grounding: GroundingScorer | None = None) -> tuple[list[tuple[str, Registrar]], list[EventConsumer]]:
-    """The gRPC registrars and consumers of one metrics process (`grounding` may be shared, e.g. by tests)."""
-    if grounding is None:
-        grounding = build_grounding(settings)
-    scorer = DialogueScorer(settings, grounding)
-    servicer = MetricsServicer(scorer)
-    registrars: list[tuple[str, Registrar]] = [
-        (SERVICE_NAME, lambda server: metrics_pb2_grpc.add_MetricsServiceServicer_to_server(servicer, server))
-    ]
+def build(settings: MetricsSettings, grounding: GroundingScorer | None = None) -> Service[DialogueScorer]:
+    """The metrics service (`grounding` may be shared, e.g. by tests); `app` is its DialogueScorer."""
+    scorer = DialogueScorer(settings, grounding if grounding is not None else build_grounding(settings))
     consumer = EventConsumer(service="metrics", topics=[Topic.DIALOGUE_GENERATED],
                              expected=events_pb2.DialogueGenerated, handler=DialogueHandler(scorer, settings),
                              kafka=settings.kafka, max_batch=4)
-    return registrars, [consumer]
-
-
-def start(settings: MetricsSettings, grounding: GroundingScorer | None = None) -> ServiceHandle:
-    """The service running in-process (tests)."""
-    registrars, consumers = build(settings, grounding)
-    return start_service(settings, grpc_services=registrars, consumers=consumers)
+    return Service(settings, scorer, grpc=[GrpcService.of(MetricsServicer(scorer))], consumers=[consumer])
 
 
 def main() -> None:
-    settings = load_settings(MetricsSettings)
-    registrars, consumers = build(settings)
-    run_service(settings, grpc_services=registrars, consumers=consumers)
+    """`python -m vispod.metrics`."""
+    serve(MetricsSettings, build)

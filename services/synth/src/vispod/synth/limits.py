@@ -6,13 +6,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vispod.common.errors import InvalidArgument
 from vispod.synth.settings import SynthSettings
 
 MAX_SEED = 2**63 - 1
 
 
-class RequestError(ValueError):
-    """A request the service will never fulfil as asked; the message says which field and why."""
+class RequestError(InvalidArgument):
+    """A request the service will never fulfil as asked; the message says which field and why
+    (INVALID_ARGUMENT over gRPC, a dead letter on Kafka)."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The synth service: gRPC SynthService.Synthesize and the vispod.synthesis.requested consumer.
 
 Both paths validate with the same limits (vispod.synth.limits) and draw with the same engine, so
-one request gives the same images either way. Bad requests: INVALID_ARGUMENT over gRPC, the
-dead-letter topic (via bus.InvalidEvent) on Kafka.
+one request gives the same images either way. Bad requests raise RequestError (an InvalidArgument):
+INVALID_ARGUMENT over gRPC, the dead-letter topic on Kafka.
 """
 
 from __future__ import annotations
@@ -14,26 +14,34 @@ from pathlib import Path
 import grpc
 
 from vispod.common.artifacts import ArtifactStore
-from vispod.common.bus import EventConsumer, InvalidEvent, Output
+from vispod.common.bus import EventConsumer, Output
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
-from vispod.common.grpc_server import InvalidArgument
-from vispod.common.settings import load_settings
+from vispod.common.service import GrpcService, Service, serve
 from vispod.common.topics import Topic
 from vispod.synth import metrics
 from vispod.synth.engine import Synthesizer, SynthResult
-from vispod.synth.limits import RequestError, request_from_proto
+from vispod.synth.limits import RequestError, SynthRequest, request_from_proto
 from vispod.synth.settings import SynthSettings
 from vispod.synth.tiny import build_tiny_sd_pipeline
 from vispod.v1 import common_pb2, events_pb2, synth_pb2, synth_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "vispod.v1.SynthService"
 TINY_DIR = "tiny-sd-pipeline"
 
 
 def _image_refs(result: SynthResult) -> list[common_pb2.ImageRef]:
     return [common_pb2.ImageRef(uri=i.uri, sha256=i.sha256, mime_type=i.mime_type) for i in result.images]
+
+
+def _validated(request: synth_pb2.SynthesizeRequest | events_pb2.SynthesisRequested, settings: SynthSettings,
+               path: str) -> SynthRequest:
+    try:
+        return request_from_proto(request, settings)
+    except RequestError:
+        metrics.REQUESTS.labels(path, "invalid").inc()
+        raise
 
 
 class SynthServicer(synth_pb2_grpc.SynthServiceServicer):
@@ -42,15 +50,7 @@ class SynthServicer(synth_pb2_grpc.SynthServiceServicer):
         self.store = store
 
     def Synthesize(self, request: synth_pb2.SynthesizeRequest, context: grpc.ServicerContext):
-        try:
-            req = request_from_proto(request, self.synth.settings)
-        except RequestError as exc:
-            metrics.REQUESTS.labels("grpc", "invalid").inc()
-            raise InvalidArgument(str(exc)) from None
-        try:
-            result = self.synth.synthesize(req, self.store, "grpc")
-        except RequestError as exc:  # the pipeline cannot honour a field (e.g. negative prompt on FLUX)
-            raise InvalidArgument(str(exc)) from None
+        result = self.synth.synthesize(_validated(request, self.synth.settings, "grpc"), self.store, "grpc")
         return synth_pb2.SynthesizeResponse(
             images=_image_refs(result), model=result.model, seconds=result.seconds, random_weights=result.random_weights
         )
@@ -64,16 +64,9 @@ def make_handler(synth: Synthesizer, store: ArtifactStore):  # type: ignore[no-u
         assert isinstance(msg, events_pb2.SynthesisRequested)
         if not msg.request_id:
             metrics.REQUESTS.labels("kafka", "invalid").inc()
-            raise InvalidEvent("request_id: required, the builder waits for its answer by it")
-        try:
-            req = request_from_proto(msg, synth.settings)
-        except RequestError as exc:
-            metrics.REQUESTS.labels("kafka", "invalid").inc()
-            raise InvalidEvent(str(exc)) from None
-        try:
-            result = synth.synthesize(req, store, "kafka")  # counts its own outcome
-        except RequestError as exc:
-            raise InvalidEvent(str(exc)) from None
+            raise InvalidArgument("request_id: required, the builder waits for its answer by it")
+        # Counts its own outcome; a field the pipeline cannot honour (negative prompt on FLUX) is a RequestError.
+        result = synth.synthesize(_validated(msg, synth.settings, "kafka"), store, "kafka")
         yield Output(
             Topic.SYNTHESIS_COMPLETED,
             events_pb2.SynthesisCompleted(
@@ -107,13 +100,12 @@ def resolve_model(settings: SynthSettings) -> SynthSettings:
     return settings.model_copy(update={"model_path": target})
 
 
-def build_service(settings: SynthSettings) -> tuple[list[tuple[str, object]], list[EventConsumer], Synthesizer]:
-    """The gRPC registrars and consumers of one synth process (for run_service or start_service)."""
+def build(settings: SynthSettings) -> Service[Synthesizer]:
     settings = resolve_model(settings)
     synth = Synthesizer(settings)
+    if synth.random_weights:
+        log.warning("synth model %s has RANDOM weights: every output is marked random_weights=true", synth.model)
     store = ArtifactStore(settings.artifact_root)
-    servicer = SynthServicer(synth, store)
-    registrars = [(SERVICE_NAME, lambda server: synth_pb2_grpc.add_SynthServiceServicer_to_server(servicer, server))]
     consumer = EventConsumer(
         service="synth",
         topics=[Topic.SYNTHESIS_REQUESTED],
@@ -122,16 +114,9 @@ def build_service(settings: SynthSettings) -> tuple[list[tuple[str, object]], li
         kafka=settings.kafka,
         max_batch=settings.batch_size,
     )
-    return registrars, [consumer], synth
+    return Service(settings, synth, grpc=[GrpcService.of(SynthServicer(synth, store))], consumers=[consumer])
 
 
 def main() -> None:
-    from vispod.common.logging import configure_logging
-    from vispod.common.service import run_service
-
-    settings = load_settings(SynthSettings)
-    configure_logging(settings.service_name, settings.log_level)
-    registrars, consumers, synth = build_service(settings)
-    if synth.random_weights:
-        log.warning("synth model %s has RANDOM weights: every output is marked random_weights=true", synth.model)
-    run_service(settings, grpc_services=registrars, consumers=consumers)  # type: ignore[arg-type]
+    """`python -m vispod.synth`."""
+    serve(SynthSettings, build)

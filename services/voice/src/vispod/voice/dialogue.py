@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vispod.common.errors import InvalidArgument
 from vispod.v1 import common_pb2
 from vispod.voice.text import clean
 
 _SPEAKER_LINE = re.compile(r"^\s*\**([A-Za-z][\w .'-]{0,39}?)\**\s*:\**\s*(.*)$")
 
 
-class DialogueError(ValueError):
+class DialogueError(InvalidArgument):
     """The dialogue cannot be rendered as asked (empty, too long, an unknown voice, ...)."""
 
 

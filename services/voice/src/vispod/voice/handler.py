@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from vispod.common.bus import InvalidEvent, Output
+from vispod.common.bus import Output
 from vispod.common.events import Envelope
 from vispod.common.topics import Topic
 from vispod.v1 import common_pb2, events_pb2
 from vispod.voice import metrics
-from vispod.voice.dialogue import DialogueError
 from vispod.voice.podcast import Podcaster
 
 
@@ -22,19 +21,10 @@ class RenderHandler:
             return []
         prefix = self.podcaster.settings.voice_label_prefix
         voices = {k[len(prefix):]: v for k, v in msg.labels.items() if k.startswith(prefix)}
-        try:
-            p = self.podcaster.plan(msg.dialogue, voices, msg.images)
-        except DialogueError as exc:
-            metrics.RENDERS.labels("kafka", "invalid").inc()
-            raise InvalidEvent(str(exc)) from exc
-        try:
-            event = self.podcaster.render_stored(p, msg.image_set_id)
-        except Exception:
-            metrics.RENDERS.labels("kafka", "error").inc()
-            raise
+        # A DialogueError is an InvalidArgument: the bus dead-letters the event with the reason.
+        p = self.podcaster.plan_counted("kafka", msg.dialogue, voices, msg.images)
+        event = self.podcaster.render_counted("kafka", p, msg.image_set_id)
         event.correlation_id = msg.correlation_id
         event.system = msg.system
         event.labels.update(msg.labels)
-        metrics.RENDERS.labels("kafka", "ok").inc()
-        metrics.PODCAST_SECONDS.observe(event.duration_seconds)
         return [Output(Topic.PODCAST_RENDERED, event)]

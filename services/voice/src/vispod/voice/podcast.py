@@ -12,8 +12,9 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vispod.v1 import common_pb2, events_pb2, voice_pb2
+from vispod.voice import metrics
 from vispod.voice.audio import SAMPLE_RATE, to_pcm16
-from vispod.voice.dialogue import Limits, Plan, plan
+from vispod.voice.dialogue import DialogueError, Limits, Plan, plan
 from vispod.voice.engines import Engine
 from vispod.voice.render import Rendered, Renderer
 from vispod.voice.settings import VoiceSettings
@@ -30,6 +31,26 @@ class Podcaster:
              images: Sequence[common_pb2.ImageRef] = ()) -> Plan:
         """Raises DialogueError for anything the caller must fix."""
         return plan(dialogue, self.engine.voices(), voices or {}, self.limits, images)
+
+    def plan_counted(self, path: str, dialogue: common_pb2.Dialogue, voices: Mapping[str, str] | None = None,
+                     images: Sequence[common_pb2.ImageRef] = ()) -> Plan:
+        """`plan`, counting a refusal under `path` (grpc, stream, kafka)."""
+        try:
+            return self.plan(dialogue, voices, images)
+        except DialogueError:
+            metrics.RENDERS.labels(path, "invalid").inc()
+            raise
+
+    def render_counted(self, path: str, p: Plan, image_set_id: str = "") -> events_pb2.PodcastRendered:
+        """`render_stored`, counting the outcome and the podcast's length under `path`."""
+        try:
+            event = self.render_stored(p, image_set_id)
+        except Exception:
+            metrics.RENDERS.labels(path, "error").inc()
+            raise
+        metrics.RENDERS.labels(path, "ok").inc()
+        metrics.PODCAST_SECONDS.observe(event.duration_seconds)
+        return event
 
     def render_to(self, p: Plan, out_dir: Path, title: str = "") -> Rendered:
         return self.renderer.render(p, out_dir, title)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from vispod.common.bus import EventConsumer
-from vispod.common.service import ServiceHandle, run_service, start_service
+from vispod.common.service import GrpcService, Service, serve
 from vispod.common.topics import Topic
 from vispod.v1 import events_pb2
 from vispod.voice.engines import Engine, build_engine
 from vispod.voice.handler import RenderHandler
 from vispod.voice.podcast import Podcaster
-from vispod.voice.servicer import VoiceServicer, registrar
+from vispod.voice.servicer import VoiceServicer
 from vispod.voice.settings import VoiceSettings
 
 
-def _parts(settings: VoiceSettings, engine: Engine | None) -> tuple[Podcaster, dict[str, Any]]:
+def build(settings: VoiceSettings, engine: Engine | None = None) -> Service[Podcaster]:
+    """What build makes it closes on shutdown; an `engine` passed in stays the caller's to close."""
     podcaster = Podcaster(engine or build_engine(settings), settings)
     consumer = EventConsumer(
         service="voice",
@@ -27,18 +26,10 @@ def _parts(settings: VoiceSettings, engine: Engine | None) -> tuple[Podcaster, d
         # (settings.max_chars bounds the longest render; see the README).
         max_batch=1,
     )
-    return podcaster, {"grpc_services": [registrar(VoiceServicer(podcaster))], "consumers": [consumer]}
+    return Service(settings, podcaster, grpc=[GrpcService.of(VoiceServicer(podcaster))], consumers=[consumer],
+                   closers=[] if engine else [podcaster.engine.close])
 
 
-def start(settings: VoiceSettings, engine: Engine | None = None) -> ServiceHandle:
-    """Starts in-process (tests); stop with handle.stop()."""
-    _, parts = _parts(settings, engine)
-    return start_service(settings, **parts)
-
-
-def main(settings: VoiceSettings) -> None:
-    podcaster, parts = _parts(settings, None)
-    try:
-        run_service(settings, **parts)
-    finally:
-        podcaster.engine.close()
+def main() -> None:
+    """`python -m vispod.voice`."""
+    serve(VoiceSettings, build)

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import grpc
 
-from vispod.common.grpc_server import InvalidArgument, Registrar
 from vispod.v1 import voice_pb2, voice_pb2_grpc
 from vispod.voice import metrics
-from vispod.voice.dialogue import DialogueError, Plan
+from vispod.voice.dialogue import Plan
 from vispod.voice.podcast import Podcaster
 
 
@@ -19,22 +18,11 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
         self.podcaster = podcaster
 
     def _plan(self, request: voice_pb2.RenderRequest, path: str) -> Plan:
-        try:
-            return self.podcaster.plan(request.dialogue, dict(request.voices), request.images)
-        except DialogueError as exc:
-            metrics.RENDERS.labels(path, "invalid").inc()
-            raise InvalidArgument(str(exc)) from exc
+        return self.podcaster.plan_counted(path, request.dialogue, dict(request.voices), request.images)
 
     def Render(self, request: voice_pb2.RenderRequest, context: grpc.ServicerContext) -> voice_pb2.RenderResponse:
-        p = self._plan(request, "grpc")
-        try:
-            event = self.podcaster.render_stored(p, request.image_set_id)
-        except Exception:
-            metrics.RENDERS.labels("grpc", "error").inc()
-            raise
+        event = self.podcaster.render_counted("grpc", self._plan(request, "grpc"), request.image_set_id)
         event.correlation_id = request.correlation_id
-        metrics.RENDERS.labels("grpc", "ok").inc()
-        metrics.PODCAST_SECONDS.observe(event.duration_seconds)
         return voice_pb2.RenderResponse(podcast=event)
 
     def StreamRender(self, request: voice_pb2.RenderRequest,
@@ -53,7 +41,3 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
             raise
         metrics.RENDERS.labels("stream", "ok").inc()
 
-
-def registrar(servicer: VoiceServicer) -> tuple[str, Registrar]:
-    name = voice_pb2.DESCRIPTOR.services_by_name["VoiceService"].full_name
-    return name, lambda server: voice_pb2_grpc.add_VoiceServiceServicer_to_server(servicer, server)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from statistics import fmean
 
-from vispod.gate.bootstrap import N_RESAMPLES, bootstrap_difference, bootstrap_mean
+from vispod.common.statistics import N_RESAMPLES, bootstrap_difference, bootstrap_mean
 from vispod.gate.mini_paper.records import StoryOutput, SystemRun
 from vispod.gate.offline_policy import DEFAULT_POLICY, OfflinePolicy, decide_offline
 from vispod.gate.splits import check_no_overlap

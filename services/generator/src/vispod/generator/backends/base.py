@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from vispod.common.errors import Unavailable
 from vispod.v1 import events_pb2
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class BackendError(Exception):
     """Permanent failure of one request (bad request, adapter not servable): reported as a FAILED result."""
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(Unavailable):
     """The engine could not be reached or stayed overloaded after retries: the caller may try again later."""
 
 

@@ -10,12 +10,12 @@ LoRA to the language model of a VLM only. Streaming is SSE (`data: {json}` … `
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 
 import httpx
 
+from vispod.common.http_retry import RetryPolicy, check_status, sse_events
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
     CAPTIONS,
@@ -26,7 +26,6 @@ from vispod.generator.backends.base import (
     GenerationStream,
     data_uri,
 )
-from vispod.generator.backends.retry import RETRYABLE_STATUS, RetryableHTTP, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class OpenAIBackend:
         key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
         return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    connect_timeout_s=s.connect_timeout_s,
-                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s),
+                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
                    model_label=s.remote_model_id)
 
     # --- adapters ----------------------------------------------------------------------------
@@ -81,13 +80,12 @@ class OpenAIBackend:
                 r = self._client.post("/v1/load_lora_adapter", json=body)
             except httpx.TransportError as exc:
                 raise ConnectionError(str(exc)) from exc
-            if r.status_code in RETRYABLE_STATUS:
-                raise RetryableHTTP(r.status_code, parse_retry_after(r.headers.get("retry-after")), r.text[:200])
+            check_status(r.status_code, r.headers, r.text[:200])
             if r.status_code >= 400 and "already" not in r.text.lower():
                 raise AdapterUnavailable(f"engine refused adapter {adapter.adapter_id}: HTTP {r.status_code} "
                                          f"{r.text[:200]}")
 
-        self.retry.call(attempt, f"load adapter {adapter.adapter_id}")
+        self.retry.call(attempt, f"load adapter {adapter.adapter_id}", exhausted=BackendUnavailable)
         self._loaded.add(adapter.adapter_id)
         log.info("adapter loaded into engine", extra={"adapter_id": adapter.adapter_id})
 
@@ -126,27 +124,20 @@ class OpenAIBackend:
             if r.status_code >= 400:
                 detail = r.read().decode("utf-8", "replace")[:300]
                 r.close()
-                if r.status_code in RETRYABLE_STATUS:
-                    raise RetryableHTTP(r.status_code, parse_retry_after(r.headers.get("retry-after")), detail)
+                check_status(r.status_code, r.headers, detail)
                 if r.status_code == 404 and inp.adapter:
                     raise AdapterUnavailable(f"engine does not serve adapter {model}: {detail}")
                 raise BackendError(f"engine rejected the request: HTTP {r.status_code} {detail}")
             return r
 
-        response = self.retry.call(open_stream, "chat completion")
+        response = self.retry.call(open_stream, "chat completion", exhausted=BackendUnavailable)
         result = GenerationStream(iter(()))
         result.chunks = self._read_sse(response, result)
         return result
 
     def _read_sse(self, response: httpx.Response, result: GenerationStream) -> Iterator[str]:
         try:
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                event = json.loads(data)
+            for event in sse_events(response.iter_lines()):
                 if "error" in event:
                     raise BackendError(f"engine error mid-stream: {event['error']}")
                 usage = event.get("usage")

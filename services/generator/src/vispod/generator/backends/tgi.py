@@ -24,6 +24,7 @@ import httpx
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
+from vispod.common.http_retry import RetryPolicy, check_status
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
     CAPTIONS,
@@ -34,7 +35,6 @@ from vispod.generator.backends.base import (
     GenerationStream,
 )
 from vispod.generator.backends.openai import chat_messages
-from vispod.generator.backends.retry import RETRYABLE_STATUS, RetryableHTTP, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class TGIBackend:
     @classmethod
     def from_settings(cls, s) -> TGIBackend:
         return cls(s.tgi_url, s.tgi_adapters, text_only=s.text_only, timeout_s=s.request_timeout_s,
-                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s),
+                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
                    model_label=s.remote_model_id or "tgi")
 
     def servable(self, adapter_id: str) -> bool:
@@ -91,9 +91,7 @@ class TGIBackend:
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 detail = exc.response.text[:300] if exc.response is not None else str(exc)
-                if status in RETRYABLE_STATUS:
-                    raise RetryableHTTP(status, parse_retry_after(exc.response.headers.get("retry-after")),
-                                        detail) from exc
+                check_status(status, exc.response.headers if exc.response is not None else None, detail)
                 raise BackendError(f"TGI rejected the request: HTTP {status} {detail}") from exc
             except InferenceTimeoutError as exc:
                 raise TimeoutError(str(exc)) from exc
@@ -101,7 +99,7 @@ class TGIBackend:
                 raise ConnectionError(str(exc)) from exc
 
         try:
-            it, first = self.retry.call(open_stream, "TGI chat completion")
+            it, first = self.retry.call(open_stream, "TGI chat completion", exhausted=BackendUnavailable)
         except BaseException:
             client.close()
             raise

@@ -1,12 +1,11 @@
-"""The one interface every judge backend implements, and the HTTP retry policy they share."""
+"""The one interface every judge backend implements (the HTTP retry policy is vispod.common.http_retry's)."""
 
 from __future__ import annotations
 
-import email.utils
-import random
-import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from vispod.common.http_retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -38,35 +37,13 @@ class BackendError(RuntimeError):
         super().__init__(message)
         self.retryable = retryable
 
+    @classmethod
+    def gave_up(cls, message: str) -> BackendError:
+        """Retries spent on a remote that may answer later."""
+        return cls(message, retryable=True)
 
-@dataclass
-class RetryPolicy:
-    max_retries: int = 3
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 60.0
-    # Injected in tests to record waits without slowing the suite.
-    sleep: object = field(default=time.sleep)
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
-
-    def retry_after(self, header: str | None, attempt: int) -> float:
-        """Seconds to wait for a 429/503: the server's Retry-After (seconds or HTTP date), capped; else backoff."""
-        if header:
-            header = header.strip()
-            try:
-                seconds = float(header)
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(header) if header else None
-                seconds = parsed.timestamp() - time.time() if parsed else self.backoff(attempt)
-            return max(0.0, min(seconds, self.max_retry_after_s))
-        return self.backoff(attempt)
-
-    def wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self.sleep(seconds)  # type: ignore[operator]
+__all__ = ["BackendError", "Completion", "JudgeBackend", "JudgeImage", "JudgePrompt", "RetryPolicy"]
 
 
 class JudgeBackend(ABC):

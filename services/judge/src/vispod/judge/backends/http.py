@@ -1,4 +1,4 @@
-"""Shared HTTP plumbing of the API judges: one httpx client, bounded retries, 429 + Retry-After."""
+"""Shared HTTP plumbing of the API judges: one httpx client, vispod.common.http_retry's policy."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from typing import Any
 
 import httpx
 
+from vispod.common.http_retry import Retry, check_status
 from vispod.common.logging import redact
 from vispod.judge import metrics
 from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt, RetryPolicy
 
 log = logging.getLogger(__name__)
-# 408 timeout, 409 lock, 425 too early, 429 rate limit, 5xx and Anthropic's 529 overloaded: worth retrying.
-_RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
 class BadResponse(ValueError):
@@ -55,47 +54,25 @@ class HttpJudge(JudgeBackend):
 
     def complete(self, prompt: JudgePrompt) -> Completion:
         url, headers, body = self.request(prompt)
-        last = ""
-        for attempt in range(self.retry.max_retries + 1):
-            final = attempt == self.retry.max_retries
+
+        def attempt() -> Completion:
             try:
                 resp = self._client.post(url, headers=headers, json=body)
-            except httpx.TimeoutException:
-                last = "timeout"
-                metrics.RETRIES.labels(self.name, "timeout").inc()
-                if not final:
-                    self.retry.wait(self.retry.backoff(attempt))
-                continue
+            except httpx.TimeoutException as exc:
+                raise TimeoutError("timeout") from exc
             except httpx.TransportError as exc:
-                last = f"transport error: {type(exc).__name__}"
-                metrics.RETRIES.labels(self.name, "server").inc()
-                if not final:
-                    self.retry.wait(self.retry.backoff(attempt))
-                continue
-            if resp.status_code in _RETRYABLE:
-                reason = "rate_limited" if resp.status_code == 429 else "server"
-                last = f"HTTP {resp.status_code}: {_snippet(resp)}"
-                metrics.RETRIES.labels(self.name, reason).inc()
-                log.warning(
-                    "judge call retryable", extra={"judge": self.name, "status": resp.status_code, "attempt": attempt}
-                )
-                if not final:
-                    if resp.status_code in (429, 503, 529):
-                        self.retry.wait(self.retry.retry_after(resp.headers.get("retry-after"), attempt))
-                    else:
-                        self.retry.wait(self.retry.backoff(attempt))
-                continue
+                raise ConnectionError(f"transport error: {type(exc).__name__}") from exc
+            check_status(resp.status_code, resp.headers, _snippet(resp))
             if resp.status_code >= 400:
                 # 400/401/403/404...: the request or the key is wrong; retrying will not help.
                 raise BackendError(f"{self.name}: HTTP {resp.status_code}: {_snippet(resp)}")
             try:
                 return self.parse(resp.json())
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                last = f"bad response: {type(exc).__name__}: {str(exc)[:200]}"
-                metrics.RETRIES.labels(self.name, "bad_response").inc()
-                if not final:
-                    self.retry.wait(self.retry.backoff(attempt))
-        raise BackendError(f"{self.name}: gave up after {self.retry.max_retries + 1} attempts ({last})", retryable=True)
+                raise Retry(f"bad response: {type(exc).__name__}: {str(exc)[:200]}", reason="bad_response") from exc
+
+        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
+                                on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())
 
     def close(self) -> None:
         self._client.close()

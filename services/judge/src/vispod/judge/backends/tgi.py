@@ -14,9 +14,9 @@ from typing import Any
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
+from vispod.common.http_retry import Retry, RetryPolicy, check_status
 from vispod.judge import metrics
-from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt, RetryPolicy
-from vispod.judge.backends.http import _RETRYABLE
+from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt
 from vispod.judge.images import data_url
 
 try:  # huggingface_hub >= 1.x talks through httpx-compatible clients
@@ -88,32 +88,20 @@ class TGIJudge(JudgeBackend):
 
     def complete(self, prompt: JudgePrompt) -> Completion:
         messages = self._messages(prompt)
-        last = ""
-        for attempt in range(self.retry.max_retries + 1):
-            final = attempt == self.retry.max_retries
-            wait = 0.0
+
+        def attempt() -> Completion:
             try:
                 return self._call(messages, prompt)
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
-                last = f"HTTP {status}"
-                if status not in _RETRYABLE:
-                    raise BackendError(f"{self.name}: HTTP {status}") from exc
-                metrics.RETRIES.labels(self.name, "rate_limited" if status == 429 else "server").inc()
-                header = exc.response.headers.get("retry-after") if exc.response is not None else None
-                wait = self.retry.retry_after(header, attempt) if status in (429, 503) else self.retry.backoff(attempt)
-            except InferenceTimeoutError:
-                last = "timeout"
-                metrics.RETRIES.labels(self.name, "timeout").inc()
-                wait = self.retry.backoff(attempt)
+                check_status(status, exc.response.headers if exc.response is not None else None)
+                raise BackendError(f"{self.name}: HTTP {status}") from exc
+            except InferenceTimeoutError as exc:
+                raise TimeoutError("timeout") from exc
             except _TransportError as exc:
-                last = f"transport error: {type(exc).__name__}"
-                metrics.RETRIES.labels(self.name, "server").inc()
-                wait = self.retry.backoff(attempt)
+                raise ConnectionError(f"transport error: {type(exc).__name__}") from exc
             except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-                last = f"bad response: {type(exc).__name__}"
-                metrics.RETRIES.labels(self.name, "bad_response").inc()
-                wait = self.retry.backoff(attempt)
-            if not final:
-                self.retry.wait(wait)
-        raise BackendError(f"{self.name}: gave up after {self.retry.max_retries + 1} attempts ({last})", retryable=True)
+                raise Retry(f"bad response: {type(exc).__name__}", reason="bad_response") from exc
+
+        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
+                                on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vispod.gate.bootstrap import bootstrap_difference, bootstrap_mean
+from vispod.common.statistics import bootstrap_difference, bootstrap_mean
 
 
 def test_mean_interval_is_seeded_and_covers_the_mean() -> None:

@@ -1,4 +1,9 @@
-"""Story-level bootstrap: 95% percentile intervals for a mean and for a paired difference of two systems' means.
+"""The statistics of vispod, in one place: Wilson score intervals for win rates, and the story-level bootstrap.
+
+Wilson: the score interval of a binomial proportion (95% by default); fractional successes (ties counted as
+half, judges who disagree) are accepted as the normal approximation they are; (0, 1) with no observation.
+
+Bootstrap: 95% percentile intervals for a mean and for a paired difference of two systems' means.
 
 The story is the statistical unit: each resample draws stories with replacement (turns, photos or judges inside
 one story are not independent), and a difference resamples the *same* stories for both systems (paired).
@@ -24,6 +29,18 @@ import numpy as np
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when there is no observation."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 Values = Mapping[str, float | None] | Sequence[float | None]
 
