@@ -1,4 +1,4 @@
-"""Publishing: adapter files + manifest → the artifact store (immutable version) → AdapterPublished on Kafka.
+"""Publishing: adapter files + manifest → the adapter store (immutable, signed version) → AdapterPublished on Kafka.
 
 A version is never overwritten. A retry after a failure between storing and announcing finds its own identical
 files already stored and announces them again with the same event id (consumers de-duplicate by id); a different
@@ -22,8 +22,10 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from vispod.common.adapter_store import AdapterStore, StoredVersion, StoreRejected, StoreUnavailable
 from vispod.common.artifacts import ArtifactExists, ArtifactStore, sha256_file
 from vispod.common.events import derived_id
+from vispod.common.signing import Signer
 from vispod.common.topics import Topic
 from vispod.v1 import events_pb2
 
@@ -90,7 +92,7 @@ def code_version(override: str = "") -> str:
         return "unknown"
 
 
-def next_version(store: ArtifactStore, name: str, scheme: str) -> str:
+def next_version(store: ArtifactStore | AdapterStore, name: str, scheme: str) -> str:
     """"increment": one more than the highest integer version in the store (1 for the first); else a UTC stamp."""
     if scheme == "timestamp":
         return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -107,6 +109,7 @@ def write_manifest(adapter_dir: Path, *, name: str, version: str, base: BaseIden
     files = {p.relative_to(adapter_dir).as_posix(): sha256_file(p)
              for p in sorted(adapter_dir.rglob("*")) if p.is_file() and p.name != MANIFEST}
     manifest = {
+        "format": "vispod.adapter/1", "lora_rank": int(hyperparameters["lora_r"]),
         "adapter_id": f"{name}@{version}", "name": name, "version": version,
         "base_model_id": base.model_id, "base_model_revision": base.revision,
         "base_model_random_weights": base.random_weights,
@@ -170,13 +173,48 @@ def store_adapter(store: ArtifactStore, adapter_dir: Path, manifest: dict[str, A
     return uri, verify_stored(store.path(uri), manifest)
 
 
-def publish_adapter(*, store: ArtifactStore, publisher: Any | None, adapter_dir: Path, manifest: dict[str, Any]) -> Any:
-    """Stores the adapter folder and announces it; returns the AdapterPublished message."""
-    uri, hashes = store_adapter(store, adapter_dir, manifest)
-    event = build_event(json.loads((store.path(uri) / MANIFEST).read_text()), uri, hashes)
+def publish_adapter(*, store: ArtifactStore | AdapterStore, publisher: Any | None, adapter_dir: Path,
+                    manifest: dict[str, Any], signer: Signer | None = None) -> Any:
+    """Stores the adapter folder and announces it; returns the AdapterPublished message.
+
+    An AdapterStore (S3 or folder) gets a signed, content-addressed version (`signer` required); a plain
+    ArtifactStore folder is the unsigned local layout."""
+    if isinstance(store, AdapterStore):
+        if signer is None:
+            raise PublishError("the adapter store needs a signing key (VISPOD_ADAPTER_STORE_SIGNING_KEY_FILE)")
+        stored = store_signed(store, signer, adapter_dir, manifest)
+        event = build_event(stored.manifest, stored.uri, stored.files)
+    else:
+        uri, hashes = store_adapter(store, adapter_dir, manifest)
+        event = build_event(json.loads((store.path(uri) / MANIFEST).read_text()), uri, hashes)
     if publisher is not None:
         publisher.publish(Topic.ADAPTER_PUBLISHED, event, event_id=event_id(event.adapter_id))
     return event
+
+
+def store_signed(store: AdapterStore, signer: Signer, adapter_dir: Path, manifest: dict[str, Any], *,
+                 attempts: int = 6, backoff_s: float = 2.0) -> StoredVersion:
+    """Signs and uploads the version, retrying while the store is unavailable (the adapter folder stays the
+    local copy until then; a retry of a version that did land is a no-op). A version that exists with other
+    files is refused (PublishError)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            started = time.monotonic()
+            stored = store.publish(adapter_dir, manifest, signer)
+            log.info("adapter version published", extra={
+                "adapter_id": stored.adapter_id, "uri": stored.uri, "created": stored.created,
+                "seconds": round(time.monotonic() - started, 3)})
+            return stored
+        except StoreRejected as exc:
+            raise PublishError(str(exc)) from exc
+        except StoreUnavailable as exc:
+            if attempt == attempts:
+                raise
+            delay = backoff_s * 2 ** (attempt - 1)
+            log.warning("adapter store unavailable: publishing delayed, the adapter stays in its folder", extra={
+                "adapter_id": manifest["adapter_id"], "error": str(exc), "retry_in_s": delay, "attempt": attempt})
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def check_name(name: str, version: str = "") -> None:

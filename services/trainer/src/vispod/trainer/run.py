@@ -68,11 +68,15 @@ def run_training(settings: TrainerSettings, *, on_step: StepCallback | None = No
             else base_identity(settings.base_model, settings.base_model_id, settings.base_model_revision))
     if base.random_weights:
         log.warning("base model has RANDOM weights: the adapter is for tests only", extra={"base": base.model_id})
-    store = version = None
-    if settings.publish:
-        from vispod.common.artifacts import ArtifactStore
+    store = version = signer = None
+    if settings.publish:  # the store and the signing key are checked before any GPU time
+        if settings.adapter_store.url:
+            store, signer = settings.adapter_store.open(), settings.adapter_store.signer()
+        else:
+            from vispod.common.artifacts import ArtifactStore
 
-        store = ArtifactStore(settings.artifact_root)
+            log.warning("no adapter store configured: publishing an UNSIGNED local folder (local use only)")
+            store = ArtifactStore(settings.artifact_root)
         version = _choose_version(settings, store)
     trainer = LoraTrainer(settings, pairs, dataset_sha256=data_sha, base_model_id=base.model_id,
                           base_revision=base.revision, progress=progress)
@@ -90,7 +94,8 @@ def run_training(settings: TrainerSettings, *, on_step: StepCallback | None = No
 
             publisher = EventPublisher(settings.kafka, source=settings.service_name)
         try:
-            event = publish_adapter(store=store, publisher=publisher, adapter_dir=result.adapter_dir, manifest=manifest)
+            event = publish_adapter(store=store, publisher=publisher, adapter_dir=result.adapter_dir, manifest=manifest,
+                                    signer=signer)
             tm.PUBLISHED.labels("ok").inc()
         except Exception:
             tm.PUBLISHED.labels("error").inc()

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from vispod.common.adapter_store.settings import AdapterStoreSettings
 from vispod.common.settings import ServiceSettings
 
 # The paper's targets: every attention and MLP projection of the language model.
@@ -29,6 +30,8 @@ class TrainerSettings(ServiceSettings):
     adapter_version: str = ""               # default: see version_scheme
     version_scheme: Literal["increment", "timestamp"] = "increment"
     publish: bool = True                    # store + AdapterPublished event after training
+    # The adapter store and the signing key (VISPOD_ADAPTER_STORE_*); without a URL: unsigned local folders.
+    adapter_store: AdapterStoreSettings = Field(default_factory=AdapterStoreSettings)
     code_version: str = ""                  # default: git describe, else the package version
 
     # LoRA (paper: r 16, alpha 32, dropout 0.05, q/k/v/o/gate/up/down of the language model).

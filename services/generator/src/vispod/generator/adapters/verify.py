@@ -3,11 +3,13 @@
 Nothing the event says is trusted: file names are checked for traversal, only the listed files are
 copied, every file's sha256 is recomputed on the copy (the bytes that will be loaded, not the source),
 nothing else may sit in the folder, and the adapter must have been trained on this generator's base.
+Versions of the adapter store are signed (Ed25519): their signature is checked before any byte is fetched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import struct
@@ -16,7 +18,12 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlparse
 
+from vispod.common.adapter_store import AdapterStore, StoreRejected
+from vispod.common.adapter_store.settings import AdapterStoreSettings
 from vispod.common.artifacts import sha256_file
+from vispod.common.signing import Keyring
+
+log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("adapter_model.safetensors", "adapter_config.json")
 MAX_FILES = 64
@@ -28,7 +35,7 @@ BaseModelCheck = Literal["strict", "name", "off"]
 # Label values of vispod_generator_adapter_load_failures_total: a small fixed set.
 REASONS = ("bad_event", "bad_path", "missing_file", "unlisted_file", "too_large", "fetch_error",
            "sha256_mismatch", "bad_config", "bad_weights", "base_model_mismatch", "id_conflict",
-           "engine_load", "restore")
+           "engine_load", "restore", "bad_signature")
 
 
 class AdapterRejected(Exception):
@@ -135,21 +142,66 @@ def check_base_model(ours: str, event_base: str, config_base: str, mode: BaseMod
                                                          f"{ours!r} (check: {mode})")
 
 
-class ArtifactFetcher:
-    """file:// folders (optionally confined to `file_roots`) and s3:// prefixes (needs boto3)."""
+_FROM_ENV = object()
+# The adapter store's reasons, as this module's.
+_STORE_REASONS = {"bad_signature": "bad_signature", "sha256_mismatch": "sha256_mismatch",
+                  "missing_file": "missing_file", "too_large": "too_large", "bad_manifest": "bad_event",
+                  "exists": "bad_event"}
 
-    def __init__(self, file_roots: Sequence[Path] = (), max_bytes: int = 8 * 1024**3) -> None:
+
+class ArtifactFetcher:
+    """Versions of the signed adapter store (S3 or a folder: the signature and every hash are checked by
+    `AdapterStore.fetch`) and, only where no keyring is configured, unsigned file:// folders (optionally confined
+    to `file_roots`) for local use. With a keyring, anything that is not a version of the store is refused.
+
+    store/keyring default to VISPOD_ADAPTER_STORE_* (URL, endpoint, credentials, keyring folder)."""
+
+    def __init__(self, file_roots: Sequence[Path] = (), max_bytes: int = 8 * 1024**3, *,
+                 store: AdapterStore | object | None = _FROM_ENV,
+                 keyring: Keyring | object | None = _FROM_ENV) -> None:
         self.file_roots = [Path(r).expanduser().resolve() for r in file_roots]
         self.max_bytes = max_bytes
+        if store is _FROM_ENV or keyring is _FROM_ENV:
+            env = AdapterStoreSettings()
+            store = (env.open() if env.url else None) if store is _FROM_ENV else store
+            keyring = (env.keyring() if env.keyring_dir or env.url else None) if keyring is _FROM_ENV else keyring
+        self.store: AdapterStore | None = store  # type: ignore[assignment]
+        self.keyring: Keyring | None = keyring  # type: ignore[assignment]
+        if self.store is not None and self.keyring is None:
+            raise ValueError("an adapter store needs a keyring (VISPOD_ADAPTER_STORE_KEYRING_DIR) to verify it")
+        if self.keyring is None:
+            log.warning("no adapter keyring configured: unsigned local adapter folders are accepted (local use only)")
 
     def fetch(self, uri: str, names: Iterable[str], dest: Path) -> None:
-        scheme = urlparse(uri).scheme
-        if scheme == "file":
+        if self.store is not None and self.store.owns(uri):
+            self._fetch_signed(uri, list(names), dest)
+        elif self.keyring is not None:
+            raise AdapterRejected("bad_signature", f"{uri} is not a signed version of the adapter store "
+                                                   f"{self.store.url if self.store else '(none configured)'}")
+        elif urlparse(uri).scheme == "file":
             self._fetch_file(uri, list(names), dest)
-        elif scheme == "s3":
-            self._fetch_s3(uri, list(names), dest)
         else:
-            raise AdapterRejected("fetch_error", f"unsupported artifact URI scheme {scheme!r}")
+            raise AdapterRejected("fetch_error", f"unsupported artifact URI {uri!r} (no adapter store configured)")
+
+    def _fetch_signed(self, uri: str, names: list[str], dest: Path) -> None:
+        """Signature, then each file's signed sha256 (in the store's own temp folder), then into dest."""
+        assert self.store is not None and self.keyring is not None
+        name, version = self.store.parse_uri(uri)
+        staging = dest / ".signed"
+        try:
+            stored = self.store.fetch(name, version, staging, self.keyring)
+        except StoreRejected as exc:
+            raise AdapterRejected(_STORE_REASONS.get(exc.reason, "fetch_error"), exc.detail) from exc
+        try:
+            if sorted(stored.files) != sorted(names):
+                raise AdapterRejected("bad_event", f"the event lists {sorted(names)}, the signed manifest "
+                                                   f"{sorted(stored.files)}")
+            for file in stored.files:
+                target = dest / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (staging / file).rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _fetch_file(self, uri: str, names: list[str], dest: Path) -> None:
         parsed = urlparse(uri)
@@ -174,26 +226,3 @@ class ArtifactFetcher:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(real, target)
-
-    def _fetch_s3(self, uri: str, names: list[str], dest: Path) -> None:
-        try:
-            import boto3  # optional: only deployments with S3 artifacts install it
-            from botocore.exceptions import ClientError
-        except ImportError as exc:
-            raise AdapterRejected("fetch_error", "s3:// artifacts need boto3 installed in the generator") from exc
-        parsed = urlparse(uri)
-        bucket, prefix = parsed.netloc, parsed.path.strip("/")
-        client = boto3.client("s3")
-        total = 0
-        for name in names:
-            key = f"{prefix}/{name}" if prefix else name
-            try:
-                size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
-            except ClientError as exc:
-                raise AdapterRejected("missing_file", f"s3://{bucket}/{key}: {exc}") from exc
-            total += size
-            if total > self.max_bytes:
-                raise AdapterRejected("too_large", f"artifact exceeds {self.max_bytes} bytes")
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(target))
