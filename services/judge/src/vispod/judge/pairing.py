@@ -4,8 +4,10 @@ Which events pair (two rules, both may apply; an event matching neither is ignor
 1. Configured system pairs (settings `pairs`, e.g. [{"a": "cand@3", "b": "base"}]): the events of
    systems `a` and `b` for the same image_set_id are judged a vs b. Pair id "<a> vs <b>".
 2. Labels: an event labelled `judge.pair=<run id>` and `judge.side=a|b` pairs with the event of
-   the same image set, the same run id and the other side (e.g. the gate submits each image set
-   twice, the candidate adapter as side a, the active one as side b). Pair id "label:<run id>".
+   the same image set, the same run id and the other side: a producer of image sets (an upstream
+   evaluation run) submits each image set twice with these labels, which the generator carries onto its
+   DialogueGenerated events. Nothing in vispod submits such pairs: the gate compares candidate and active
+   adapters over gRPC (JudgeService.Compare). Pair id "label:<run id>".
    A `judge.pair` label without a valid `judge.side` is a bad event (DLQ).
 
 Idempotency: one judgement per (image set, pair id). A second event for a side already held, or
