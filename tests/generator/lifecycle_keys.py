@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vispod.common.lifecycle_signing import sign_command
@@ -17,6 +19,14 @@ class Identities:
     admin: Signer
     stranger: Signer          # a well-formed "gate" key nobody trusts
     keyring: Keyring          # trusts gate and admin
+
+    def write_public(self, folder: Path) -> Path:
+        """gate.pub and admin.pub, as a mounted Secret would hold them."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for signer in (self.gate, self.admin):
+            (folder / f"{signer.identity}.pub").write_bytes(signer.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        return folder
 
     def command(self, adapter_id: str, state: int, signer: Signer | None = None, share: float = 0.0,
                 reason: str = "test decision", **kw) -> events_pb2.AdapterLifecycleChanged:

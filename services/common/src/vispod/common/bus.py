@@ -34,7 +34,7 @@ from vispod.common import events
 from vispod.common.errors import InvalidArgument, status_of
 from vispod.common.events import Envelope, EventDecodeError
 from vispod.common.settings import KafkaSettings
-from vispod.common.topics import Topic, all_topics, dlq_topic, topic_name
+from vispod.common.topics import COMPACTED, Topic, all_topics, dlq_topic, topic_name
 from vispod.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Output:
 
     topic: Topic
     message: Message
+    key: bytes | None = None   # default: the message's own key (events.event_key), else the input's
 
 
 # The old name of errors.InvalidArgument on the Kafka side (a permanent error: dead-lettered at once);
@@ -78,9 +79,11 @@ def ensure_topics(kafka: KafkaSettings, topics: Sequence[str] | None = None, par
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
+        compacted = {topic_name(t, kafka.topic_prefix) for t in COMPACTED}
         for name in missing:  # one by one: a topic another client just created must not fail the rest
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, partitions, 1)])
+                configs = {"cleanup.policy": "compact"} if name in compacted else {}
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
     finally:
         admin.close()
 
@@ -95,11 +98,11 @@ class EventPublisher:
                                        linger_ms=1, client_id=f"vispod-{source}")
 
     def publish(self, topic: Topic | str, message: Message, event_id: str | None = None,
-                content_type: str = events.PROTOBUF, timeout: float = 30.0) -> str:
-        """Publishes one event; returns its id."""
+                content_type: str = events.PROTOBUF, timeout: float = 30.0, key: bytes | None = None) -> str:
+        """Publishes one event; returns its id. `key` overrides the message's own key."""
         full = topic_name(topic, self.kafka.topic_prefix) if isinstance(topic, Topic) else topic
-        value, headers, key = events.encode(message, f"vispod/{self.source}", event_id, content_type)
-        self._producer.send(full, value=value, key=key, headers=headers).get(timeout=timeout)
+        value, headers, own_key = events.encode(message, f"vispod/{self.source}", event_id, content_type)
+        self._producer.send(full, value=value, key=key or own_key, headers=headers).get(timeout=timeout)
         PUBLISHED.labels(self.source, _short_topic(full, self.kafka.topic_prefix)).inc()
         return dict(headers)["ce_id"].decode()
 
@@ -216,9 +219,13 @@ class EventConsumer:
                  kafka: KafkaSettings, group_id: str | None = None, concurrency: int = 1,
                  instance_id: str | None = None, max_batch: int | None = None,
                  retry_backoff_s: float = 0.2, periodic: Callable[[frozenset[int]], object] | None = None,
-                 periodic_interval_s: float = 5.0) -> None:
+                 periodic_interval_s: float = 5.0, replay: bool = False) -> None:
         """`periodic(owned partitions)` runs every `periodic_interval_s` in the consuming thread, between
-        batches: work on per-partition state (timeouts) there has one writer, whoever owns the partition."""
+        batches: work on per-partition state (timeouts) there has one writer, whoever owns the partition.
+
+        `replay`: the topics are a table every replica keeps (compacted state such as the adapter topics):
+        no consumer group, every partition read from the beginning on each start, outputs flushed and no
+        offsets committed (handlers must be idempotent). `caught_up` is set once the ends seen at start are read."""
         self.service = service
         self.kafka = kafka
         self.topics = [topic_name(t, kafka.topic_prefix) for t in topics]
@@ -240,6 +247,9 @@ class EventConsumer:
         self._source = f"vispod/{service}"
         self.periodic = periodic
         self.periodic_interval_s = periodic_interval_s
+        self.replay = replay
+        self.caught_up = threading.Event()
+        self._replay_ends: dict[TopicPartition, int] = {}
         self.assigned: frozenset[int] = frozenset()  # partitions owned now (read from any thread)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -259,15 +269,19 @@ class EventConsumer:
     def run(self) -> None:
         outputs = [topic_name(t, self.kafka.topic_prefix) for t in Topic]
         ensure_topics(self.kafka, [*self.topics, self.dlq, *outputs])
-        transactional = self.kafka.delivery == "exactly_once"
+        transactional = self.kafka.delivery == "exactly_once" and not self.replay
         cfg = self.kafka.client_config()
         self._consumer = KafkaConsumer(
-            *self.topics, **cfg, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
+            *([] if self.replay else self.topics), **cfg, group_id=None if self.replay else self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=self.max_batch,
             max_poll_interval_ms=self.kafka.max_poll_interval_ms, client_id=f"vispod-{self.service}",
             fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
         )
+        if self.replay:
+            self._assign_from_beginning()
+        else:
+            self.caught_up.set()
         producer_cfg: dict[str, object] = {"acks": "all", "enable_idempotence": True, "linger_ms": 1,
                                            "client_id": f"vispod-{self.service}"}
         if transactional:
@@ -298,6 +312,10 @@ class EventConsumer:
                     last_lag_update = self._last_poll
                 if records:
                     self._process(records, executor, transactional)
+                if not self.caught_up.is_set() and all(
+                        self._consumer.position(tp) >= end for tp, end in self._replay_ends.items()):
+                    self.caught_up.set()
+                    log.info("replayed to the end", extra={"topics": self.topics})
                 self.assigned = frozenset(tp.partition for tp in self._consumer.assignment())
                 if self.periodic and time.monotonic() - last_periodic >= self.periodic_interval_s:
                     last_periodic = time.monotonic()
@@ -357,7 +375,22 @@ class EventConsumer:
             self._producer.flush()
             for f in futures:
                 f.get(timeout=30)
-            self._consumer.commit(offsets)
+            if not self.replay:
+                self._consumer.commit(offsets)
+
+    def _assign_from_beginning(self) -> None:
+        assert self._consumer is not None
+        parts = []
+        for name in self.topics:
+            for _ in range(100):
+                found = self._consumer.partitions_for_topic(name)
+                if found:
+                    break
+                time.sleep(0.1)
+            parts += [TopicPartition(name, p) for p in sorted(found or ())]
+        self._consumer.assign(parts)
+        self._consumer.seek_to_beginning(*parts)
+        self._replay_ends = dict(self._consumer.end_offsets(parts)) if parts else {}
 
     def _recover_transaction(self) -> None:
         assert self._producer is not None
@@ -418,7 +451,7 @@ class EventConsumer:
             value, headers, key = events.encode(out.message, self._source,
                                                 events.derived_id(env.id, i, self.service))
             pending.append(_Pending(topic_name(out.topic, self.kafka.topic_prefix), value, headers,
-                                    key or rec.key))
+                                    out.key or key or rec.key))
         return env.id, pending
 
     def _dead_letter(self, rec: ConsumerRecord, error: str, kind: str, attempts: int) -> _Pending:

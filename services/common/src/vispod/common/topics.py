@@ -17,6 +17,10 @@ class Topic(StrEnum):
     PODCAST_RENDERED = "podcast.rendered"
 
 
+# State topics: compacted (the latest record per key is kept for ever), read whole by every replica at start.
+# Keys: the adapter id for published versions and for signed lifecycle commands.
+COMPACTED = frozenset({Topic.ADAPTER_PUBLISHED, Topic.ADAPTER_LIFECYCLE})
+
 SERVICES = ("synth", "generator", "judge", "metrics", "trainer", "gate", "voice")
 
 

@@ -87,7 +87,15 @@ class GeneratorSettings(ServiceSettings):
     base_model_id: str = ""
     adapter_state_dir: Path = Path("state/generator")
     adapter_cache_dir: Path = Path("cache/adapters")
+    # Names this process for Kafka transaction fencing only; no consumer group is named after it.
     instance_id: str = Field(default_factory=socket.gethostname)
+    # Trusted public keys of lifecycle commands: a folder of <identity>.pub files (gate.pub, admin.pub), e.g. a
+    # mounted Secret. Without it no command from the bus is obeyed (they are dead-lettered).
+    lifecycle_keys_dir: Path | None = None
+    # Optional admin private key (a Secret): signs the events of admin gRPC calls, so every replica obeys them.
+    admin_key_file: Path | None = None
+    # Share of default traffic an admin canary gets when the call names none (the gate names its own).
+    canary_share: float = Field(default=0.1, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorSettings:

@@ -102,7 +102,13 @@ def handle_published(reg: AdapterRegistry, env: Envelope) -> list[Output]:
     registered, later = result.changes[0], result.changes[1:]
     reg.after(later)
     log.info("adapter registered", extra={"adapter_id": adapter_id, "state": reg.state_of(adapter_id)})
-    return [Output(Topic.ADAPTER_LIFECYCLE, lifecycle_event(registered, NOTIFIER))]
+    return [Output(Topic.ADAPTER_LIFECYCLE, lifecycle_event(registered, NOTIFIER), notice_key(adapter_id))]
+
+
+def notice_key(adapter_id: str, actor: str = NOTIFIER) -> bytes:
+    """The Kafka key of an unsigned notice: never the adapter id, which keys signed commands on the compacted
+    topic, so compaction can never drop a command in favour of a notice about the same adapter."""
+    return f"{adapter_id}#{actor}".encode()
 
 
 def _redelivery(existing: AdapterRecord, manifest: dict[str, str], env: Envelope) -> list[Output]:
@@ -115,7 +121,7 @@ def _redelivery(existing: AdapterRecord, manifest: dict[str, str], env: Envelope
     if env.id == existing.published_event_id and existing.state == CANDIDATE:
         again = Change(existing.adapter_id, "UNSPECIFIED", CANDIDATE, "published and verified",
                        at=existing.registered_at)
-        return [Output(Topic.ADAPTER_LIFECYCLE, lifecycle_event(again, NOTIFIER))]
+        return [Output(Topic.ADAPTER_LIFECYCLE, lifecycle_event(again, NOTIFIER), notice_key(existing.adapter_id))]
     return []
 
 

@@ -208,7 +208,8 @@ class AdapterRegistry:
                 save_state(self.state_dir, st)
             try:
                 event = handlers.lifecycle_event(c, actor, self.signer)
-                self.publisher.publish(Topic.ADAPTER_LIFECYCLE, event, event_id=event_id)
+                key = None if event.signature else handlers.notice_key(c.adapter_id, actor)
+                self.publisher.publish(Topic.ADAPTER_LIFECYCLE, event, event_id=event_id, key=key)
             except Exception:  # the change stands; its event is best effort for admin calls
                 log.exception("could not publish lifecycle event", extra={"adapter_id": c.adapter_id})
 
