@@ -50,10 +50,19 @@ class GeneratorSettings(ServiceSettings):
     tgi_url: str = "http://127.0.0.1:8080"
     # Adapter ids (name@version) the TGI server was started with (LORA_ADAPTERS); no others are routable.
     tgi_adapters: list[str] = Field(default_factory=list)
+    # Set: each verified adapter rolls this TGI Deployment (in this namespace; default the pod's own) with the
+    # new LORA_ADAPTERS list (newest tgi_keep_adapters, files under tgi_adapter_dir), routable once rolled out.
+    tgi_deployment: str = ""
+    tgi_namespace: str = ""
+    tgi_adapter_dir: str = "/adapters"
+    tgi_keep_adapters: int = Field(default=4, ge=1, le=64)
     openai_url: str = "http://127.0.0.1:8000"
     openai_api_key: SecretStr | None = None
     # The served base model name (vLLM --served-model-name); adapters are addressed by their own id.
     openai_model: str = "base"
+    # sync: the engine pod's adapter-sync container loads verified store versions; the generator names them and
+    # routes to one once the engine lists it. generator: the generator posts its own copy's path (one machine).
+    openai_adapter_loading: Literal["sync", "generator"] = "generator"
     # Label of the engine's base model, recorded in DialogueGenerated.model for remote backends.
     remote_model_id: str = ""
     request_timeout_s: float = Field(default=120.0, gt=0)

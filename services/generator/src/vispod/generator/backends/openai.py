@@ -26,6 +26,7 @@ from vispod.generator.backends.base import (
     GenerationStream,
     data_uri,
 )
+from vispod.generator.backends.engine_adapters import EngineAdapters
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, text_only: bool = False,
                  timeout_s: float = 120.0, connect_timeout_s: float = 5.0, retry: RetryPolicy | None = None,
-                 model_label: str = "") -> None:
+                 model_label: str = "", adapter_loading: str = "generator") -> None:
         self.base_url = base_url.rstrip("/")
         self.served_model = model
         self.model = model_label or model
@@ -58,6 +59,12 @@ class OpenAIBackend:
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
                                     timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
         self._loaded: set[str] = set()
+        # "sync": the engine pod's adapter-sync container loads verified versions from the adapter store; this
+        # backend only names them, and routes to one once the engine lists it. "generator": this backend posts
+        # its own verified copy's path (the engine must read the generator's disk: one machine, local use).
+        if adapter_loading not in ("sync", "generator"):
+            raise ValueError(f"adapter_loading must be sync or generator, not {adapter_loading!r}")
+        self.listed = EngineAdapters(self._client) if adapter_loading == "sync" else None
 
     @classmethod
     def from_settings(cls, s) -> OpenAIBackend:
@@ -65,11 +72,12 @@ class OpenAIBackend:
         return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    connect_timeout_s=s.connect_timeout_s,
                    retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
-                   model_label=s.remote_model_id)
+                   model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading)
 
     # --- adapters ----------------------------------------------------------------------------
     def servable(self, adapter_id: str) -> bool:
-        return True  # any verified adapter can be loaded at run time
+        """generator loading: any verified adapter (loaded at run time); sync: only what the engine lists now."""
+        return self.listed is None or self.listed.has(adapter_id)
 
     def load_adapter(self, adapter: AdapterVersion) -> None:
         """POST /v1/load_lora_adapter; an adapter the engine already has counts as loaded."""
@@ -90,10 +98,14 @@ class OpenAIBackend:
         log.info("adapter loaded into engine", extra={"adapter_id": adapter.adapter_id})
 
     def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
-        self.load_adapter(adapter)
+        if self.listed is None:
+            self.load_adapter(adapter)
 
     def on_adapter_retired(self, adapter_id: str) -> None:
-        """POST /v1/unload_lora_adapter, best effort: a retired adapter only wastes engine memory."""
+        """POST /v1/unload_lora_adapter, best effort: a retired adapter only wastes engine memory. With sync
+        loading the adapter-sync container unloads what falls out of its window."""
+        if self.listed is not None:
+            return
         try:
             r = self._client.post("/v1/unload_lora_adapter", json={"lora_name": adapter_id})
             if r.status_code >= 400:
@@ -105,7 +117,11 @@ class OpenAIBackend:
     # --- generation --------------------------------------------------------------------------
     def stream(self, inp: GenerationInput) -> GenerationStream:
         model = inp.adapter.adapter_id if inp.adapter else self.served_model
-        if inp.adapter and inp.adapter.adapter_id not in self._loaded:
+        if inp.adapter and self.listed is not None:
+            if not self.listed.has(inp.adapter.adapter_id, fresh=True):
+                raise AdapterUnavailable(f"the engine does not list adapter {inp.adapter.adapter_id} (yet): its "
+                                         "adapter-sync container has not loaded a verified copy")
+        elif inp.adapter and inp.adapter.adapter_id not in self._loaded:
             self.load_adapter(inp.adapter)  # e.g. after an engine restart the registry's hook did not see
         body = {
             "model": model, "messages": chat_messages(inp, self.text_only), "stream": True,

@@ -7,9 +7,10 @@ instruction; the adapter is selected per request by the `model` field, which TGI
 
 TGI's limits, which this backend respects rather than hides:
 - LoRA adapters are fixed when the server starts (`LORA_ADAPTERS=id,name=/path,…`); a new adapter
-  needs a restart. `tgi_adapters` (VISPOD_GENERATOR_TGI_ADAPTERS) lists the ids the server was
-  started with; an adapter that is not listed is reported as unavailable (a FAILED result), never
-  silently served by the base model.
+  needs a restart. With `tgi_deployment` set, a verified adapter rolls that Deployment
+  (backends.tgi_rollout) and becomes routable once every replica has it; otherwise `tgi_adapters`
+  lists the ids the server was started with. An adapter the server does not have is reported as
+  unavailable (a FAILED result), never silently served by the base model.
 - TGI serves no Qwen3-VL; its Qwen-VL family stops at Qwen2.5-VL (also Qwen2-VL, Idefics2/3,
   LLaVA-Next, PaliGemma, Gemma3, Mllama, Llama4). Use `local` or `openai` (vLLM) for Qwen3-VL.
 - TGI is in maintenance mode (since Dec 2025).
@@ -35,6 +36,7 @@ from vispod.generator.backends.base import (
     GenerationStream,
 )
 from vispod.generator.backends.openai import chat_messages
+from vispod.generator.backends.tgi_rollout import AdapterRollout
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,14 @@ class TGIBackend:
     name = "tgi"
 
     def __init__(self, base_url: str, adapters: list[str], *, text_only: bool = False, timeout_s: float = 120.0,
-                 retry: RetryPolicy | None = None, model_label: str = "tgi") -> None:
+                 retry: RetryPolicy | None = None, model_label: str = "tgi", rollout: AdapterRollout | None = None
+                 ) -> None:
         self.base_url = base_url.rstrip("/")
         self.adapters = frozenset(adapters)
+        # With a rollout, each verified adapter rolls the TGI Deployment and is servable once every replica
+        # has it; without one, `adapters` is the fixed list TGI was started with.
+        self.rollout = rollout
+        self._pending: set[str] = set()
         self.model = model_label or "tgi"
         self.text_only = text_only
         self.input_mode = CAPTIONS if text_only else PIXELS
@@ -57,15 +64,36 @@ class TGIBackend:
 
     @classmethod
     def from_settings(cls, s) -> TGIBackend:
+        rollout = None
+        if s.tgi_deployment:
+            from vispod.generator.backends.tgi_rollout import KubernetesRollout
+
+            rollout = KubernetesRollout(s.tgi_deployment, base_url=s.tgi_url, namespace=s.tgi_namespace,
+                                        adapter_dir=s.tgi_adapter_dir, keep=s.tgi_keep_adapters)
         return cls(s.tgi_url, s.tgi_adapters, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
-                   model_label=s.remote_model_id or "tgi")
+                   model_label=s.remote_model_id or "tgi", rollout=rollout)
 
     def servable(self, adapter_id: str) -> bool:
-        return adapter_id in self.adapters
+        if self.rollout is None:
+            return adapter_id in self.adapters
+        if adapter_id in self._pending:
+            self._start_rollout(adapter_id)
+        return adapter_id in self.rollout.ready()
+
+    def _start_rollout(self, adapter_id: str) -> None:
+        assert self.rollout is not None
+        try:
+            self.rollout.add(adapter_id)
+            self._pending.discard(adapter_id)
+        except Exception as exc:  # API server or RBAC trouble: retried on the next routing check
+            self._pending.add(adapter_id)
+            log.warning("TGI rollout not started: retrying", extra={"adapter_id": adapter_id, "error": str(exc)})
 
     def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
-        if adapter.adapter_id not in self.adapters:
+        if self.rollout is not None:
+            self._start_rollout(adapter.adapter_id)
+        elif adapter.adapter_id not in self.adapters:
             log.warning("TGI was not started with this adapter; it stays unroutable until TGI restarts with it",
                         extra={"adapter_id": adapter.adapter_id})
 
@@ -74,11 +102,13 @@ class TGIBackend:
 
     def stream(self, inp: GenerationInput) -> GenerationStream:
         if inp.adapter and not self.servable(inp.adapter.adapter_id):
-            raise AdapterUnavailable(f"TGI was not started with adapter {inp.adapter.adapter_id} "
-                                     f"(its adapters are fixed at start-up: {sorted(self.adapters) or 'none'})")
+            have = sorted(self.rollout.ready() if self.rollout is not None else self.adapters) or "none"
+            raise AdapterUnavailable(f"TGI was not started with adapter {inp.adapter.adapter_id} (on every "
+                                     f"replica; its adapters are fixed at start-up: {have})")
         messages = chat_messages(inp, self.text_only)
         model = inp.adapter.adapter_id if inp.adapter else "tgi"
-        client = InferenceClient(base_url=self.base_url, timeout=self.timeout_s)
+        base_url = self.rollout.base_url if self.rollout is not None else self.base_url
+        client = InferenceClient(base_url=base_url, timeout=self.timeout_s)
 
         def open_stream():
             try:
