@@ -73,6 +73,8 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
                     self.states[self.active] = S.ADAPTER_STATE_RETIRED
                 self.states[request.adapter_id] = S.ADAPTER_STATE_ACTIVE
                 self.active = request.adapter_id
+            elif request.action == Action.ACTION_CANARY:
+                self.states[request.adapter_id] = S.ADAPTER_STATE_CANARY
             elif request.action == Action.ACTION_REJECT:
                 self.states[request.adapter_id] = S.ADAPTER_STATE_REJECTED
             elif request.action == Action.ACTION_ROLLBACK:

@@ -21,6 +21,7 @@ from gate_engine import EngineServer
 
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
+from vispod.common.signing import generate_keypair
 from vispod.common.topics import Topic
 from vispod.gate.evalset import write_builtin_set
 from vispod.gate.service import build as build_gate
@@ -52,11 +53,13 @@ def engine() -> Iterator[EngineServer]:
 def stack(tmp_path: Path, kafka: KafkaSettings, engine: EngineServer, tiny_clip: str) -> Iterator[dict]:
     eval_set = write_builtin_set(tmp_path / "evalset", stories=6)  # 6 of 6 wins: Wilson lower bound 0.61
     images = ImageAccessSettings(file_roots=[eval_set], max_images=32)
+    gate_key, _ = generate_keypair(tmp_path / "keys", "gate")  # generators obey only commands the gate signs
     common = dict(grpc_port=0, metrics_port=0, shutdown_drain_s=0, shutdown_grace_s=1, images=images)
     gen = generator_service.build(GeneratorSettings(
         backend="openai", openai_url=engine.engine.url, openai_model="base", base_model_id=BASE, kafka=kafka,
         adapter_state_dir=tmp_path / "gen-state", adapter_cache_dir=tmp_path / "gen-cache", instance_id="gen-0",
-        backoff_base_s=0.01, artifact_root=tmp_path / "store", **common)).start()
+        backoff_base_s=0.01, artifact_root=tmp_path / "store", lifecycle_keys_dir=tmp_path / "keys",
+        **common)).start()
     met = metrics_service.build(MetricsSettings(consume=False, clip_model=tiny_clip, clip_random_init=True,
                                                 **common)).start()
     jud = judge_service.build(JudgeSettings(
@@ -66,7 +69,7 @@ def stack(tmp_path: Path, kafka: KafkaSettings, engine: EngineServer, tiny_clip:
         kafka=kafka, artifact_root=tmp_path / "gate", eval_set=eval_set, generator_addr=f"127.0.0.1:{gen.grpc_port}",
         metrics_addr=f"127.0.0.1:{met.grpc_port}", judge_addr=f"127.0.0.1:{jud.grpc_port}", metrics_port=0,
         apply_via_grpc=False, candidate_wait_s=60, poll_interval_s=0.1, rpc_timeout_s=60, evaluation_timeout_s=300,
-        shutdown_drain_s=0)
+        shutdown_drain_s=0, signing_key_file=gate_key, canary_share=0)  # canary: tests/generator/*canary*
     gate = build_gate(gate_settings).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{gen.grpc_port}")
     try:

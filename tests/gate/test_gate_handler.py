@@ -38,7 +38,7 @@ def test_redelivery_re_emits_the_same_decision_without_evaluating(tmp_path: Path
     gen = ScriptedGenerator()
     gen.register("pod@1")
     gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
-                 servers.serve(ScriptedJudge()))
+                 servers.serve(ScriptedJudge()), canary_share=0)  # straight to ACTIVE (no canary)
     [first] = gate.handle(_envelope("pod@1", "e-1"))
     calls = len(gen.generated)
     [again] = gate.handle(_envelope("pod@1", "e-1"))

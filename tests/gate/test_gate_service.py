@@ -92,7 +92,7 @@ def test_promotes_a_winner_once_and_reports_it(kafka: KafkaSettings, tmp_path: P
     # this gate is configured to accept a lower bound above 0.4.
     judge = ScriptedJudge()
     s = settings(kafka, tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
-                 servers.serve(judge), min_win_rate_lower=0.4)
+                 servers.serve(judge), min_win_rate_lower=0.4, canary_share=0)  # straight to ACTIVE (no canary)
     before, handled = counter("promote"), consumed()
     with running_gate(s) as metrics_port:
         publish(kafka, "pod@2")
@@ -180,3 +180,25 @@ def test_failed_evaluations_are_recorded_not_retried_and_bad_events_go_to_the_dl
 def test_settings_refuse_an_evaluation_longer_than_the_poll_interval() -> None:
     with pytest.raises(ValueError, match="max poll interval"):
         GateSettings(evaluation_timeout_s=3600)
+
+
+def test_a_winner_goes_to_canary_first_with_a_signed_command(kafka: KafkaSettings, tmp_path: Path,
+                                                            builtin_set: Path, servers: Servers) -> None:
+    from vispod.common.lifecycle_signing import verify_command
+    from vispod.common.signing import Keyring, Signer, generate_keypair
+
+    key, _ = generate_keypair(tmp_path / "keys", "gate")
+    gen = ScriptedGenerator()
+    gen.register("pod@1", S.ADAPTER_STATE_ACTIVE)
+    gen.register("pod@2")
+    s = settings(kafka, tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
+                 servers.serve(ScriptedJudge()), min_win_rate_lower=0.4, signing_key_file=key)
+    assert s.canary_share == 0.1   # the default: canary first
+    with running_gate(s):
+        publish(kafka, "pod@2")
+        [event] = gate_events(kafka, 1)
+    assert (event.adapter_id, event.state, event.canary_share) == ("pod@2", S.ADAPTER_STATE_CANARY, 0.1)
+    assert verify_command(event, Keyring({"gate": Signer.from_file(key, "gate").public_key})) == "gate"
+    assert gen.updates == [("pod@2", "ACTION_CANARY")] and gen.active == "pod@1"
+    [entry] = decisions(s)
+    assert entry["applied_state"] == "CANARY" and entry["canary_share"] == 0.1

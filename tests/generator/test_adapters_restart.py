@@ -4,36 +4,20 @@ active adapter and the same canary split, rebuilt from the compacted adapter top
 from __future__ import annotations
 
 import shutil
-import time
-from pathlib import Path
 
-import grpc
-from gen_helpers import generator_settings, make_event
+from adapter_stack import listing, pod_settings, publish_adapters, publish_commands, states, wait_until
+from gen_helpers import make_event
 from lifecycle_keys import identities
 
-from vispod.common.artifacts import ArtifactStore
 from vispod.common.bus import EventPublisher, EventReader, ensure_topics
 from vispod.common.topics import Topic
-from vispod.devkit.testing.adapter_files import make_fake_adapter_files, published_event
 from vispod.generator.service import build
-from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
+from vispod.v1 import common_pb2, events_pb2
 
 S = events_pb2
 
 
-def listing(handle) -> generator_pb2.ListAdaptersResponse:
-    stub = generator_pb2_grpc.GeneratorServiceStub(grpc.insecure_channel(f"127.0.0.1:{handle.grpc_port}"))
-    return stub.ListAdapters(generator_pb2.ListAdaptersRequest(), timeout=10)
-
-
-def wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
-
-
-def served(kafka, set_ids: list[str], story_dir: Path, reader: EventReader) -> dict[str, str]:
+def served(kafka, set_ids: list[str], story_dir, reader: EventReader) -> dict[str, str]:
     publisher = EventPublisher(kafka, "test")
     try:
         for set_id in set_ids:
@@ -51,38 +35,21 @@ def test_a_rescheduled_pod_serves_the_same_active_adapter(tmp_path, kafka, engin
     ensure_topics(kafka)
 
     def pod(name: str):
-        return generator_settings(story_dir, kafka, backend="openai", openai_url=engine.url, concurrency=4,
-                                  artifact_root=tmp_path / "artifacts", instance_id=name,
-                                  adapter_state_dir=tmp_path / name / "state",
-                                  adapter_cache_dir=tmp_path / name / "cache", lifecycle_keys_dir=keys)
+        return pod_settings(tmp_path, story_dir, kafka, engine.url, keys, name, concurrency=4)
 
-    first = pod("generator-7d9f-abcde")
-    base = first.resolved_base_model_id()
-    store = ArtifactStore(first.artifact_root)
-    trainer = EventPublisher(kafka, "trainer")
-    try:
-        for n, adapter_id in enumerate(["a@1", "b@1", "c@1"]):
-            name, version = adapter_id.split("@")
-            folder = make_fake_adapter_files(tmp_path / "made" / name, base, seed=n)
-            uri = store.put_dir(folder, name, version)
-            event = published_event(store.path(uri), adapter_id, base, artifact_uri=uri)
-            trainer.publish(Topic.ADAPTER_PUBLISHED, event)
-        # Signed decisions: a then b promoted, b rolled back by an admin (a serves again), c on a 30 % canary.
-        for cmd in (ids.command("a@1", S.ADAPTER_STATE_ACTIVE), ids.command("b@1", S.ADAPTER_STATE_ACTIVE),
-                    ids.command("b@1", S.ADAPTER_STATE_RETIRED, signer=ids.admin, reason="complaints"),
-                    ids.command("c@1", S.ADAPTER_STATE_CANARY, share=0.3)):
-            trainer.publish(Topic.ADAPTER_LIFECYCLE, cmd)
-    finally:
-        trainer.close()
+    publish_adapters(kafka, pod("generator-7d9f-abcde"), tmp_path, "a@1", "b@1", "c@1")
+    # Signed decisions: a then b promoted, b rolled back by an admin (a serves again), c on a 30 % canary.
+    publish_commands(kafka, ids.command("a@1", S.ADAPTER_STATE_ACTIVE), ids.command("b@1", S.ADAPTER_STATE_ACTIVE),
+                     ids.command("b@1", S.ADAPTER_STATE_RETIRED, signer=ids.admin, reason="complaints"),
+                     ids.command("c@1", S.ADAPTER_STATE_CANARY, share=0.3))
 
     results = EventReader(kafka, [Topic.DIALOGUE_GENERATED])
     sets = [f"set-{i}" for i in range(40)]
     try:
-        handle = build(first).start()
+        handle = build(pod("generator-7d9f-abcde")).start()
         try:
-            wait_until(lambda: listing(handle).active_adapter_id == "a@1" and any(
-                a.adapter_id == "c@1" and a.state == S.ADAPTER_STATE_CANARY for a in listing(handle).adapters))
-            before = {a.adapter_id: (a.state, a.canary_share) for a in listing(handle).adapters}
+            wait_until(lambda: states(handle).get("c@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the canary")
+            before = states(handle)
             routed = served(kafka, sets, story_dir, results)
         finally:
             handle.stop()
@@ -95,7 +62,7 @@ def test_a_rescheduled_pod_serves_the_same_active_adapter(tmp_path, kafka, engin
             handle = build(pod(name)).start()
             try:
                 again = served(kafka, sets, story_dir, results)  # the same image sets, again
-                after = {a.adapter_id: (a.state, a.canary_share) for a in listing(handle).adapters}
+                after = states(handle)
                 assert listing(handle).active_adapter_id == "a@1"
             finally:
                 handle.stop()

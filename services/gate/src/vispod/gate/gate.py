@@ -29,6 +29,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from vispod.common.bus import Output
 from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
+from vispod.common.lifecycle_signing import sign_command
+from vispod.common.signing import Signer
 from vispod.common.topics import Topic
 from vispod.gate import prom
 from vispod.gate.clients import Clients, outcome_for_a
@@ -95,6 +97,10 @@ class Gate:
         self.log = decisions or DecisionsLog(settings.decisions_path())
         self.criteria = GateCriteria(settings.criterion, settings.tie_policy, settings.min_win_rate_lower,
                                      settings.max_grounding_drop)
+        self.signer = Signer.from_file(settings.signing_key_file, "gate") if settings.signing_key_file else None
+        if self.signer is None:
+            log.warning("no VISPOD_GATE_SIGNING_KEY_FILE: lifecycle events go out unsigned and generators will "
+                        "not obey them (only the UpdateAdapter call applies a decision)")
 
     # --- bus handler --------------------------------------------------------------------------
     def handle(self, env: Envelope) -> list[Output]:
@@ -146,9 +152,13 @@ class Gate:
             "previous_state": current, "applied_state": target, "applied_via_grpc": applied,
             "seconds": round(seconds, 3), "stories": evidence.stories, "notes": evidence.notes,
         }
+        if target == "CANARY":
+            entry["canary_share"] = self.settings.canary_share
         self.log.append(entry)
         entry = finite(entry)  # what was logged is what is emitted
         prom.DECISIONS.labels(decision.decision).inc()
+        if target == "CANARY":
+            prom.CANARY_STEPS.labels("canary").inc()
         prom.EVALUATION_SECONDS.observe(seconds)
         if decision.failed:
             prom.FAILED_EVALUATIONS.inc()
@@ -281,7 +291,8 @@ class Gate:
     # --- applying -----------------------------------------------------------------------------
     def _target_state(self, decision: Decision, current: str) -> str:
         if decision.promote:
-            return "ACTIVE"
+            # Canary first (the live metrics finish the promotion: vispod.gate.canary); never demote the active.
+            return "CANARY" if self.settings.canary_share > 0 and current != "ACTIVE" else "ACTIVE"
         if current == "ACTIVE":  # never demote a serving adapter on a failed gate: keep it as it is
             return "ACTIVE"
         return "REJECTED" if self.settings.reject_action == "reject" else "CANDIDATE"
@@ -290,7 +301,10 @@ class Gate:
         """Secondary mechanism: UpdateAdapter. Returns what happened, for the log."""
         if not self.settings.apply_via_grpc:
             return "off"
-        if promote:
+        share = 0.0
+        if promote and self.settings.canary_share > 0 and current != "ACTIVE":
+            action, share = Action.ACTION_CANARY, self.settings.canary_share
+        elif promote:
             action = Action.ACTION_PROMOTE
         elif self.settings.reject_action == "reject" and current != "ACTIVE":
             action = Action.ACTION_REJECT
@@ -298,7 +312,7 @@ class Gate:
             action = Action.ACTION_ROLLBACK  # canary -> candidate
         else:
             return "nothing to change"
-        request = generator_pb2.UpdateAdapterRequest(adapter_id=adapter_id, action=action,
+        request = generator_pb2.UpdateAdapterRequest(adapter_id=adapter_id, action=action, canary_share=share,
                                                      reason=f"gate: {reason}"[:500])
         try:
             info = self.clients.generator.UpdateAdapter(request, timeout=min(30.0, self.settings.rpc_timeout_s))
@@ -309,8 +323,14 @@ class Gate:
             return f"failed: {exc.code().name}: {exc.details()}"
         return S.Name(info.state).removeprefix("ADAPTER_STATE_")
 
+    def _event_from_entry(self, entry: dict) -> events_pb2.AdapterLifecycleChanged:
+        """The lifecycle command of a logged decision, signed (Ed25519 is deterministic: a re-emitted decision is
+        the same bytes)."""
+        event = self._unsigned_event(entry)
+        return sign_command(event, self.signer) if self.signer is not None else event
+
     @staticmethod
-    def _event_from_entry(entry: dict) -> events_pb2.AdapterLifecycleChanged:
+    def _unsigned_event(entry: dict) -> events_pb2.AdapterLifecycleChanged:
         changed_at = Timestamp()
         changed_at.FromDatetime(datetime.fromisoformat(entry["time"]))
         evidence = {k: float(v) for k, v in entry.get("evidence", {}).items() if v is not None}
@@ -318,5 +338,6 @@ class Gate:
         return events_pb2.AdapterLifecycleChanged(
             adapter_id=entry["adapter_id"], previous_state=S.Value(f"ADAPTER_STATE_{previous}"),
             state=S.Value(f"ADAPTER_STATE_{entry['applied_state']}"),
-            reason=f"{entry['decision']}: {entry['reason']}", evidence=evidence, actor="gate", changed_at=changed_at)
+            reason=f"{entry['decision']}: {entry['reason']}", evidence=evidence, actor="gate", changed_at=changed_at,
+            canary_share=entry.get("canary_share", 0.0) if entry["applied_state"] == "CANARY" else 0.0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter("vispod_gate_decisions_total", "Gate decisions on published adapters", ["decision"])
 EVALUATION_SECONDS = Histogram("vispod_gate_evaluation_seconds", "Time to evaluate one candidate adapter",
@@ -12,5 +12,14 @@ FAILED_EVALUATIONS = Counter("vispod_gate_failed_evaluations_total",
 APPLY_FAILURES = Counter("vispod_gate_apply_failures_total",
                          "UpdateAdapter calls that failed (the lifecycle event still carries the decision)")
 
+CANARY_STEPS = Counter("vispod_gate_canary_steps_total",
+                       "Canary steps the gate took: put on canary, promoted or rolled back on live metrics", ["step"])
+CANARY_SAMPLES = Gauge("vispod_gate_canary_samples", "Metrics samples of the watched canary, by side", ["side"])
+CANARY_DELTA = Gauge("vispod_gate_canary_delta", "Canary mean minus active mean of a live metric", ["metric"])
+
+for _step in ("canary", "promote", "rollback"):
+    CANARY_STEPS.labels(_step)
+for _side in ("canary", "active"):
+    CANARY_SAMPLES.labels(_side)
 for _decision in ("promote", "reject"):
     DECISIONS.labels(_decision)

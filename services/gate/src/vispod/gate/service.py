@@ -12,6 +12,7 @@ from pathlib import Path
 from vispod.common.bus import EventConsumer
 from vispod.common.service import Service, serve
 from vispod.common.topics import Topic
+from vispod.gate.canary import Bands, CanaryMonitor
 from vispod.gate.clients import Clients
 from vispod.gate.evalset import Story, load_eval_set, write_builtin_set
 from vispod.gate.gate import Gate
@@ -44,7 +45,22 @@ def build(settings: GateSettings, clients: Clients | None = None) -> Service[Gat
     consumer = EventConsumer(service=SERVICE, topics=[Topic.ADAPTER_PUBLISHED], expected=events_pb2.AdapterPublished,
                              handler=gate.handle, kafka=settings.kafka,
                              group_id=f"{settings.kafka.topic_prefix}.{SERVICE}", max_batch=1)
-    return Service(settings, gate, consumers=[consumer], closers=[clients.close] if owned else [])
+    consumers = [consumer]
+    if settings.canary_share > 0:  # the canary's live metrics: one stable group for the Deployment
+        consumers.append(EventConsumer(
+            service=SERVICE, topics=[Topic.METRICS_COMPUTED], expected=events_pb2.MetricsComputed,
+            handler=canary_monitor(settings, clients, gate.signer).handle, kafka=settings.kafka,
+            group_id=f"{settings.kafka.topic_prefix}.{SERVICE}.canary"))
+    return Service(settings, gate, consumers=consumers, closers=[clients.close] if owned else [])
+
+
+def canary_monitor(settings: GateSettings, clients: Clients, signer) -> CanaryMonitor:
+    bands = Bands(settings.canary_min_samples, settings.canary_promote_after, settings.canary_max_grounding_drop,
+                  settings.canary_max_repetition_rise)
+    reject = events_pb2.ADAPTER_STATE_REJECTED if settings.reject_action == "reject" else \
+        events_pb2.ADAPTER_STATE_CANDIDATE
+    return CanaryMonitor(clients.generator, bands, signer, reject, settings.canary_refresh_s,
+                         min(10.0, settings.rpc_timeout_s))
 
 
 def main() -> None:

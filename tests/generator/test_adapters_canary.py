@@ -1,0 +1,132 @@
+"""Canary and authorised lifecycle on the real broker, with the generator service and the gate's canary monitor:
+the measured canary share, stickiness, rollback on an injected regression, promotion on clean evidence, and
+unsigned / wrongly signed / self-declared commands dead-lettered while the consumer goes on."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from adapter_stack import listing, pod_settings, publish_adapters, publish_commands, states, wait_until
+from gen_helpers import make_event
+from lifecycle_keys import identities
+from prometheus_client import REGISTRY
+
+from vispod.common.bus import EventConsumer, EventReader, ensure_topics
+from vispod.common.topics import Topic, dlq_topic
+from vispod.devkit.testing.canary_probe import inject_metrics, measure_canary_share, rollback_on_regression
+from vispod.gate.clients import Clients
+from vispod.gate.service import canary_monitor
+from vispod.gate.settings import GateSettings
+from vispod.generator.service import build
+from vispod.v1 import events_pb2
+
+S = events_pb2
+SHARE = 0.10
+
+
+@pytest.fixture
+def pod(tmp_path, kafka, engine, story_dir):
+    """A generator pod with a@1 active and c@1 on a 10 % canary, both decided by signed gate commands."""
+    ids = identities()
+    ensure_topics(kafka)
+    settings = pod_settings(tmp_path, story_dir, kafka, engine.url, ids.write_public(tmp_path / "keys"))
+    publish_adapters(kafka, settings, tmp_path, "a@1", "c@1", "d@1")
+    publish_commands(kafka, ids.command("a@1", S.ADAPTER_STATE_ACTIVE),
+                     ids.command("c@1", S.ADAPTER_STATE_CANARY, share=SHARE))
+    handle = build(settings).start()
+    try:
+        wait_until(lambda: states(handle).get("c@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the canary")
+        yield {"handle": handle, "ids": ids, "addr": f"127.0.0.1:{handle.grpc_port}"}
+    finally:
+        handle.stop()
+
+
+def test_canary_share_within_five_points_over_200_image_sets_and_sticky(pod, kafka, story_dir):
+    events = [make_event(story_dir, n=1, set_id=f"story-{i:04d}") for i in range(200)]
+    measured = measure_canary_share(kafka, events, "c@1", resubmit=50)
+    print(f"canary share measured: {100 * measured.share:.1f}% of {measured.n} image sets (configured "
+          f"{100 * SHARE:.0f}%)")
+    assert measured.n == 200 and abs(measured.share - SHARE) <= 0.05
+    assert measured.sticky
+    assert set(measured.by_set.values()) == {"a@1", "c@1"}
+
+
+def test_the_gate_rolls_a_regressing_canary_back_and_promotes_a_clean_one(pod, kafka, tmp_path):
+    handle, addr, ids = pod["handle"], pod["addr"], pod["ids"]
+    s = GateSettings(kafka=kafka, artifact_root=tmp_path / "gate", generator_addr=addr, metrics_port=0,
+                     canary_min_samples=10, canary_promote_after=20, canary_max_grounding_drop=2.0,
+                     canary_refresh_s=0.2)
+    clients = Clients(generator_addr=addr)
+    monitor = EventConsumer(service="gate", topics=[Topic.METRICS_COMPUTED], expected=events_pb2.MetricsComputed,
+                            handler=canary_monitor(s, clients, ids.gate).handle, kafka=kafka,
+                            group_id=f"{kafka.topic_prefix}.gate.canary")
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    steps = REGISTRY.get_sample_value("vispod_gate_canary_steps_total", {"step": "rollback"}) or 0.0
+    try:
+        assert monitor.wait_running(30)
+        outcome = rollback_on_regression(kafka, addr, "c@1", "a@1", samples=10, drop=6.0, timeout=60)
+        print(f"rollback on an injected 6-point CLIPScore regression: {outcome}")
+        assert outcome.rolled_back and outcome.state == "CANDIDATE" and outcome.active == "a@1"
+        assert REGISTRY.get_sample_value("vispod_gate_canary_steps_total", {"step": "rollback"}) == steps + 1
+
+        # A new canary that holds up: promoted after `promote_after` clean samples, the old active retired.
+        publish_commands(kafka, ids.command("d@1", S.ADAPTER_STATE_CANARY, share=SHARE))
+        wait_until(lambda: states(handle).get("d@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the new canary")
+        time.sleep(0.5)   # the monitor's view of the routing refreshes every 0.2 s
+        inject_metrics(kafka, "d@1", "a@1", samples=20, drop=0.0)
+        wait_until(lambda: listing(handle).active_adapter_id == "d@1", what="the promotion")
+        assert states(handle)["a@1"][0] == S.ADAPTER_STATE_RETIRED
+    finally:
+        monitor.stop()
+        thread.join(30)
+        clients.close()
+
+
+def test_only_commands_signed_by_the_gate_or_an_admin_are_obeyed(pod, kafka):
+    ids, handle = pod["ids"], pod["handle"]
+    forged = [
+        ("unsigned", events_pb2.AdapterLifecycleChanged(adapter_id="d@1", state=S.ADAPTER_STATE_ACTIVE, actor="gate",
+                                                        reason="trust me")),
+        ("untrusted key", ids.command("d@1", S.ADAPTER_STATE_ACTIVE, signer=ids.stranger)),
+        ("actor differs", _signed_as(events_pb2.AdapterLifecycleChanged(
+            adapter_id="d@1", state=S.ADAPTER_STATE_ACTIVE, actor="gate", reason="admin key, gate's name"), ids.admin)),
+        ("changed after signing", _relabel(ids.command("d@1", S.ADAPTER_STATE_ACTIVE, signer=ids.admin), "gate")),
+        ("tampered", _retarget(ids.command("c@1", S.ADAPTER_STATE_CANARY, share=0.2), "d@1")),
+    ]
+    dlq = EventReader(kafka, [dlq_topic("generator", kafka.topic_prefix)], from_beginning=False)
+    try:
+        publish_commands(kafka, *[cmd for _, cmd in forged])
+        publish_commands(kafka, ids.command("d@1", S.ADAPTER_STATE_CANARY, signer=ids.admin, share=0.5))
+        letters = [e.message for e in dlq.read(len(forged), timeout=60)]
+    finally:
+        dlq.close()
+    # The consumer went on: the admin's signed command after the forged ones is applied.
+    wait_until(lambda: states(handle).get("d@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the admin command")
+    assert listing(handle).active_adapter_id == "a@1"
+    assert len(letters) == len(forged) and all(letter.error_kind == "invalid" for letter in letters)
+    reasons = [letter.error for letter in letters]
+    assert "unsigned lifecycle command" in reasons[0] and "self-declared" in reasons[0]
+    assert "untrusted key" in reasons[1]
+    assert "signed by 'admin' but claims actor 'gate'" in reasons[2]
+    assert "does not match the content" in reasons[3] and "does not match the content" in reasons[4]
+
+
+def _signed_as(cmd, signer):
+    """A signature over the command as it stands, whatever actor it names (sign_command would set the actor)."""
+    from vispod.common.lifecycle_signing import command_document
+
+    cmd.signature.update(signer.signature_block(command_document(cmd)))
+    return cmd
+
+
+def _relabel(cmd, actor: str):
+    cmd.actor = actor
+    return cmd
+
+
+def _retarget(cmd, adapter_id: str):
+    cmd.adapter_id = adapter_id
+    return cmd
