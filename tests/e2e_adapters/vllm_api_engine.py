@@ -1,0 +1,122 @@
+"""An engine speaking vLLM's OpenAI API with runtime LoRA loading, on a real model: llama.cpp with SmolLM2.
+
+Like vLLM started with `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`: `POST /v1/load_lora_adapter
+{lora_name, lora_path}` loads a peft adapter folder from a path this process reads (here converted to GGUF and
+applied by llama.cpp), `/v1/unload_lora_adapter` drops it, `GET /v1/models` lists the base and the loaded
+adapters (with `parent`), and `/v1/chat/completions` streams with the adapter named as `model`; an unknown model
+is a 404, never the base model. Every generation records which adapter it applied.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from vispod.generator.adapters import AdapterVersion
+from vispod.generator.backends.base import GenerationInput
+from vispod.generator.backends.llamacpp import LlamaCppBackend
+
+
+@dataclass
+class EngineLog:
+    loads: list[tuple[str, str]] = field(default_factory=list)     # (lora_name, lora_path)
+    served: list[str] = field(default_factory=list)                # model of each generation
+
+
+class VLLMApiEngine:
+    def __init__(self, model_path: Path, served_model: str, cache_dir: Path) -> None:
+        self.served_model = served_model
+        self.backend = LlamaCppBackend(model_path, n_parallel=2, n_ctx_per_seq=512, n_threads=2,
+                                       adapter_cache_dir=cache_dir)
+        self.adapters: dict[str, AdapterVersion] = {}
+        self.log = EngineLog()
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.backend.close()
+
+
+def _text(content) -> str:
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
+def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: object, ctype: str = "application/json") -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path != "/v1/models":
+                return self._send(404, {"error": "not found"})
+            with engine.lock:
+                models = [{"id": engine.served_model, "object": "model", "parent": None}]
+                models += [{"id": a, "object": "model", "parent": engine.served_model} for a in engine.adapters]
+            self._send(200, {"object": "list", "data": models})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            if self.path == "/v1/load_lora_adapter":
+                name, path = body.get("lora_name", ""), Path(body.get("lora_path", ""))
+                with engine.lock:
+                    if name in engine.adapters:
+                        return self._send(400, {"error": f"The lora adapter '{name}' has already been loaded."})
+                if not (path / "adapter_config.json").is_file():
+                    return self._send(400, {"error": f"no adapter at {path}"})
+                version = AdapterVersion(name, path, engine.served_model)
+                try:
+                    engine.backend.on_adapter_loaded(version)
+                except Exception as exc:  # reported to the caller, as vLLM does
+                    return self._send(400, {"error": str(exc)})
+                with engine.lock:
+                    engine.adapters[name] = version
+                    engine.log.loads.append((name, str(path)))
+                return self._send(200, b"Success", "text/plain")
+            if self.path == "/v1/unload_lora_adapter":
+                name = body.get("lora_name", "")
+                with engine.lock:
+                    known = engine.adapters.pop(name, None)
+                if known is None:
+                    return self._send(404, {"error": f"The lora adapter '{name}' cannot be found."})
+                engine.backend.on_adapter_retired(name)
+                return self._send(200, b"Success", "text/plain")
+            if self.path != "/v1/chat/completions":
+                return self._send(404, {"error": "not found"})
+            model = body.get("model", "")
+            with engine.lock:
+                adapter = engine.adapters.get(model)
+            if adapter is None and model != engine.served_model:
+                return self._send(404, {"error": {"message": f"The model `{model}` does not exist.", "code": 404}})
+            messages = {m["role"]: _text(m["content"]) for m in body.get("messages", [])}
+            inp = GenerationInput(system=messages.get("system", ""), user=messages.get("user", ""),
+                                  max_new_tokens=int(body.get("max_tokens") or 16), temperature=0.0,
+                                  seed=int(body.get("seed") or 0), adapter=adapter)
+            stream = engine.backend.stream(inp)
+            text = "".join(stream)
+            with engine.lock:
+                engine.log.served.append(model)
+            events = [{"choices": [{"index": 0, "delta": {"content": text}}]},
+                      {"choices": [{"index": 0, "delta": {}, "finish_reason": stream.finish_reason or "stop"}],
+                       "usage": {"prompt_tokens": stream.prompt_tokens,
+                                 "completion_tokens": stream.completion_tokens}}]
+            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            self._send(200, sse.encode(), "text/event-stream")
+
+    return Handler
