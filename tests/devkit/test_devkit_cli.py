@@ -1,4 +1,4 @@
-"""The `vispod` command: example story, submit, and `vispod up` as a real process tree."""
+"""The `vispod` command: every package's commands, example story, submit, and `vispod up` as a real process tree."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def _lines_until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
         if line.startswith("ready"):
             break
     return lines
+
+
+def test_every_package_registers_its_commands() -> None:
+    """Runtime, services, dataset builder and developer kit each add their commands to the one `vispod`."""
+    out = subprocess.run([*VISPOD, "--help"], capture_output=True, text=True, timeout=120, check=True).stdout
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
+    assert {"topics", "dlq",                                              # the runtime
+            "dataset",                                                    # the dataset builder
+            "kafka", "example", "up", "submit", "demo", "generate", "mini-paper",  # the developer kit
+            "eval", "gate", "judge", "metrics", "synth", "train", "speak"} <= listed, out
 
 
 def test_example_story_has_five_real_photos_with_captions(tmp_path: Path) -> None:
