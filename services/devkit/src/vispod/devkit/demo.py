@@ -23,6 +23,7 @@ import grpc
 
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
+from vispod.common.story_folder import iter_stories
 from vispod.common.topics import Topic, dlq_topic
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_kafka import die_with_parent
@@ -62,11 +63,10 @@ def pick_story(story: Path | None, out: Path) -> tuple[Path, str]:
             raise SystemExit(f"{story}: not a story folder (no story.json or images)")
         return story.resolve(), f"story {story}"
     if VIST_SET.exists():
-        for folder in sorted(VIST_SET.glob("story_*")):
-            meta = json.loads((folder / "story.json").read_text())
+        for story in iter_stories(VIST_SET, "story_*"):
             # The embedded text model reads captions: take the first story with every photo and caption.
-            if meta.get("complete") and all(i.get("vist_caption") for i in meta["images"]):
-                return folder, f"VIST story {meta['vist_story_id']} from {VIST_SET}"
+            if story.meta.get("complete") and story.fully_captioned:
+                return story.folder, f"VIST story {story.story_id} from {VIST_SET}"
     print(f"note: {VIST_SET} is absent; using an example story made from bundled photos", flush=True)
     return write_example_story(out / "example-story"), "the example story (scikit-image sample photos)"
 

@@ -53,28 +53,17 @@ def _demo_story(dataset: Path) -> tuple[Path, str]:
 
 
 def _event(args: argparse.Namespace):
-    from vispod.devkit.submit import IMAGE_SUFFIXES, image_set_from_folder
-    from vispod.v1 import common_pb2, events_pb2
+    from vispod.devkit.submit import image_ref, image_set_event, image_set_from_folder
 
     if args.story:
         set_id, refs = image_set_from_folder(args.story)
     else:
         if not args.images:
             raise SystemExit("give image files or --story DIR (or --demo)")
-        refs = []
-        for i, path in enumerate(args.images):
-            caption = args.caption[i] if i < len(args.caption) else ""
-            refs.append(common_pb2.ImageRef(uri=path.resolve().as_uri(), caption=caption,
-                                            mime_type=IMAGE_SUFFIXES.get(path.suffix.lower(), "")))
+        captions = [*args.caption, *[""] * len(args.images)]
+        refs = [image_ref(path, caption) for path, caption in zip(args.images, captions, strict=False)]
         set_id = f"cli-{uuid.uuid4().hex[:8]}"
-    speakers = []
-    for spec in args.speaker:
-        name, _, persona = spec.partition(":")
-        speakers.append(common_pb2.Speaker(name=name.strip(), persona=persona.strip()))
-    return events_pb2.ImageSetSubmitted(
-        image_set_id=set_id, tenant="cli", images=refs, speakers=speakers, target_words=args.target_words,
-        style_instructions=args.style, language=args.language, adapter=args.adapter, seed=args.seed,
-        correlation_id=str(uuid.uuid4()))
+    return image_set_event(args, set_id, refs)
 
 
 def run(args: argparse.Namespace) -> int:

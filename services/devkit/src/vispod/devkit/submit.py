@@ -19,10 +19,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.events import Envelope
 from vispod.common.settings import KafkaSettings
+from vispod.common.story_folder import IMAGE_MIME, read_story
 from vispod.common.topics import Topic, dlq_topic
 from vispod.v1 import common_pb2, events_pb2
-
-IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
 def add_image_set_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,29 +36,35 @@ def add_image_set_arguments(p: argparse.ArgumentParser) -> None:
 
 def image_set_from_folder(folder: Path) -> tuple[str, list[common_pb2.ImageRef]]:
     """Images in story order with captions: story.json when present (VIST layout), else sorted image files."""
-    folder = folder.resolve()
-    story = folder / "story.json"
-    refs: list[common_pb2.ImageRef] = []
-    if story.exists():
-        meta = json.loads(story.read_text())
-        set_id = f"story-{meta.get('vist_story_id', folder.name)}"
-        for item in sorted(meta.get("images", []), key=lambda i: i.get("position", 0)):
-            if item.get("file"):
-                refs.append(_ref(folder / item["file"], item.get("vist_caption") or ""))
-    else:
-        set_id = folder.name
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                refs.append(_ref(path, ""))
+    story = read_story(folder.resolve())
+    set_id = f"story-{story.story_id}" if story.meta else story.folder.name
+    refs = [image_ref(path, caption) for path, caption in zip(story.images, story.captions, strict=True)]
     if not refs:
-        raise SystemExit(f"{folder}: no images found")
+        raise SystemExit(f"{story.folder}: no images found")
     return set_id, refs
 
 
-def _ref(path: Path, caption: str) -> common_pb2.ImageRef:
-    mime = IMAGE_SUFFIXES.get(path.suffix.lower(), "")
+def image_ref(path: Path, caption: str) -> common_pb2.ImageRef:
+    """A local photo as the generator reads it: file URI, caption, MIME type and sha256."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return common_pb2.ImageRef(uri=path.as_uri(), caption=caption, mime_type=mime, sha256=digest)
+    return common_pb2.ImageRef(uri=path.resolve().as_uri(), caption=caption,
+                               mime_type=IMAGE_MIME.get(path.suffix.lower(), ""), sha256=digest)
+
+
+def image_set_event(args: argparse.Namespace, set_id: str, refs: list[common_pb2.ImageRef],
+                    tenant: str = "cli") -> events_pb2.ImageSetSubmitted:
+    """The ImageSetSubmitted of `add_image_set_arguments`' options for these images."""
+    speakers = []
+    for spec in args.speaker:
+        name, _, persona = spec.partition(":")
+        speakers.append(common_pb2.Speaker(name=name.strip(), persona=persona.strip()))
+    now = Timestamp()
+    now.GetCurrentTime()
+    return events_pb2.ImageSetSubmitted(
+        image_set_id=set_id, tenant=tenant, images=refs, speakers=speakers, target_words=args.target_words,
+        style_instructions=args.style, language=args.language, adapter=args.adapter,
+        correlation_id=str(uuid.uuid4()), seed=args.seed, submitted_at=now,
+    )
 
 
 def stage_into_stack(refs: list[common_pb2.ImageRef], stack: dict) -> list[common_pb2.ImageRef]:
@@ -91,17 +96,7 @@ def build_event(args: argparse.Namespace, stack: dict | None = None) -> events_p
     set_id, refs = image_set_from_folder(args.folder)
     if stack:
         refs = stage_into_stack(refs, stack)
-    speakers = []
-    for spec in args.speaker:
-        name, _, persona = spec.partition(":")
-        speakers.append(common_pb2.Speaker(name=name.strip(), persona=persona.strip()))
-    now = Timestamp()
-    now.GetCurrentTime()
-    return events_pb2.ImageSetSubmitted(
-        image_set_id=set_id, tenant="cli", images=refs, speakers=speakers, target_words=args.target_words,
-        style_instructions=args.style, language=args.language, adapter=args.adapter,
-        correlation_id=str(uuid.uuid4()), seed=args.seed, submitted_at=now,
-    )
+    return image_set_event(args, set_id, refs)
 
 
 def describe(env: Envelope) -> str:
