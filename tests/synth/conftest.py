@@ -1,4 +1,4 @@
-"""Fixtures of the synth tests: a tiny random pipeline (built once), small SPoRC corpora in both layouts."""
+"""Fixtures of the synth tests: a tiny random pipeline (built once) and settings sized for it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from vispod.common.settings import KafkaSettings
-from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
 from vispod.synth.settings import SynthSettings
 from vispod.synth.tiny import build_tiny_sd_pipeline
 
@@ -38,13 +37,3 @@ def synth_settings(model_path: Path, artifact_root: Path, kafka: KafkaSettings |
         **({"kafka": kafka} if kafka else {}),
         **extra,
     )
-
-
-@pytest.fixture
-def sporc_jsonl(tmp_path: Path) -> Path:
-    return write_jsonl_layout(tmp_path / "sporc-jsonl", make_episodes(8, seed=1))
-
-
-@pytest.fixture
-def sporc_parquet(tmp_path: Path) -> Path:
-    return write_parquet_layout(tmp_path / "sporc-parquet", make_episodes(8, seed=1))
