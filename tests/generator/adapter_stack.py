@@ -20,7 +20,8 @@ from vispod.v1 import generator_pb2, generator_pb2_grpc
 
 def pod_settings(tmp_path: Path, story_dir: Path, kafka: KafkaSettings, engine_url: str, keys: Path,
                  name: str = "generator-0", **kw) -> GeneratorSettings:
-    return generator_settings(story_dir, kafka, backend="openai", openai_url=engine_url, concurrency=8,
+    kw.setdefault("concurrency", 8)
+    return generator_settings(story_dir, kafka, backend="openai", openai_url=engine_url,
                               artifact_root=tmp_path / "artifacts", instance_id=name,
                               adapter_state_dir=tmp_path / name / "state", adapter_cache_dir=tmp_path / name / "cache",
                               lifecycle_keys_dir=keys, **kw)
