@@ -3,10 +3,11 @@ TLS (mutual when a client CA is configured) and an identity check on admin RPCs;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,22 +124,27 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
+        @contextlib.contextmanager
+        def call(context: grpc.ServicerContext) -> Iterator[None]:
+            started = time.monotonic()
+            try:
+                if admin and (denied := admin_denial(context, tls)):
+                    log.warning("admin RPC refused", extra={"method": method, "reason": denied})
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+                yield
+            except Exception as exc:
+                if _aborted(context):
+                    raise
+                fail(context, exc)
+            finally:
+                record(context, started)
+
         if handler.unary_unary:
             inner = handler.unary_unary
 
             def unary(request, context):  # type: ignore[no-untyped-def]
-                started = time.monotonic()
-                try:
-                    if admin and (denied := admin_denial(context, tls)):
-                        log.warning("admin RPC refused", extra={"method": method, "reason": denied})
-                        context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+                with call(context):
                     return inner(request, context)
-                except Exception as exc:
-                    if _aborted(context):
-                        raise
-                    fail(context, exc)
-                finally:
-                    record(context, started)
 
             return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
                                                        handler.response_serializer)
@@ -146,15 +152,8 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def stream(request, context):  # type: ignore[no-untyped-def]
-                started = time.monotonic()
-                try:
+                with call(context):
                     yield from inner_stream(request, context)
-                except Exception as exc:
-                    if _aborted(context):
-                        raise
-                    fail(context, exc)
-                finally:
-                    record(context, started)
 
             return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
                                                         handler.response_serializer)
