@@ -85,3 +85,30 @@ def test_closing_a_stream_cancels_it_and_frees_its_slot(backend):
     assert all(s.finish_reason == "" and s.completion_tokens < 2000 for s in streams)
     text, stream = _text(backend, max_new_tokens=10, temperature=0.0)
     assert text and stream.completion_tokens == 10
+
+
+def test_no_repeat_ngram_forbids_copying_the_prompt_and_looping(backend):
+    phrase = "we walked along the quiet shore at sunset"
+    user = f'Repeat this sentence five times, one per line: "{phrase.capitalize()}."'
+    free, _ = _text(backend, user=user, max_new_tokens=80, temperature=0.0)
+    assert phrase in free.lower()                     # what the ban has to stop: the copy and the loop
+    backend.no_repeat_ngram = 4
+    try:
+        banned, stream = _text(backend, user=user, max_new_tokens=80, temperature=0.0)
+    finally:
+        backend.no_repeat_ngram = 0
+    tokens = backend.engine.tokenize(banned)
+    grams = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
+    assert phrase not in banned.lower()
+    assert grams and len(set(grams)) == len(grams), banned
+    assert stream.completion_tokens >= 5
+
+
+def test_a_step_never_samples_a_forbidden_string(backend):
+    user = "Write a list of scene markers like [Scene 1], [Scene 2], [Scene 3] and so on, up to [Scene 9]."
+    free = "".join(backend.stream(GenerationInput(system=SYSTEM, user=user, temperature=0.0, steps=[
+        Step(text="Markers:", max_new_tokens=40)])))
+    assert "[" in free
+    text = "".join(backend.stream(GenerationInput(system=SYSTEM, user=user, temperature=0.0, steps=[
+        Step(text="Markers:", max_new_tokens=40, forbid=("[",))])))
+    assert "[" not in text and len(text.split()) > 5

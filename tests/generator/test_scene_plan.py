@@ -10,7 +10,7 @@ def test_steps_walk_the_scenes_with_speakers_in_turn():
     assert len(steps) == 10
     assert steps[0].text == "[Scene 1]\nSpeaker 1:" and steps[1].text == "Speaker 2:"
     assert steps[2].text == "[Scene 2]\nSpeaker 1:" and steps[9].text == "Speaker 2:"
-    assert all(s.stop == ("\n",) and s.new_line for s in steps)
+    assert all(s.stop == ("\n",) and s.forbid == ("[",) and s.new_line for s in steps)
     lo, soft, hi = turn_budget(800, 10)
     assert (steps[0].min_new_tokens, steps[0].end_sentence_after, steps[0].max_new_tokens) == (lo, soft, hi)
     assert lo < soft < hi

@@ -17,6 +17,8 @@ from vispod.generator.backends.base import Step
 from vispod.generator.prompting import speaker_label
 
 MIN_TURNS = 6
+# A turn is one line; the model may not write a "[Scene N]" marker of its own inside it (the plan writes those).
+FORBIDDEN_IN_TURN = ("[",)
 TOKENS_PER_WORD = 1.35          # English prose, SmolLM2/Gemma tokenizers
 
 
@@ -38,6 +40,7 @@ def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, tar
         for t in range(n_turns):
             marker = f"[Scene {scene + 1}]\n" if t == 0 else ""
             steps.append(Step(text=f"{marker}{speaker_label(k % num_speakers)}:", max_new_tokens=hi,
-                              min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), new_line=True))
+                              min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), forbid=FORBIDDEN_IN_TURN,
+                              new_line=True))
             k += 1
     return steps

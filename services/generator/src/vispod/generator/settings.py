@@ -40,6 +40,9 @@ class GeneratorSettings(ServiceSettings):
     top_k: int = Field(default=40, ge=0)
     # Tokens of the last 64 sampled are penalised (llama.cpp's rule): small models otherwise loop on a phrase.
     repeat_penalty: float = Field(default=1.2, ge=1.0, le=2.0)
+    # No run of this many tokens may occur twice in a sequence, prompt included: no echoed captions, no looped
+    # sentences (transformers' no_repeat_ngram_size). 0 turns it off; 1 would forbid every token seen.
+    no_repeat_ngram: int = Field(default=6, ge=0, le=64)
 
     # --- sampling ---------------------------------------------------------------------------
     max_new_tokens: int = Field(default=1400, ge=1, le=32768)
@@ -114,6 +117,8 @@ class GeneratorSettings(ServiceSettings):
             raise ValueError("model_path is required for backend=local (a folder, a .gguf file or 'smollm2')")
         if self.backend == "local" and str(self.model_path) == "smollm2" and not self.text_only:
             raise ValueError("model_path=smollm2 is a text-only model: set text_only=true")
+        if self.no_repeat_ngram == 1:
+            raise ValueError("no_repeat_ngram=1 would forbid every token already seen: use 0 (off) or 2 and more")
         return self
 
     def resolved_base_model_id(self) -> str:

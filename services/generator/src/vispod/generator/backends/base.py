@@ -37,6 +37,7 @@ class Step:
     end_sentence_after: int = 0  # > 0: after this many tokens, the step ends at the first sentence end
     new_line: bool = False      # start `text` on a new line when the output so far does not end with one
     echo: bool = True           # the step's text is part of the output stream
+    forbid: tuple[str, ...] = ()  # tokens whose text holds one of these strings are never sampled in this step
 
 
 @dataclass

@@ -33,7 +33,8 @@ class LlamaCppBackend:
 
     def __init__(self, model_path: Path, *, prompt_format: PromptFormat = "chat", n_parallel: int = 4,
                  n_ctx_per_seq: int = 4096, n_threads: int | None = None, top_k: int = 40,
-                 repeat_penalty: float = 1.0, adapter_cache_dir: Path | None = None) -> None:
+                 repeat_penalty: float = 1.0, no_repeat_ngram: int = 0, adapter_cache_dir: Path | None = None
+                 ) -> None:
         model_path = Path(model_path)
         try:
             self.engine = LlamaEngine(model_path, n_parallel=n_parallel, n_ctx_per_seq=n_ctx_per_seq,
@@ -45,6 +46,7 @@ class LlamaCppBackend:
         self.prompt_format = prompt_format
         self.top_k = top_k
         self.repeat_penalty = repeat_penalty
+        self.no_repeat_ngram = no_repeat_ngram
         self.random_weights = self.engine.metadata.get(RANDOM_WEIGHTS_KEY, "").lower() == "true"
         self.adapter_cache_dir = adapter_cache_dir
         self._base: BaseInfo | None = None
@@ -59,7 +61,8 @@ class LlamaCppBackend:
         from vispod.generator.models import resolve_model_path
         return cls(resolve_model_path(s.model_path), prompt_format=s.prompt_format, n_parallel=s.concurrency,
                    n_ctx_per_seq=s.context_tokens, n_threads=s.threads, top_k=s.top_k,
-                   repeat_penalty=s.repeat_penalty, adapter_cache_dir=s.adapter_cache_dir / "gguf")
+                   repeat_penalty=s.repeat_penalty, no_repeat_ngram=s.no_repeat_ngram,
+                   adapter_cache_dir=s.adapter_cache_dir / "gguf")
 
     # --- prompts -----------------------------------------------------------------------------
     def _chat_template(self):
@@ -111,7 +114,7 @@ class LlamaCppBackend:
         steps = list(inp.steps) or [Step(text=inp.prefill, max_new_tokens=inp.max_new_tokens, stop=tuple(inp.stop),
                                          echo=False)]
         sampling = Sampling(temperature=inp.temperature, top_p=inp.top_p, top_k=self.top_k,
-                            repeat_penalty=self.repeat_penalty, seed=inp.seed)
+                            repeat_penalty=self.repeat_penalty, no_repeat_ngram=self.no_repeat_ngram, seed=inp.seed)
         try:
             es = self.engine.submit(prompt, steps, sampling, adapter)
         except ValueError as exc:

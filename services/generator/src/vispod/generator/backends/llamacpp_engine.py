@@ -73,6 +73,9 @@ class Sampling:
     top_k: int = 40
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
+    # No n-gram of this many tokens may occur twice in the sequence (prompt and scaffold included, as in
+    # transformers' no_repeat_ngram_size): no copied prompt, no looped sentence. 0: off.
+    no_repeat_ngram: int = 0
     seed: int = 0
 
 
@@ -142,6 +145,8 @@ class _Seq:
     emitted_upto: int = 0
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     recent: deque = field(default_factory=lambda: deque(maxlen=256))
+    history: list[int] = field(default_factory=list)     # every token fed (no_repeat_ngram only)
+    ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)   # (n-1)-gram -> tokens seen after it
     completion_tokens: int = 0
     last_char: str = ""
     wants_logits: bool = False
@@ -193,7 +198,7 @@ class LlamaEngine:
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._pieces = [self._piece(t) for t in range(self.n_vocab)]
         self._eog = np.array([llama_cpp.llama_vocab_is_eog(self._vocab, t) for t in range(self.n_vocab)])
-        self._stop_masks: dict[tuple[str, ...], np.ndarray] = {}
+        self._stop_masks: dict[tuple[tuple[str, ...], bool], np.ndarray] = {}
         self._adapters: dict[str, object] = {}              # key -> llama_adapter_lora_p
         self._retiring: set[str] = set()
         self._retire_requested: set[str] = set()            # unload called, not yet run by the scheduler
@@ -232,15 +237,19 @@ class LlamaEngine:
 
     def _stop_mask(self, stops: tuple[str, ...]) -> np.ndarray:
         """Tokens that end the step: end-of-generation tokens and tokens whose text holds a stop string."""
-        mask = self._stop_masks.get(stops)
+        return self._piece_mask(stops, with_eog=True)
+
+    def _piece_mask(self, needles: tuple[str, ...], *, with_eog: bool = False) -> np.ndarray:
+        """Tokens whose text holds one of `needles` (and the end-of-generation tokens if asked)."""
+        mask = self._stop_masks.get((needles, with_eog))
         if mask is None:
-            mask = self._eog.copy()
-            for s in stops:
+            mask = self._eog.copy() if with_eog else np.zeros(self.n_vocab, dtype=bool)
+            for s in needles:
                 needle = s.encode("utf-8")
                 for t, piece in enumerate(self._pieces):
                     if needle in piece:
                         mask[t] = True
-            self._stop_masks[stops] = mask
+            self._stop_masks[(needles, with_eog)] = mask
         return mask
 
     # --- adapters ----------------------------------------------------------------------------
@@ -489,6 +498,8 @@ class LlamaEngine:
                 self._finish(seq, "length")
                 continue
             chunk, seq.pending = seq.pending[:take], seq.pending[take:]
+            if seq.req.sampling.no_repeat_ngram:
+                _index_ngrams(seq, chunk)
             for j, tok in enumerate(chunk):
                 batch.token[n] = tok
                 batch.pos[n] = seq.n_past + j
@@ -517,6 +528,12 @@ class LlamaEngine:
         x = logits.astype(np.float32, copy=True)
         if seq.step_tokens < step.min_new_tokens:
             x[self._stop_mask(step.stop)] = -np.inf
+        if step.forbid:
+            x[self._piece_mask(step.forbid)] = -np.inf
+        if s.no_repeat_ngram and len(seq.history) >= s.no_repeat_ngram - 1:
+            banned = seq.ngrams.get(tuple(seq.history[len(seq.history) - s.no_repeat_ngram + 1:]))
+            if banned:
+                x[list(banned)] = -np.inf
         if s.repeat_penalty != 1.0 and seq.recent:
             recent = np.fromiter(list(seq.recent)[-s.repeat_last_n:], dtype=np.int64)
             vals = x[recent]
@@ -594,6 +611,15 @@ class _RoundFailed(Exception):
 
 GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
 PREFILL_TOKENS = 64    # prompt tokens a round at most: an adapter load waits for one short round
+
+
+def _index_ngrams(seq: _Seq, tokens: list[int]) -> None:
+    n = seq.req.sampling.no_repeat_ngram
+    h = seq.history
+    for tok in tokens:
+        h.append(tok)
+        if len(h) >= n:
+            seq.ngrams.setdefault(tuple(h[len(h) - n:len(h) - 1]), set()).add(tok)
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
