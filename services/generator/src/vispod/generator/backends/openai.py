@@ -11,7 +11,8 @@ LoRA to the language model of a VLM only. Streaming is SSE (`data: {json}` … `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,32 @@ def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
         content = [{"type": "image_url", "image_url": {"url": data_uri(b, mime)}} for b, mime in inp.image_bytes]
     content.append({"type": "text", "text": inp.user})
     return [{"role": "system", "content": inp.system}, {"role": "user", "content": content}]
+
+
+def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, what: str, close: Callable[[], object],
+                timeouts: tuple[type[BaseException], ...] = (httpx.TimeoutException,)) -> Iterator[str]:
+    """The text of OpenAI-style chat-completion chunks (vLLM's SSE, TGI's client), recording usage and the
+    finish reason on `result`; a timeout or broken connection mid-stream is BackendUnavailable."""
+    try:
+        for event in events:
+            if event.get("error"):
+                raise BackendError(f"engine error mid-stream: {event['error']}")
+            usage = event.get("usage")
+            if usage:
+                result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                result.completion_tokens = int(usage.get("completion_tokens") or 0)
+            for choice in event.get("choices") or []:
+                if choice.get("finish_reason"):
+                    result.finish_reason = choice["finish_reason"]
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield text
+    except timeouts as exc:
+        raise BackendUnavailable(f"{what} timed out: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"{what} broke: {exc}") from exc
+    finally:
+        close()
 
 
 class OpenAIBackend:
@@ -148,30 +175,8 @@ class OpenAIBackend:
 
         response = self.retry.call(open_stream, "chat completion", exhausted=BackendUnavailable)
         result = GenerationStream(iter(()))
-        result.chunks = self._read_sse(response, result)
+        result.chunks = chat_stream(sse_events(response.iter_lines()), result, "stream", response.close)
         return result
-
-    def _read_sse(self, response: httpx.Response, result: GenerationStream) -> Iterator[str]:
-        try:
-            for event in sse_events(response.iter_lines()):
-                if "error" in event:
-                    raise BackendError(f"engine error mid-stream: {event['error']}")
-                usage = event.get("usage")
-                if usage:
-                    result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                    result.completion_tokens = int(usage.get("completion_tokens") or 0)
-                for choice in event.get("choices") or []:
-                    if choice.get("finish_reason"):
-                        result.finish_reason = choice["finish_reason"]
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield text
-        except httpx.TimeoutException as exc:
-            raise BackendUnavailable(f"stream timed out: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"stream broke: {exc}") from exc
-        finally:
-            response.close()
 
     def close(self) -> None:
         self._client.close()

@@ -18,8 +18,8 @@ TGI's limits, which this backend respects rather than hides:
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
 
 import httpx
 from huggingface_hub import InferenceClient
@@ -35,7 +35,7 @@ from vispod.generator.backends.base import (
     GenerationInput,
     GenerationStream,
 )
-from vispod.generator.backends.openai import chat_messages
+from vispod.generator.backends.openai import chat_messages, chat_stream
 from vispod.generator.backends.tgi_rollout import AdapterRollout
 
 log = logging.getLogger(__name__)
@@ -134,30 +134,9 @@ class TGIBackend:
             client.close()
             raise
         result = GenerationStream(iter(()))
-        result.chunks = self._chunks(client, it, first, result)
+        chunks = itertools.chain([first], it) if first is not None else iter(())
+        result.chunks = chat_stream(chunks, result, "TGI stream", client.close, timeouts=(InferenceTimeoutError,))
         return result
-
-    @staticmethod
-    def _chunks(client: InferenceClient, it, first, result: GenerationStream) -> Iterator[str]:
-        try:
-            chunk = first
-            while chunk is not None:
-                usage = getattr(chunk, "usage", None)
-                if usage:
-                    result.prompt_tokens = int(usage.prompt_tokens or 0)
-                    result.completion_tokens = int(usage.completion_tokens or 0)
-                for choice in chunk.choices or []:
-                    if choice.finish_reason:
-                        result.finish_reason = choice.finish_reason
-                    if choice.delta and choice.delta.content:
-                        yield choice.delta.content
-                chunk = next(it, None)
-        except InferenceTimeoutError as exc:
-            raise BackendUnavailable(f"TGI stream timed out: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"TGI stream broke: {exc}") from exc
-        finally:
-            client.close()
 
     def close(self) -> None:
         pass
