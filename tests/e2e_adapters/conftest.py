@@ -100,3 +100,50 @@ def published(s3_server: S3Server, keys: Path, keyring: Keyring, kafka_bootstrap
     outcome = run_training(settings)
     record(train_and_publish_s=round(time.monotonic() - started, 1))
     return outcome, env, kafka, settings
+
+
+def variant(adapter_dir: Path, dest: Path, scale: float) -> Path:
+    """Another real adapter: the trained one with its B factors scaled (different bytes, still loadable)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter_dir, dest)
+    (dest / "manifest.json").unlink(missing_ok=True)
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    scaled = {k: v * scale if "lora_B" in k else v for k, v in weights.items()}
+    save_file(scaled, str(dest / "adapter_model.safetensors"))
+    return dest
+
+
+def publish_version(store: AdapterStore, signer, outcome, version: str, folder: Path | None = None, **kw):
+    """Publishes `folder` (default: the trained adapter) as podcast@<version> through the trainer's code."""
+    from vispod.trainer.publish import BaseIdentity, publish_adapter, write_manifest
+
+    folder = folder or outcome.result.adapter_dir
+    m = outcome.manifest
+    manifest = write_manifest(folder, name="podcast", version=version,
+                              base=BaseIdentity(m["base_model_id"], m["base_model_revision"], False),
+                              dataset_sha256=m["dataset_manifest_sha256"], hyperparameters=m["hyperparameters"],
+                              metrics=m["metrics"], code=m["code_version"], target_modules=m["target_modules"])
+    return publish_adapter(store=store, publisher=kw.pop("publisher", None), adapter_dir=folder, manifest=manifest,
+                           signer=signer, **kw)
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path) -> Iterator[S3Server]:
+    """An S3 server of this test's own, which it may stop and restart (an outage)."""
+    server = start_s3(tmp_path / "s3-data")
+    yield server
+    server.stop()
+
+
+def overwrite(env: AdapterStoreSettings, key: str, data: bytes) -> None:
+    """An attacker (or a broken job) with write access to the bucket replaces an object."""
+    import boto3
+
+    bucket, prefix = env.url[len("s3://"):].split("/", 1)
+    boto3.client("s3", endpoint_url=env.endpoint_url, region_name="us-east-1",
+                 aws_access_key_id=env.access_key_id.get_secret_value(),
+                 aws_secret_access_key=env.secret_access_key.get_secret_value()).put_object(
+        Bucket=bucket, Key=f"{prefix}/{key}", Body=data)

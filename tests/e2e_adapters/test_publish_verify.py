@@ -7,9 +7,8 @@ import json
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from conftest import record
+from conftest import overwrite, record
 
 from vispod.common.adapter_store.store import blob_key, record_key
 from vispod.common.artifacts import sha256_file
@@ -17,15 +16,6 @@ from vispod.common.bus import EventReader
 from vispod.common.topics import Topic
 from vispod.generator.adapters.verify import AdapterRejected, ArtifactFetcher
 from vispod.v1 import events_pb2
-
-
-def _overwrite(env, key: str, data: bytes) -> None:
-    """An attacker (or a broken job) with write access to the bucket replaces an object."""
-    bucket, prefix = env.url[len("s3://"):].split("/", 1)
-    boto3.client("s3", endpoint_url=env.endpoint_url, region_name="us-east-1",
-                 aws_access_key_id=env.access_key_id.get_secret_value(),
-                 aws_secret_access_key=env.secret_access_key.get_secret_value()).put_object(
-        Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
 
 
 def test_trainer_publishes_a_signed_content_addressed_version(published, keyring) -> None:
@@ -70,7 +60,7 @@ def test_the_generator_fetches_only_what_verifies(published, keyring, tmp_path: 
     raw = json.loads(store.objects.get_bytes(record_key("podcast", "2"), 1 << 20))
     edited = json.loads(raw["manifest"])
     edited["base_model_id"] = "another-base"
-    _overwrite(env, record_key("podcast", "2"), json.dumps({**raw, "manifest": json.dumps(edited)}).encode())
+    overwrite(env, record_key("podcast", "2"), json.dumps({**raw, "manifest": json.dumps(edited)}).encode())
     (tmp_path / "bad-sig").mkdir()
     with pytest.raises(AdapterRejected) as err:
         fetcher.fetch(f"{store.url}/adapters/podcast/2", list(event.file_sha256), tmp_path / "bad-sig")
@@ -78,14 +68,14 @@ def test_the_generator_fetches_only_what_verifies(published, keyring, tmp_path: 
 
     weights = event.file_sha256["adapter_model.safetensors"]
     good = store.objects.get_bytes(blob_key(weights), 1 << 30)
-    _overwrite(env, blob_key(weights), good[:-8] + b"\x00" * 8)
+    overwrite(env, blob_key(weights), good[:-8] + b"\x00" * 8)
     try:
         (tmp_path / "tampered").mkdir()
         with pytest.raises(AdapterRejected) as err:
             fetcher.fetch(event.artifact_uri, list(event.file_sha256), tmp_path / "tampered")
         assert err.value.reason == "sha256_mismatch" and list((tmp_path / "tampered").iterdir()) == []
     finally:
-        _overwrite(env, blob_key(weights), good)
+        overwrite(env, blob_key(weights), good)
     record(tampered_rejected=True)
 
     # With a keyring, nothing outside the store is taken, not even a folder on local disk.

@@ -174,7 +174,7 @@ def store_adapter(store: ArtifactStore, adapter_dir: Path, manifest: dict[str, A
 
 
 def publish_adapter(*, store: ArtifactStore | AdapterStore, publisher: Any | None, adapter_dir: Path,
-                    manifest: dict[str, Any], signer: Signer | None = None) -> Any:
+                    manifest: dict[str, Any], signer: Signer | None = None, attempts: int = 6) -> Any:
     """Stores the adapter folder and announces it; returns the AdapterPublished message.
 
     An AdapterStore (S3 or folder) gets a signed, content-addressed version (`signer` required); a plain
@@ -182,7 +182,7 @@ def publish_adapter(*, store: ArtifactStore | AdapterStore, publisher: Any | Non
     if isinstance(store, AdapterStore):
         if signer is None:
             raise PublishError("the adapter store needs a signing key (VISPOD_ADAPTER_STORE_SIGNING_KEY_FILE)")
-        stored = store_signed(store, signer, adapter_dir, manifest)
+        stored = store_signed(store, signer, adapter_dir, manifest, attempts=attempts)
         event = build_event(stored.manifest, stored.uri, stored.files)
     else:
         uri, hashes = store_adapter(store, adapter_dir, manifest)
