@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vispod.common.lifecycle_signing import sign_command
-from vispod.common.signing import Keyring, Signer
+from vispod.common.signing import Keyring, Signer, generate_keypair
 from vispod.v1 import events_pb2
 
 
@@ -35,7 +35,11 @@ class Identities:
         return sign_command(msg, signer or self.gate)
 
 
-def identities() -> Identities:
-    gate, admin = Signer(Ed25519PrivateKey.generate(), "gate"), Signer(Ed25519PrivateKey.generate(), "admin")
+def identities(folder: Path | None = None) -> Identities:
+    """In memory; with `folder`, gate and admin key pairs are written there too (<identity>.key / .pub)."""
+    if folder is not None:
+        gate, admin = (Signer.from_file(generate_keypair(folder, name)[0], name) for name in ("gate", "admin"))
+    else:
+        gate, admin = Signer(Ed25519PrivateKey.generate(), "gate"), Signer(Ed25519PrivateKey.generate(), "admin")
     stranger = Signer(Ed25519PrivateKey.generate(), "gate")
     return Identities(gate, admin, stranger, Keyring({"gate": gate.public_key, "admin": admin.public_key}))

@@ -29,9 +29,9 @@ SHARE = 0.10
 @pytest.fixture
 def pod(tmp_path, kafka, engine, story_dir):
     """A generator pod with a@1 active and c@1 on a 10 % canary, both decided by signed gate commands."""
-    ids = identities()
+    ids = identities(tmp_path / "keys")   # keys/gate.key, admin.key and the .pub files the pod trusts
     ensure_topics(kafka)
-    settings = pod_settings(tmp_path, story_dir, kafka, engine.url, ids.write_public(tmp_path / "keys"))
+    settings = pod_settings(tmp_path, story_dir, kafka, engine.url, tmp_path / "keys")
     publish_adapters(kafka, settings, tmp_path, "a@1", "c@1", "d@1")
     publish_commands(kafka, ids.command("a@1", S.ADAPTER_STATE_ACTIVE),
                      ids.command("c@1", S.ADAPTER_STATE_CANARY, share=SHARE))
@@ -130,3 +130,22 @@ def _relabel(cmd, actor: str):
 def _retarget(cmd, adapter_id: str):
     cmd.adapter_id = adapter_id
     return cmd
+
+
+def test_vispod_adapters_shows_the_state_and_sends_signed_admin_commands(pod, kafka, tmp_path, capsys, monkeypatch):
+    from vispod.common.cli import main
+
+    monkeypatch.setenv("VISPOD_KAFKA_TOPIC_PREFIX", kafka.topic_prefix)
+    assert main(["adapters", "--generator", pod["addr"]]) == 0
+    shown = capsys.readouterr().out
+    assert "c@1" in shown and "10% (canary)" in shown and "90% (default)" in shown
+    assert "active: a@1; canary: c@1 at 10%, sticky per image set" in shown
+
+    admin_key = str(tmp_path / "keys" / "admin.key")
+    assert main(["adapters", "promote", "c@1", "--generator", pod["addr"], "--key", admin_key,
+                 "--bootstrap", kafka.bootstrap, "--reason", "looks good"]) == 0
+    assert "sent promote c@1 -> ACTIVE (signed by admin" in capsys.readouterr().out
+    wait_until(lambda: listing(pod["handle"]).active_adapter_id == "c@1", what="the admin promotion")
+    assert states(pod["handle"])["a@1"][0] == S.ADAPTER_STATE_RETIRED
+    with pytest.raises(SystemExit, match="key"):
+        main(["adapters", "rollback", "--generator", pod["addr"]])
