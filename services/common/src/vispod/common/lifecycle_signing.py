@@ -7,9 +7,11 @@ The signed document is the AdapterLifecycleChanged event without its `signature`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from google.protobuf.json_format import MessageToDict
 
-from vispod.common.signing import Keyring, SignatureInvalid, Signer
+from vispod.common.signing import Keyring, SignatureInvalid, Signer, generate_keypair
 from vispod.v1 import events_pb2
 
 LIFECYCLE_SIGNERS = frozenset({"gate", "admin"})
@@ -42,3 +44,12 @@ def verify_command(msg: events_pb2.AdapterLifecycleChanged, keyring: Keyring | N
     if identity != msg.actor:
         raise SignatureInvalid(f"signed by {identity!r} but claims actor {msg.actor!r}")
     return identity
+
+
+def local_identities(folder: Path) -> Path:
+    """Development stacks only (`vispod up`, the mini-paper): gate and admin key pairs in `folder`, made once.
+    Generators trust the folder (its *.pub); the gate signs with gate.key. Production keys come from Secrets."""
+    for identity in sorted(LIFECYCLE_SIGNERS):
+        if not (folder / f"{identity}.key").exists():
+            generate_keypair(folder, identity)
+    return folder

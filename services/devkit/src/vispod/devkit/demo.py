@@ -132,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
         state = stack.wait_ready(240)
         kafka = KafkaSettings(bootstrap=str(state["bootstrap"]))
         generator = f"127.0.0.1:{state['services']['generator']['grpc']}"  # type: ignore[index]
-        route = publish_and_route(adapter, out / "up" / "artifacts", kafka, generator)
+        route = publish_and_route(adapter, out / "up" / "artifacts", kafka, generator, out / "up" / "keys")
         print(route.note, flush=True)
         ns = argparse.Namespace(folder=story, speaker=DEMO_SPEAKERS, target_words=DEMO_TARGET_WORDS, style="",
                                 language="en", adapter=route.request_adapter, seed=7)

@@ -58,12 +58,14 @@ def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
     return DemoAdapter(record, None)
 
 
-def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: str, timeout: float = 60.0) -> Route:
+def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: str, keys: Path,
+                      timeout: float = 60.0) -> Route:
+    """`keys`: the stack's lifecycle keys (its generator obeys what the gate key there signs)."""
     adapter_id = publish(adapter.record, store_root, kafka)
     wait_registered(generator, adapter_id)
     trained = f"trained here in {adapter.record.get('train_seconds', '?')} s ({adapter.record.get('profile')} profile)"
     if adapter.decision and adapter.decision.get("decision") == "promote":
-        publish_decision(kafka, adapter_id, adapter.decision)
+        publish_decision(kafka, adapter_id, adapter.decision, keys)
         if wait_state(generator, adapter_id, "ACTIVE", timeout) != "ACTIVE":
             raise TimeoutError(f"the generator did not apply the gate's promotion of {adapter_id}")
         return Route(adapter_id, "", f"{adapter_id}, {trained}; promoted by the gate's offline policy "

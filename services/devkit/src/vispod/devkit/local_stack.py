@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vispod.common.bus import ensure_topics
 from vispod.common.kafka_address import STACK_RECORD
+from vispod.common.lifecycle_signing import local_identities
 from vispod.common.settings import DatasetSettings, KafkaSettings
 from vispod.devkit import local_kafka
 
@@ -124,6 +125,10 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
             if name == "generator":  # adapter registry state beside the stack, not in the caller's folder
                 env.setdefault("VISPOD_GENERATOR_ADAPTER_STATE_DIR", str(workdir / "generator" / "state"))
                 env.setdefault("VISPOD_GENERATOR_ADAPTER_CACHE_DIR", str(workdir / "generator" / "adapters"))
+                # Generators obey lifecycle commands signed by the gate or an admin: this stack's own dev keys.
+                env.setdefault("VISPOD_GENERATOR_LIFECYCLE_KEYS_DIR", str(local_identities(workdir / "keys")))
+            if name == "gate":
+                env.setdefault("VISPOD_GATE_SIGNING_KEY_FILE", str(local_identities(workdir / "keys") / "gate.key"))
             log = workdir / f"{name}.log"
             with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
                 proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env, stdout=out,

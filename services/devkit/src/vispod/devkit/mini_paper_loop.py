@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.lifecycle_signing import local_identities
 from vispod.devkit.mini_paper_data import DataProfile, build, cache_key
 
 CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
@@ -179,7 +180,8 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         backend="llamacpp", model_path=Path(model), prompt_format=prompt_format, concurrency=4, grpc_port=0,
         metrics_port=0, kafka=kafka, artifact_root=workdir / "artifacts", instance_id=name,
         adapter_state_dir=workdir / name / "state", adapter_cache_dir=workdir / name / "cache",
-        images=ImageAccessSettings(file_roots=roots), shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
+        lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
+        shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
         temperature=0.7, top_p=0.9,
     )
     handle = build(settings).start()
@@ -270,11 +272,14 @@ def generate_all(address: str, stories: list, adapter: str, label: str) -> dict[
     return out
 
 
-def publish_decision(kafka, adapter_id: str, decision: dict[str, Any]) -> None:
-    """The gate's decision on the bus (AdapterLifecycleChanged, actor gate): every generator applies it."""
+def publish_decision(kafka, adapter_id: str, decision: dict[str, Any], keys: Path) -> None:
+    """The gate's decision on the bus (AdapterLifecycleChanged signed with the local gate key in `keys`): every
+    generator trusting those keys applies it."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from vispod.common.bus import EventPublisher
+    from vispod.common.lifecycle_signing import sign_command
+    from vispod.common.signing import Signer
     from vispod.common.topics import Topic
     from vispod.v1 import events_pb2
 
@@ -286,6 +291,7 @@ def publish_decision(kafka, adapter_id: str, decision: dict[str, Any]) -> None:
         adapter_id=adapter_id, previous_state=events_pb2.ADAPTER_STATE_CANDIDATE, state=state, actor="gate",
         reason=f"offline policy: {decision['decision']}: {'; '.join(decision.get('reasons', []))}"[:500],
         changed_at=now)
+    sign_command(event, Signer.from_file(local_identities(keys) / "gate.key", "gate"))
     publisher = EventPublisher(kafka, source="gate")
     try:
         publisher.publish(Topic.ADAPTER_LIFECYCLE, event)
@@ -377,7 +383,7 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
                 small_base=SYSTEMS["small_base"], adapter=adapter_id, train_ids=split.train)
             decision = results["gate"]
             say(f"gate (offline policy): {decision['decision']} {adapter_id}: {'; '.join(decision.get('reasons', []))}")
-            publish_decision(kafka, adapter_id, decision)
+            publish_decision(kafka, adapter_id, decision, out / "keys")
             served = _served_by_default(address, stories[0], adapter_id, decision["decision"] == "promote")
             results["gate"]["applied"] = served
             results["training"] = {"profile": profile.name, "train_seconds": record.get("train_seconds"),
