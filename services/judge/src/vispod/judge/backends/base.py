@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vispod.common.http_retry import RetryPolicy
+from vispod.judge import metrics
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class BackendError(RuntimeError):
         return cls(message, retryable=True)
 
 
-__all__ = ["BackendError", "Completion", "JudgeBackend", "JudgeImage", "JudgePrompt", "RetryPolicy"]
+__all__ = ["BackendError", "Completion", "JudgeBackend", "JudgeImage", "JudgePrompt", "RemoteJudge", "RetryPolicy"]
 
 
 class JudgeBackend(ABC):
@@ -62,3 +64,22 @@ class JudgeBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients or models."""
+
+
+class RemoteJudge(JudgeBackend):
+    """A judge behind a remote API: where it is, its key, and how calls are retried (one policy for all)."""
+
+    def __init__(self, name: str, model: str, *, base_url: str, api_key: str | None, accepts_images: bool,
+                 timeout_s: float, retry: RetryPolicy, max_tokens: int, temperature: float) -> None:
+        super().__init__(name, model, accepts_images)
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    def with_retries(self, attempt: Callable[[], Completion]) -> Completion:
+        """`attempt` raises Retry, ConnectionError or TimeoutError to be tried again; retries are counted."""
+        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
+                               on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())

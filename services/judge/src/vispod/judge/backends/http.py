@@ -10,8 +10,7 @@ import httpx
 
 from vispod.common.http_retry import Retry, check_status
 from vispod.common.logging import redact
-from vispod.judge import metrics
-from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt, RetryPolicy
+from vispod.judge.backends.base import BackendError, Completion, JudgePrompt, RemoteJudge
 
 log = logging.getLogger(__name__)
 
@@ -20,29 +19,12 @@ class BadResponse(ValueError):
     """A 2xx response whose body is not the API's shape."""
 
 
-class HttpJudge(JudgeBackend):
+class HttpJudge(RemoteJudge):
     """Base of the JSON-over-HTTP judges; subclasses build the request and read the reply."""
 
-    def __init__(
-        self,
-        name: str,
-        model: str,
-        *,
-        base_url: str,
-        api_key: str | None,
-        accepts_images: bool,
-        timeout_s: float,
-        retry: RetryPolicy,
-        max_tokens: int,
-        temperature: float,
-    ) -> None:
-        super().__init__(name, model, accepts_images)
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self.retry = retry
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
+    def __init__(self, name: str, model: str, **kwargs: Any) -> None:
+        super().__init__(name, model, **kwargs)
+        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
 
     @abstractmethod
     def request(self, prompt: JudgePrompt) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -71,8 +53,7 @@ class HttpJudge(JudgeBackend):
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise Retry(f"bad response: {type(exc).__name__}: {str(exc)[:200]}", reason="bad_response") from exc
 
-        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
-                                on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())
+        return self.with_retries(attempt)
 
     def close(self) -> None:
         self._client.close()

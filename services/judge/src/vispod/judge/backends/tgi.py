@@ -14,9 +14,8 @@ from typing import Any
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
-from vispod.common.http_retry import Retry, RetryPolicy, check_status
-from vispod.judge import metrics
-from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt
+from vispod.common.http_retry import Retry, check_status
+from vispod.judge.backends.base import BackendError, Completion, JudgePrompt, RemoteJudge
 from vispod.judge.images import data_url
 
 try:  # huggingface_hub >= 1.x talks through httpx-compatible clients
@@ -25,31 +24,15 @@ except ImportError:  # pragma: no cover
     from httpx import TransportError as _TransportError
 
 
-class TGIJudge(JudgeBackend):
+class TGIJudge(RemoteJudge):
     kind = "tgi"
 
-    def __init__(
-        self,
-        name: str,
-        model: str,
-        *,
-        base_url: str,
-        api_key: str | None,
-        accepts_images: bool,
-        timeout_s: float,
-        retry: RetryPolicy,
-        max_tokens: int,
-        temperature: float,
-        route: str = "chat",
-    ) -> None:
-        super().__init__(name, model, accepts_images)
+    def __init__(self, name: str, model: str, *, route: str = "chat", **kwargs: Any) -> None:
+        super().__init__(name, model, **kwargs)
         if route not in ("chat", "generate"):
             raise ValueError(f"TGI route must be chat or generate, not {route!r}")
         self.route = route
-        self.retry = retry
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._client = InferenceClient(base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout_s)
+        self._client = InferenceClient(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout_s)
 
     def _messages(self, prompt: JudgePrompt) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
@@ -103,5 +86,4 @@ class TGIJudge(JudgeBackend):
             except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                 raise Retry(f"bad response: {type(exc).__name__}", reason="bad_response") from exc
 
-        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
-                                on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())
+        return self.with_retries(attempt)
