@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from vispod.metrics.language import detect_language, word_tokens
-from vispod.metrics.paper_style import distinct_n, paper_style
+from vispod.metrics.paper_style import PaperStyle, distinct_n, paper_style
 from vispod.metrics.speaker_turns import Turn, clean_speech, merge_turns, parse_turns
 from vispod.v1 import common_pb2
 
@@ -32,14 +32,10 @@ _QUESTION_MARKS = ("?", "？")
 
 
 @dataclass(frozen=True)
-class StyleResult:
-    mode: Mode
-    words: int
-    distinct_1: float
-    distinct_2: float
-    avg_turn_length: float
-    switch_rate: float
-    num_turns: int
+class StyleResult(PaperStyle):
+    """The paper's fields (PaperStyle), then the robust mode's."""
+
+    mode: Mode = "robust"
     # robust mode only (0 in paper mode)
     num_speakers: int = 0
     speaker_balance: float = 0.0
@@ -66,7 +62,7 @@ class StyleResult:
         return common_pb2.StyleMetrics(**data)
 
 
-PAPER_FIELDS = ("words", "distinct_1", "distinct_2", "avg_turn_length", "switch_rate", "num_turns")
+PAPER_FIELDS = tuple(f.name for f in fields(PaperStyle))
 
 
 def tokens(text: str) -> list[str]:
