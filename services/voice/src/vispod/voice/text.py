@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 _SPACE = re.compile(r"\s+")
@@ -23,32 +24,26 @@ def sentences(text: str) -> list[str]:
 
 def chunks(text: str, max_chars: int) -> list[str]:
     """Sentences grouped up to `max_chars`; a longer sentence is cut at word boundaries."""
-    out: list[str] = []
-    current = ""
-    for sentence in sentences(text):
-        for piece in _cut(sentence, max_chars):
-            if current and len(current) + 1 + len(piece) > max_chars:
-                out.append(current)
-                current = piece
-            else:
-                current = f"{current} {piece}".strip()
-    if current:
-        out.append(current)
-    return out
+    return _pack((piece for sentence in sentences(text) for piece in _cut(sentence, max_chars)), max_chars)
 
 
 def _cut(sentence: str, max_chars: int) -> list[str]:
     if len(sentence) <= max_chars:
         return [sentence]
-    pieces: list[str] = []
+    # A comma where the cut falls: a breath.
+    return _pack((word[:max_chars] for word in sentence.split(" ")), max_chars, joint=",")
+
+
+def _pack(parts: Iterable[str], max_chars: int, joint: str = "") -> list[str]:
+    """`parts` joined by spaces into pieces of at most `max_chars`; `joint` ends each piece the limit closed."""
+    out: list[str] = []
     current = ""
-    for word in sentence.split(" "):
-        word = word[:max_chars]
-        if current and len(current) + 1 + len(word) > max_chars:
-            pieces.append(current + ",")  # a comma: a breath where the cut falls
-            current = word
+    for part in parts:
+        if current and len(current) + 1 + len(part) > max_chars:
+            out.append(current + joint)
+            current = part
         else:
-            current = f"{current} {word}".strip()
+            current = f"{current} {part}".strip()
     if current:
-        pieces.append(current)
-    return pieces
+        out.append(current)
+    return out
