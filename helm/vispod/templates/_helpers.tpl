@@ -141,6 +141,16 @@ tolerations:
   mountPath: /etc/vispod/grpc-tls
   readOnly: true
 {{- end }}
+{{- if eq .name "generator" }}
+- name: lifecycle-keys
+  mountPath: /etc/vispod/lifecycle-keys
+  readOnly: true
+{{- end }}
+{{- if eq .name "gate" }}
+- name: gate-signing-key
+  mountPath: /etc/vispod/gate-signing-key
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "vispod.volumes" -}}
@@ -165,6 +175,16 @@ tolerations:
 - name: grpc-tls
   secret:
     secretName: {{ . }}
+{{- end }}
+{{- if eq .name "generator" }}
+- name: lifecycle-keys
+  secret:
+    secretName: {{ .root.Values.lifecycle.publicKeysSecret }}
+{{- end }}
+{{- if eq .name "gate" }}
+- name: gate-signing-key
+  secret:
+    secretName: {{ .root.Values.lifecycle.gateKeySecret }}
 {{- end }}
 {{- end }}
 
