@@ -64,6 +64,8 @@ def check_status(status: int, headers: Mapping[str, str] | None, detail: str = "
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How many retries and how long to wait between them; `call` runs a request under the policy."""
+
     max_retries: int = 3
     backoff_base_s: float = 0.5
     backoff_max_s: float = 20.0
