@@ -69,7 +69,7 @@ def _event(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
-    from vispod.common.grpc_server import InvalidArgument
+    from vispod.common.errors import InvalidArgument
     from vispod.common.settings import ImageAccessSettings, load_settings
     from vispod.generator.adapters import AdapterRegistry
     from vispod.generator.backends import BackendUnavailable, make_backend

@@ -57,7 +57,7 @@ class SynthServicer(synth_pb2_grpc.SynthServiceServicer):
 
 
 def make_handler(synth: Synthesizer, store: ArtifactStore):  # type: ignore[no-untyped-def]
-    """The Kafka handler: SynthesisRequested → SynthesisCompleted; invalid requests → InvalidEvent (DLQ)."""
+    """The Kafka handler: SynthesisRequested → SynthesisCompleted; invalid requests raise InvalidArgument (DLQ)."""
 
     def handle(env: Envelope) -> Iterator[Output]:
         msg = env.message
