@@ -43,8 +43,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    from vispod.synth.tiny import sd15_scheduler
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_synth: no CUDA device; this benchmark is for a GPU machine", file=sys.stderr)
@@ -77,14 +79,7 @@ def main() -> int:
         )
     unet, vae, text = (m.to(dtype).eval() for m in (unet, vae, text))
     build_s = time.perf_counter() - t0
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     latent = args.size // 8
 
     def sync_time(fn) -> float:  # type: ignore[no-untyped-def]

@@ -49,13 +49,21 @@ def write_tiny_clip_tokenizer(out_dir: Path) -> Path:
     return out_dir
 
 
+def sd15_scheduler():  # type: ignore[no-untyped-def]
+    """Stable Diffusion 1.5's DDIM schedule (the tiny pipeline's and the GPU benchmark's)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
 def build_tiny_sd_pipeline(out_dir: Path | str, seed: int = 0, sample_size: int = 64) -> Path:
     """Build and save a random tiny StableDiffusionPipeline under `out_dir`; returns the folder.
 
     `sample_size` is the default image side in pixels (the VAE downsamples by 2 here, not 8).
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     out = Path(out_dir)
@@ -101,14 +109,7 @@ def build_tiny_sd_pipeline(out_dir: Path | str, seed: int = 0, sample_size: int 
         attention_head_dim=4,
         norm_num_groups=4,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
