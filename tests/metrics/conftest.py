@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pytest
 from PIL import Image
+from tiny_clip import register_tiny_clip
 
 from vispod.metrics.clip_model import ClipBundle, load_clip
 from vispod.metrics.grounding import GroundingScorer
 
+# The default ViT-B-32 itself is exercised in test_metrics_grounding and the benchmark.
 TINY_CLIP = "vispod-test-tiny-clip"
-# ViT-B-32's layout (224 px, 32 px patches, 77 tokens, CLIP's BPE vocabulary) at a width and depth that run in
-# milliseconds on 2 cores; the default ViT-B-32 itself is exercised in test_metrics_grounding and the benchmark.
-_TINY_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
 
 @pytest.fixture(scope="session")
 def clip_bundle(tmp_path_factory: pytest.TempPathFactory) -> ClipBundle:
     """Random weights (nothing offline ships CLIP weights): fine for parity and plumbing, not for quality."""
-    cfg_dir = tmp_path_factory.mktemp("clip-config")
-    (cfg_dir / f"{TINY_CLIP}.json").write_text(json.dumps(_TINY_CONFIG))
-    open_clip.add_model_config(cfg_dir)
+    register_tiny_clip(tmp_path_factory.mktemp("clip-config"), TINY_CLIP, 64, 2)
     return load_clip(TINY_CLIP, random_init=True, seed=0)
 
 
