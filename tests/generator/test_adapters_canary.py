@@ -106,7 +106,7 @@ def test_only_commands_signed_by_the_gate_or_an_admin_are_obeyed(pod, kafka):
     # The consumer went on: the admin's signed command after the forged ones is applied.
     wait_until(lambda: states(handle).get("d@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the admin command")
     assert listing(handle).active_adapter_id == "a@1"
-    assert len(letters) == len(forged) and all(letter.error_kind == "invalid" for letter in letters)
+    assert len(letters) == len(forged) and all(letter.error_kind == "permission_denied" for letter in letters)
     reasons = [letter.error for letter in letters]
     assert "unsigned lifecycle command" in reasons[0] and "self-declared" in reasons[0]
     assert "untrusted key" in reasons[1]

@@ -73,18 +73,18 @@ def verdict(canary: Side, active: Side, bands: Bands) -> tuple[str, str, dict[st
     if canary.n < bands.min_samples or active.n < bands.min_samples:
         return WAIT, f"{canary.n} canary / {active.n} active samples (need {bands.min_samples} each)", evidence
     problems = []
-    cg, ag = _mean(canary.grounding), _mean(active.grounding)
-    if cg is not None and ag is not None:
-        evidence.update(grounding_canary=cg, grounding_active=ag, grounding_delta=cg - ag)
-        if ag - cg > bands.max_grounding_drop:
-            problems.append(f"mean CLIPScore {cg:.2f} vs {ag:.2f} active (drop {ag - cg:.2f} > "
-                            f"{bands.max_grounding_drop})")
-    cr, ar = _mean(canary.repetition), _mean(active.repetition)
-    if cr is not None and ar is not None:
-        evidence.update(repetition_canary=cr, repetition_active=ar, repetition_delta=cr - ar)
-        if cr - ar > bands.max_repetition_rise:
-            problems.append(f"repeated 4-gram rate {cr:.3f} vs {ar:.3f} active (rise {cr - ar:.3f} > "
-                            f"{bands.max_repetition_rise})")
+    # (metric, canary values, active values, +1 when higher is worse / -1 when lower is worse, band, label)
+    checks = (("grounding", canary.grounding, active.grounding, -1, bands.max_grounding_drop, "mean CLIPScore"),
+              ("repetition", canary.repetition, active.repetition, 1, bands.max_repetition_rise,
+               "repeated 4-gram rate"))
+    for name, canary_values, active_values, worse_sign, band, label in checks:
+        c, a = _mean(canary_values), _mean(active_values)
+        if c is None or a is None:
+            continue
+        evidence.update({f"{name}_canary": c, f"{name}_active": a, f"{name}_delta": c - a})
+        worse = worse_sign * (c - a)
+        if worse > band:
+            problems.append(f"{label} {c:.3f} vs {a:.3f} active (worse by {worse:.3f} > {band})")
     if problems:
         return ROLLBACK, "canary regressed: " + "; ".join(problems), evidence
     if canary.n >= bands.promote_after:

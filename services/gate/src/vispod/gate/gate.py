@@ -1,9 +1,11 @@
 """Evaluation-gated promotion: one published adapter in, one decision (and its lifecycle event) out.
 
 How a decision takes effect — the primary mechanism is the event:
-- The AdapterLifecycleChanged event (actor "gate") is returned to the bus, which commits it atomically with the
-  consumed AdapterPublished offset (exactly once). Every generator replica consumes the lifecycle topic in a
-  group of its own, so all of them apply it, including replicas started later (they replay the topic).
+- The AdapterLifecycleChanged event (actor "gate", Ed25519-signed with the gate's key) is returned to the bus,
+  which commits it atomically with the consumed AdapterPublished offset (exactly once). Every generator replica
+  reads the compacted lifecycle topic whole and obeys signed commands, including replicas started later.
+- A promotion goes to CANARY first (settings.canary_share, 0 for straight to ACTIVE); the canary monitor
+  (vispod.gate.canary) finishes it, or rolls it back, on live metrics.
 - Secondary: GeneratorService.UpdateAdapter on the configured generator address, so the decision also takes
   effect on a generator that does not consume lifecycle events, and at once. Its failure is recorded, never
   fatal: the event still carries the decision.

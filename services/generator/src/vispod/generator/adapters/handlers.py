@@ -1,7 +1,7 @@
 """The thin transports of the adapter registry: Kafka events and gRPC admin calls become lifecycle commands.
 
-Errors map once: an invalid or unauthorised event → InvalidEvent (dead-lettered with the reason, the consumer
-goes on); a refused admin call → InvalidArgument (gRPC INVALID_ARGUMENT with the reason).
+Errors map once: an invalid event → InvalidEvent, an unauthorised command → PermissionDenied (both dead-lettered
+at once with the reason, the consumer goes on); a refused admin call → InvalidArgument (gRPC INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vispod.common.bus import InvalidEvent, Output
+from vispod.common.errors import PermissionDenied
 from vispod.common.events import Envelope
 from vispod.common.grpc_server import InvalidArgument
 from vispod.common.lifecycle_signing import sign_command, verify_command
@@ -150,10 +151,10 @@ def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
         metrics.COMMANDS_REFUSED.labels("signature").inc()
         log.warning("unauthorised lifecycle command", extra={"adapter_id": msg.adapter_id, "actor": msg.actor,
                                                              "error": str(exc)})
-        raise InvalidEvent(f"unauthorised lifecycle command: {exc}") from exc
+        raise PermissionDenied(f"unauthorised lifecycle command: {exc}") from exc
     if identity not in reg.apply_actors:
         metrics.COMMANDS_REFUSED.labels("identity").inc()
-        raise InvalidEvent(f"unauthorised lifecycle command: {identity!r} is not obeyed here")
+        raise PermissionDenied(f"unauthorised lifecycle command: {identity!r} is not obeyed here")
     try:
         split_adapter_id(msg.adapter_id)
         target = state_name(msg.state)
