@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vispod.common.settings import DatasetSettings
+from vispod.common.story_folder import STORY_FILE, StoryImage, iter_stories
 
 STORY_LENGTH = 5
 
@@ -135,12 +136,8 @@ def sample_stories(stories: list[VistStory], k: int, seed: int) -> list[VistStor
     return random.Random(seed).sample(ordered, min(k, len(ordered)))
 
 
-@dataclass(frozen=True)
-class EvalImage:
-    position: int
-    path: Path | None  # None when the photo was not available
-    caption: str | None
-    flickr_photo_id: str = ""
+# One type for a story's photo: the story-folder reader's (vispod.common.story_folder).
+EvalImage = StoryImage
 
 
 @dataclass(frozen=True)
@@ -167,34 +164,12 @@ def load_eval_stories(root: Path | str = DEFAULT_EVAL_ROOT, complete_only: bool 
             f"evaluation set not found at {root}: vist-podcast-50 is not bundled with vispod; "
             "point the loader at your copy (folders story_<id>/ with story.json)"
         )
-    stories = []
-    found = 0
-    for folder in sorted(root.glob("story_*")):
-        meta_path = folder / "story.json"
-        if not meta_path.is_file():
-            continue
-        found += 1
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        images = []
-        for img in sorted(meta.get("images", []), key=lambda i: i.get("position", 0)):
-            file = img.get("file")
-            path = folder / file if file and (folder / file).is_file() else None
-            images.append(
-                EvalImage(
-                    int(img.get("position", 0)), path, img.get("vist_caption"), str(img.get("flickr_photo_id", ""))
-                )
-            )
-        transcripts = {}
-        for name, file in (meta.get("transcripts") or {}).items():
-            t_path = folder / file
-            if t_path.is_file():
-                transcripts[name] = t_path.read_text(encoding="utf-8")
-        complete = bool(meta.get("complete", all(i.path for i in images)))
-        if complete_only and not complete:
-            continue
-        stories.append(
-            EvalStory(str(meta.get("vist_story_id", folder.name[6:])), folder, tuple(images), transcripts, complete)
-        )
+    found = [story for story in iter_stories(root, "story_*") if (story.folder / STORY_FILE).is_file()]
     if not found:
         raise DatasetAbsent(f"no story_*/story.json folders under {root}")
-    return stories
+    return [EvalStory(story.story_id, story.folder, story.entries, _texts(story.transcripts), story.complete)
+            for story in sorted(found, key=lambda s: s.folder.name) if story.complete or not complete_only]
+
+
+def _texts(transcripts: dict[str, Path]) -> dict[str, str]:
+    return {name: path.read_text(encoding="utf-8") for name, path in transcripts.items() if path.is_file()}
