@@ -21,7 +21,7 @@ import httpx
 from vispod.common.adapter_store import AdapterStore, StoreRejected, StoreUnavailable
 from vispod.common.adapter_store.sync import AdapterSync
 from vispod.common.signing import Keyring
-from vispod.devkit.local_kafka import die_with_parent, free_port, stop_process
+from vispod.devkit.local_kafka import free_port, stop_process
 from vispod.generator.adapters.gguf_lora import cached_gguf, read_base
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class LlamaServerRollout:
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--lora_path", str(gguf),
              "--model_alias", adapter_id, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
              "--n_threads", "2", "--verbose", "False"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            # No parent-death signal: it would fire when this rollout thread ends, not the test; close() stops it.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:

@@ -65,7 +65,7 @@ class S3Server:
                 "VISPOD_ADAPTER_STORE_SECRET_ACCESS_KEY": self.secret_access_key}
 
 
-def start_s3(data_dir: Path | None = None, port: int | None = None, timeout: float = 60.0,
+def start_s3(data_dir: Path | None = None, port: int | None = None, timeout: float = 180.0,
              server: S3Server | None = None) -> S3Server:
     """Starts S3Proxy serving `data_dir` (kept across restarts: pass the stopped `server` to restart it on the
     same port, data and credentials)."""
@@ -87,8 +87,9 @@ def start_s3(data_dir: Path | None = None, port: int | None = None, timeout: flo
         raise RuntimeError("Java 17+ is needed for S3Proxy")
     log = open(server.data_dir.parent / f"s3proxy-{server.port}.log", "ab")  # noqa: SIM115 - owned by the process
     server.process = subprocess.Popen(
-        [java, "-Xmx256m", "-XX:+UseSerialGC", f"-Dlogback.configurationFile={POM.with_name('logback.xml')}",
-         "-cp", f"{lib}/*", "org.gaul.s3proxy.Main", "--properties", str(conf)],
+        [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+         f"-Dlogback.configurationFile={POM.with_name('logback.xml')}", "-cp", f"{lib}/*",
+         "org.gaul.s3proxy.Main", "--properties", str(conf)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

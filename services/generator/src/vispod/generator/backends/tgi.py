@@ -39,6 +39,13 @@ from vispod.generator.backends.openai import chat_messages, chat_stream
 from vispod.generator.backends.tgi_rollout import AdapterRollout
 
 log = logging.getLogger(__name__)
+# huggingface_hub's InferenceClient talks through httpx2 (newer releases) or httpx: both mean "unreachable".
+try:
+    import httpx2
+
+    TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
+except ImportError:
+    TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 class TGIBackend:
@@ -125,7 +132,7 @@ class TGIBackend:
                 raise BackendError(f"TGI rejected the request: HTTP {status} {detail}") from exc
             except InferenceTimeoutError as exc:
                 raise TimeoutError(str(exc)) from exc
-            except httpx.TransportError as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise ConnectionError(str(exc)) from exc
 
         try:
