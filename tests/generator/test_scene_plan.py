@@ -2,7 +2,7 @@
 markers as the image each turn discusses and drops them from the dialogue."""
 
 from vispod.generator.parsing import parse_transcript
-from vispod.generator.scene_plan import MIN_TURNS, scene_steps, turn_budget
+from vispod.generator.scene_plan import MAX_MARKER_CAPTION, MIN_TURNS, scene_marker, scene_steps, turn_budget
 
 
 def test_steps_walk_the_scenes_with_speakers_in_turn():
@@ -38,3 +38,16 @@ def test_parser_uses_scene_markers_for_image_refs_and_drops_them():
     assert [list(t.image_refs) for t in result.turns] == [[0], [0], [1], [1]]
     assert all("[Scene" not in t.text for t in result.turns)
     assert not any("stage" in w for w in result.warnings)
+
+
+def test_markers_carry_the_scene_caption_when_there_is_one():
+    steps = scene_steps(num_scenes=2, num_speakers=2, turns_per_scene=3, target_words=600,
+                        captions=["we drove to the [beach] .", "  a\nlong   road "])
+    assert steps[0].text == "[Scene 1: we drove to the (beach) .]\nSpeaker 1:"
+    assert steps[3].text == "[Scene 2: a long road]\nSpeaker 2:"
+    assert scene_marker(0, "x" * 1000) == f"[Scene 1: {'x' * MAX_MARKER_CAPTION}]"
+    text = (f"{steps[0].text} The drive was long.\nSpeaker 2: And worth it.\nSpeaker 1: Every mile.\n"
+            f"{steps[3].text} Then came the road.\nSpeaker 1: It went on forever.")
+    result = parse_transcript(text, ["Alex", "Sam"], captions=["a", "b"], num_images=2)
+    assert [list(t.image_refs) for t in result.turns] == [[0], [0], [0], [1], [1]]
+    assert all("Scene" not in t.text for t in result.turns)

@@ -37,7 +37,7 @@ SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
 TARGET_WORDS = 700
 SEED = 17
 # What the generations depend on beyond the model (their cache key).
-GEN_KEY = f"scenes-v3|words={TARGET_WORDS}|seed={SEED}|t=0.7|p=0.9|rp=1.2|nr=6|forbid=["
+GEN_KEY = f"scenes-v4|words={TARGET_WORDS}|seed={SEED}|t=0.7|p=0.9|rp=1.2|nr=6-after-prompt|forbid=[|caption-markers"
 
 
 @dataclass(frozen=True)

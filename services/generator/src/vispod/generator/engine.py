@@ -137,7 +137,8 @@ class Generator:
             if scenes:
                 # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),
-                                        turns_per_scene=s.turns_per_scene, target_words=job.target_words)
+                                        turns_per_scene=s.turns_per_scene, target_words=job.target_words,
+                                        captions=job.captions)
             elif s.prefill_first_label and self.backend.supports_prefill:
                 # Starting the answer with the first label keeps small models in the transcript format.
                 inp.prefill = f"{speaker_label(0)}:"

@@ -46,7 +46,7 @@ _NAME_LIKE = re.compile(r"^(?:[A-Z][\w'’\-]*)(?:\s+[A-Z][\w'’\-]*){0,2}$")
 _STAGE = re.compile(r"^\s*(?:\[[^\]]*\]|\([^)]*\)|\*[^*]+\*)\s*$")
 _END_PUNCT = re.compile(r"[.!?…\"'”’)]\s*$")
 # "[Scene 3]": the scene-by-scene plan's marker; the turns after it discuss that image.
-SCENE_MARKER = re.compile(r"^\s*\[\s*scene\s+(\d{1,2})\s*\]\s*$", re.I)
+SCENE_MARKER = re.compile(r"^\s*\[\s*scene\s+(\d{1,2})\s*(?::[^\]]*)?\]\s*$", re.I)   # "[Scene 2]", "[Scene 2: …]"
 
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "seventh": 6,
              "eighth": 7, "ninth": 8, "tenth": 9, "1st": 0, "2nd": 1, "3rd": 2, "4th": 3, "5th": 4}

@@ -1,7 +1,8 @@
 """The scene-by-scene plan: the dialogue is written along the photos, structure given, words the model's.
 
-For each scene, in story order, a "[Scene N]" marker line, then `turns_per_scene` turns whose speaker
-labels are given in turn (Speaker 1, Speaker 2, …); the model writes each turn's words as one line.
+For each scene, in story order, a "[Scene N: its caption]" marker line ("[Scene N]" without captions), then
+`turns_per_scene` turns whose speaker labels are given in turn (Speaker 1, Speaker 2, …); the model writes each
+turn's words as one line.
 Short stories get extra turns on their last scene so that every dialogue has at least `MIN_TURNS`.
 Turn length follows the requested words: the end of a line is not allowed before `min` tokens, the turn
 ends at the first sentence end after `soft` tokens, and at `max` tokens in any case.
@@ -13,10 +14,13 @@ which image a turn discusses and drops them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vispod.generator.backends.base import Step
 from vispod.generator.prompting import speaker_label
 
 MIN_TURNS = 6
+MAX_MARKER_CAPTION = 240
 # A turn is one line; the model may not write a "[Scene N]" marker of its own inside it (the plan writes those).
 FORBIDDEN_IN_TURN = ("[",)
 TOKENS_PER_WORD = 1.35          # English prose, SmolLM2/Gemma tokenizers
@@ -29,7 +33,15 @@ def turn_budget(target_words: int, n_turns: int) -> tuple[int, int, int]:
     return int(tokens * 0.4), int(tokens * 1.1), int(tokens * 1.8) + 8
 
 
-def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, target_words: int) -> list[Step]:
+def scene_marker(index: int, caption: str = "") -> str:
+    """"[Scene N]", or "[Scene N: caption]" when the scene's caption is known (text mode): the words the model
+    is about to discuss stand right before its turns, not only in the prompt's list."""
+    caption = " ".join(caption.replace("[", "(").replace("]", ")").split())[:MAX_MARKER_CAPTION]
+    return f"[Scene {index + 1}: {caption}]" if caption else f"[Scene {index + 1}]"
+
+
+def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, target_words: int,
+                captions: Sequence[str] = ()) -> list[Step]:
     per_scene = [turns_per_scene] * num_scenes
     shortfall = MIN_TURNS - sum(per_scene)
     if shortfall > 0:
@@ -38,7 +50,8 @@ def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, tar
     steps, k = [], 0
     for scene, n_turns in enumerate(per_scene):
         for t in range(n_turns):
-            marker = f"[Scene {scene + 1}]\n" if t == 0 else ""
+            caption = captions[scene] if scene < len(captions) else ""
+            marker = f"{scene_marker(scene, caption)}\n" if t == 0 else ""
             steps.append(Step(text=f"{marker}{speaker_label(k % num_speakers)}:", max_new_tokens=hi,
                               min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), forbid=FORBIDDEN_IN_TURN,
                               new_line=True))

@@ -73,8 +73,9 @@ class Sampling:
     top_k: int = 40
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
-    # No n-gram of this many tokens may occur twice in the sequence (prompt and scaffold included, as in
-    # transformers' no_repeat_ngram_size): no copied prompt, no looped sentence. 0: off.
+    # No n-gram of this many tokens may occur twice in what follows the prompt (the model's tokens and the
+    # steps' scaffold text): no looped sentence, no copy of a scaffold line. The prompt itself is not counted:
+    # whether a model echoes its prompt is the model's, and measured. 0: off.
     no_repeat_ngram: int = 0
     seed: int = 0
 
@@ -145,7 +146,7 @@ class _Seq:
     emitted_upto: int = 0
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     recent: deque = field(default_factory=lambda: deque(maxlen=256))
-    history: list[int] = field(default_factory=list)     # every token fed (no_repeat_ngram only)
+    history: list[int] = field(default_factory=list)     # tokens fed after the prompt (no_repeat_ngram only)
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)   # (n-1)-gram -> tokens seen after it
     completion_tokens: int = 0
     last_char: str = ""
@@ -499,7 +500,7 @@ class LlamaEngine:
                 continue
             chunk, seq.pending = seq.pending[:take], seq.pending[take:]
             if seq.req.sampling.no_repeat_ngram:
-                _index_ngrams(seq, chunk)
+                _index_ngrams(seq, chunk[max(0, len(seq.req.prompt) - seq.n_past):])
             for j, tok in enumerate(chunk):
                 batch.token[n] = tok
                 batch.pos[n] = seq.n_past + j
