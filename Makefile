@@ -9,6 +9,12 @@ PIP := $(PY) -m pip
 SERVICES := common synth generator metrics judge trainer gate voice dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
+# ... and another checkout may have re-pointed them since this stamp was made: then it is stale.
+ifneq ($(wildcard $(STAMP)),)
+ifeq ($(shell grep -qsx '$(CURDIR)/services/common/src' $(VENV)/lib/python3*/site-packages/__editable__.vispod_common-*.pth && echo ok),)
+$(shell rm -f $(STAMP))
+endif
+endif
 PROTO_SRC := $(wildcard protos/vispod/v1/*.proto)
 GEN_DIR := services/common/src/vispod/v1
 GEN_STAMP := $(GEN_DIR)/.generated
