@@ -10,7 +10,8 @@ with the model's chat template), greedy, the same max new tokens:
 5. adapter swap with requests in flight: a LoRA (converted to GGUF once) loaded and the previous one retired
    while two requests stream; p50/p99 of the swap, every request must complete.
 
-The service runs with repeat_penalty 1.0 here so that it decodes exactly what bare llama.cpp decodes.
+The service runs with repeat_penalty 1.0 and no_repeat_ngram 0 here so that it decodes exactly what bare llama.cpp
+decodes.
 
 Usage: python benchmarks/bench_engine.py [--max-new-tokens N] [--repeats N]
 """
@@ -89,7 +90,7 @@ class Service:
         settings = GeneratorSettings(
             backend="llamacpp", model_path=Path("smollm2"), max_new_tokens=max_new_tokens, temperature=0.0,
             max_attempts=1, concurrency=4, grpc_port=0, metrics_port=0, consume=False, plan="whole", repeat_penalty=1.0,
-            prefill_first_label=False, validate_images_in_text_mode=False, grpc_max_workers=16,
+            no_repeat_ngram=0, prefill_first_label=False, validate_images_in_text_mode=False, grpc_max_workers=16,
             images=ImageAccessSettings(file_roots=[root]), adapter_state_dir=root / "state",
             adapter_cache_dir=root / "cache", kafka=KafkaSettings(bootstrap="127.0.0.1:1"))
         self.settings = settings
