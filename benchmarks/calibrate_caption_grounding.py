@@ -9,13 +9,13 @@ eval story's captions against it. Prints the rates at each threshold, the ROC AU
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from vispod.common.settings import DatasetSettings
+from vispod.common.story_folder import read_story
 from vispod.gate.splits import DEFAULT_SPLIT, load_split
 from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.speaker_turns import parse_turns
@@ -29,18 +29,16 @@ def main() -> None:
     args = ap.parse_args()
     grounder = CaptionGrounder()
     started = time.monotonic()
-    stories = {}
-    for sid in load_split(DEFAULT_SPLIT).eval:
-        doc = json.loads((args.dataset / f"story_{sid}" / "story.json").read_text())
-        stories[sid] = doc
-    captions = {sid: [i["vist_caption"] for i in sorted(d["images"], key=lambda i: i["position"])]
-                for sid, d in stories.items()}
+    stories = {sid: read_story(args.dataset / f"story_{sid}") for sid in load_split(DEFAULT_SPLIT).eval}
+    captions = {sid: [e.caption for e in story.entries] for sid, story in stories.items()}
     all_captions = [c for caps in captions.values() for c in caps]
     owners = [(sid, i) for sid, caps in captions.items() for i in range(len(caps))]
     matched, mismatched = [], []
     for system in SYSTEMS:
-        for sid, doc in stories.items():
-            text = (args.dataset / f"story_{sid}" / doc["transcripts"][system]).read_text()
+        for sid, story in stories.items():
+            text = story.text(system)
+            if text is None:
+                raise SystemExit(f"story {sid} has no {system} transcript")
             turns = [t.text for t in parse_turns(text)]
             rows = grounder.similarities(all_captions, turns)  # every eval caption against this transcript
             for (other, _), row in zip(owners, rows, strict=True):
