@@ -72,3 +72,38 @@ def test_a_rescheduled_pod_serves_the_same_active_adapter(tmp_path, kafka, engin
         results.close()
     assert before == {"a@1": (S.ADAPTER_STATE_ACTIVE, 0.0), "b@1": (S.ADAPTER_STATE_RETIRED, 0.0),
                       "c@1": (S.ADAPTER_STATE_CANARY, 0.3)}
+
+
+def test_replay_catches_up_past_transaction_markers(kafka):
+    """The gate writes its commands in Kafka transactions: the end offset then counts the commit marker, and a
+    replaying registry must still see itself caught up (else a restarted pod would never take work)."""
+    import threading
+    import uuid
+
+    from kafka import KafkaProducer
+
+    from vispod.common import events
+    from vispod.common.bus import EventConsumer
+    from vispod.common.topics import topic_name
+
+    ensure_topics(kafka)
+    producer = KafkaProducer(**kafka.client_config(), transactional_id=f"gate-{uuid.uuid4().hex[:8]}",
+                             enable_idempotence=True, acks="all")
+    producer.init_transactions()
+    producer.begin_transaction()
+    value, headers, key = events.encode(identities().command("a@1", S.ADAPTER_STATE_ACTIVE), "vispod/gate", None)
+    producer.send(topic_name(Topic.ADAPTER_LIFECYCLE, kafka.topic_prefix), value=value, headers=headers, key=key)
+    producer.commit_transaction()
+    producer.close()
+    seen: list = []
+    consumer = EventConsumer(service="generator", topics=[Topic.ADAPTER_LIFECYCLE],
+                             expected=events_pb2.AdapterLifecycleChanged, handler=lambda env: seen.append(env) or [],
+                             kafka=kafka, replay=True)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    try:
+        assert consumer.caught_up.wait(30), "the replay never caught up"
+        assert len(seen) == 1
+    finally:
+        consumer.stop()
+        thread.join(30)
