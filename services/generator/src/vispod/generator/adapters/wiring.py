@@ -64,13 +64,15 @@ def registry_consumers(settings, registry: AdapterRegistry) -> list[EventConsume
 
 
 def after_replay(handler: Callable[[Envelope], Iterable[Output]], consumers: Sequence[EventConsumer],
-                 wait_s: float = 30.0) -> Callable[[Envelope], Iterable[Output]]:
+                 wait_s: float | None = None) -> Callable[[Envelope], Iterable[Output]]:
     """Work waits until the registry has replayed its topics: a fresh pod never serves the base model by
-    mistake while it is still learning which adapter is active. Not caught up in time: retried later."""
+    mistake while it is still learning which adapter is active. Not caught up within `wait_s` (default: half the
+    Kafka max poll interval, so the consumer stays in its group): the bus retries the event later."""
+    limit = wait_s if wait_s is not None else min(c.kafka.max_poll_interval_ms for c in consumers) / 2000
 
     def handle(env: Envelope) -> Iterable[Output]:
         for c in consumers:
-            if not c.caught_up.wait(wait_s):
+            if not c.caught_up.wait(limit):
                 raise RegistryReplaying("the adapter registry is still replaying its topics")
         return handler(env)
 
