@@ -37,7 +37,7 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
                           judges=("j1",))
     out = tmp_path / "report"
     rc = vispod(["eval", "--set", str(mini_set), "--systems", "alpha,beta", "--out", str(out), "--quiet",
-                 "--clip-model", tiny_clip, "--judges", "j1", "--criteria", "naturalness",
+                 "--clip-model", tiny_clip, "--clip-random-weights", "--judges", "j1", "--criteria", "naturalness",
                  "--judge-addr", servers.serve(judge)])
     assert rc == 0
 
@@ -77,6 +77,15 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
     assert "RANDOM" in html and "Read this first" in html
 
 
+def test_eval_uses_random_clip_weights_only_when_asked(mini_set: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    assert vispod(["eval", "--set", str(mini_set), "--systems", "alpha,beta", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--clip-weights" in err and "--clip-random-weights" in err and "--no-grounding" in err
+    assert not (out / "eval.md").exists()
+
+
 def test_eval_says_when_the_set_is_absent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert vispod(["eval", "--set", str(tmp_path / "nope"), "--systems", "a,b", "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -90,7 +99,7 @@ def test_eval_generates_through_the_generator_service_first(builtin_set: Path, t
     out = tmp_path / "report"
     rc = vispod(["eval", "--set", str(builtin_set), "--systems", "cand", "--generate", "cand=pod@1",
                  "--generate", "basemodel=base,broken=broken@1", "--generator-addr", servers.serve(gen),
-                 "--out", str(out), "--quiet", "--clip-model", tiny_clip])
+                 "--out", str(out), "--quiet", "--clip-model", tiny_clip, "--clip-random-weights"])
     assert rc == 0
     assert sorted(gen.generated) == ["base"] * 3 + ["broken@1"] * 3 + ["pod@1"] * 3
     written = sorted(p.relative_to(out).as_posix() for p in (out / "transcripts").rglob("*.txt"))

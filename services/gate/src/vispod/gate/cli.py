@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="GeneratorService address (default: VISPOD_GATE_GENERATOR_ADDR)")
     ev.add_argument("--no-grounding", action="store_true", help="style metrics only (no CLIP model)")
     ev.add_argument("--clip-model", default="ViT-B-32", help="open_clip model of the in-process metrics service")
-    ev.add_argument("--clip-weights", type=Path, default=None,
-                    help="local open_clip checkpoint; without it CLIP weights are RANDOM and labelled so")
+    ev.add_argument("--clip-weights", type=Path, default=None, help="local open_clip checkpoint (in-process metrics)")
+    ev.add_argument("--clip-random-weights", action="store_true",
+                    help="in-process metrics without a checkpoint: RANDOM CLIP weights, labelled (measure nothing)")
     ev.add_argument("--max-stories", type=int, default=0, help="only the first N stories (0: all)")
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per service call")
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -94,10 +95,16 @@ def run_eval(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"[eval] {message}", file=sys.stderr, flush=True)
 
+    grounding = not args.no_grounding
+    if grounding and not args.metrics_addr and args.clip_weights is None and not args.clip_random_weights:
+        print("vispod eval: grounding needs CLIP weights: --clip-weights FILE, or --clip-random-weights (random, "
+              "labelled: the scores measure nothing), or --no-grounding, or --metrics-addr", file=sys.stderr)
+        return 2
     try:
         with contextlib.ExitStack() as stack:
             metrics_addr = args.metrics_addr or stack.enter_context(local_metrics(
-                roots, grounding=not args.no_grounding, clip_model=args.clip_model, clip_weights=args.clip_weights))
+                roots, grounding=grounding, clip_model=args.clip_model, clip_weights=args.clip_weights,
+                clip_random=args.clip_random_weights))
             judge_addr = args.judge_addr
             if args.judges and not judge_addr:
                 judge_addr = stack.enter_context(local_judge(roots, args.judges, args.criteria))
