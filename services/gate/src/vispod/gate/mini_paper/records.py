@@ -6,12 +6,12 @@ vist-podcast-50 folder at run time; nothing of it is copied into the repository.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vispod.common.settings import DatasetSettings
+from vispod.common.story_folder import STORY_FILE, Story, read_story
 from vispod.gate.splits import DEFAULT_SPLIT, load_split
 
 SAW_CAPTIONS = "the 5 VIST captions as text (not the photos' pixels)"
@@ -56,22 +56,23 @@ def dataset_root() -> Path:
     return DatasetSettings().vist_podcast_50
 
 
-def _story_doc(dataset: Path, story_id: str) -> dict:
-    path = Path(dataset) / f"story_{story_id}" / "story.json"
+def _story(dataset: Path, story_id: str) -> Story:
+    path = Path(dataset) / f"story_{story_id}" / STORY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: vist-podcast-50 is not bundled with vispod; put shared/ "
                                 "beside the repository or set VISPOD_DATASETS_ROOT")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_story(path.parent)
 
 
-def _captions(doc: dict) -> list[str]:
-    return [img.get("vist_caption") or "" for img in sorted(doc.get("images", []), key=lambda i: i["position"])]
+def _captions(story: Story) -> list[str]:
+    """One caption per photo the story names ("" where VIST has none)."""
+    return [e.caption or "" for e in story.entries]
 
 
 def eval_stories(dataset: Path | None = None, split_path: Path = DEFAULT_SPLIT) -> list[EvalStory]:
     """The held-out stories of the declared split, with their captions (the generators' input)."""
     dataset = dataset or dataset_root()
-    return [EvalStory(sid, _captions(_story_doc(dataset, sid)), Path(dataset) / f"story_{sid}")
+    return [EvalStory(sid, _captions(_story(dataset, sid)), Path(dataset) / f"story_{sid}")
             for sid in load_split(split_path).eval]
 
 
@@ -90,10 +91,9 @@ def reference_runs(story_ids: Sequence[str], dataset: Path | None = None) -> lis
     dataset = dataset or dataset_root()
     outputs: dict[str, list[StoryOutput]] = {key: [] for key in REFERENCES}
     for sid in story_ids:
-        doc = _story_doc(dataset, sid)
+        story = _story(dataset, sid)
         for key in REFERENCES:
-            name = (doc.get("transcripts") or {}).get(key)
-            if name and (Path(dataset) / f"story_{sid}" / name).is_file():
-                text = (Path(dataset) / f"story_{sid}" / name).read_text(encoding="utf-8")
-                outputs[key].append(StoryOutput(sid, _captions(doc), "", text))
+            text = story.text(key)
+            if text is not None:
+                outputs[key].append(StoryOutput(sid, _captions(story), "", text))
     return [SystemRun(REFERENCES[key], outs) for key, outs in outputs.items() if outs]
