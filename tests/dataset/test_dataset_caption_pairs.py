@@ -2,7 +2,14 @@
 
 import json
 
-from vispod.dataset.caption_pairs import PairStats, SourceDialogue, pairs_from_dialogue, scene_caption, write_pairs
+from vispod.dataset.caption_pairs import (
+    PairStats,
+    ScenePair,
+    SourceDialogue,
+    pairs_from_dialogue,
+    scene_caption,
+    write_pairs,
+)
 
 A = ("We drove to the old harbour at sunrise and the fishing boats were coming in. "
      "Honestly I could have stayed there all morning just listening to the gulls.")
@@ -64,3 +71,13 @@ def test_write_pairs_is_the_trainer_format(tmp_path):
     from vispod.trainer.dataset import load_pairs
     loaded = load_pairs(tmp_path, images_per_pair=0)
     assert loaded[0].system == "system" and loaded[0].dialogue == row["conversations"][2]["value"]
+
+
+def test_target_markers_can_carry_the_caption_in_the_generators_format():
+    from vispod.generator.scene_plan import scene_marker
+
+    pair = ScenePair("p", "test", ("a red kite over the park .", "two dogs on the beach ."),
+                     ((0, 0, "Look at that."), (0, 1, "So high!"), (1, 0, "And then the dogs."), (1, 1, "Wet dogs.")))
+    lines = pair.target(marker=scene_marker).splitlines()
+    assert lines[0] == "[Scene 1: a red kite over the park .]" and lines[3] == "[Scene 2: two dogs on the beach .]"
+    assert pair.target().splitlines()[0] == "[Scene 1]"

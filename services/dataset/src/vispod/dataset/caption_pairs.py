@@ -46,6 +46,7 @@ PERSONAS: tuple[tuple[tuple[str, str], ...], ...] = (
 MAX_SPEAKERS = 4
 
 PromptFn = Callable[[Sequence[str], Sequence[tuple[str, str]], int], tuple[str, str]]
+MarkerFn = Callable[[int, str], str]
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,13 @@ class ScenePair:
     def words(self) -> int:
         return sum(len(t.split()) for _, _, t in self.turns)
 
-    def target(self) -> str:
+    def target(self, marker: MarkerFn | None = None) -> str:
+        """The dialogue in the generator's scene format; `marker(scene index, caption)` writes a scene's marker
+        line (the generator's own, e.g. "[Scene 2: caption]"; by default "[Scene 2]")."""
         lines, scene = [], -1
         for s, speaker, text in self.turns:
             if s != scene:
-                lines.append(f"[Scene {s + 1}]")
+                lines.append(marker(s, self.captions[s]) if marker else f"[Scene {s + 1}]")
                 scene = s
             lines.append(f"Speaker {speaker + 1}: {text}")
         return "\n".join(lines)
@@ -191,7 +194,8 @@ def personas_for(pair: ScenePair) -> tuple[tuple[str, str], ...]:
     return PERSONAS[digest[0] % len(PERSONAS)][:n]
 
 
-def write_pairs(out_dir: Path, pairs: Iterable[ScenePair], prompt_fn: PromptFn, card: dict[str, Any]) -> dict[str, Any]:
+def write_pairs(out_dir: Path, pairs: Iterable[ScenePair], prompt_fn: PromptFn, card: dict[str, Any],
+                marker: MarkerFn | None = None) -> dict[str, Any]:
     """pairs.jsonl (the trainer's format, no images: the captions are in the instruction) + manifest.json with the
     dataset's sha256 + data_card.json. Returns the manifest."""
     out_dir = Path(out_dir)
@@ -202,7 +206,7 @@ def write_pairs(out_dir: Path, pairs: Iterable[ScenePair], prompt_fn: PromptFn, 
         system, user = prompt_fn(pair.captions, speakers, pair.words)
         lines.append(json.dumps({"id": pair.pair_id, "source": pair.source, "image": [], "conversations": [
             {"from": "system", "value": system}, {"from": "human", "value": user},
-            {"from": "gpt", "value": pair.target()}]}, ensure_ascii=False))
+            {"from": "gpt", "value": pair.target(marker)}]}, ensure_ascii=False))
     body = "\n".join(lines) + "\n"
     (out_dir / "pairs.jsonl").write_text(body, encoding="utf-8")
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()

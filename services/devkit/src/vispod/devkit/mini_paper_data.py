@@ -116,7 +116,9 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
         "pairs_by_source": {s: sum(1 for p in pairs if p.source == s) for s in ("chitchat", "paper-train")},
         "avg_turn_words": round(sum(p.words for p in pairs) / max(1, sum(len(p.turns) for p in pairs)), 1),
     }
-    return write_pairs(out_dir, pairs, prompt_fn, card)
+    from vispod.generator.scene_plan import scene_marker
+
+    return write_pairs(out_dir, pairs, prompt_fn, card, marker=scene_marker)
 
 
 def cache_key(manifest: dict[str, Any], training: dict[str, Any], base_sha256: str) -> str:
