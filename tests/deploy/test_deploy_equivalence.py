@@ -18,7 +18,7 @@ from deploy_tools import load_docs
 
 HELM_ONLY_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
                     "helm.sh/chart"}
-PAIRS = [("base", ()), ("overlays/gpu", ("ci/gpu-values.yaml",))]
+PAIRS = [("base", ()), ("overlays/gpu", ("ci/gpu-values.yaml",)), ("overlays/vllm", ("ci/vllm-values.yaml",))]
 
 
 def normalise(value: object) -> object:

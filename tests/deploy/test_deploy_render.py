@@ -11,7 +11,7 @@ import pytest
 import yaml
 from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, find_tool, load_docs, run, validate_files
 
-VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
+VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/vllm-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
 LONG_RUNNING = {"synth", "generator", "judge", "metrics", "voice"}
 KAFKA_ONLY = {"gate"}  # no gRPC server: HTTP /healthz and /readyz on the metrics port
 
@@ -39,7 +39,7 @@ def test_helm_lint_strict(values: str) -> None:
 # The operator renders add only CRD objects, which kubernetes-validate has no schema for: they are
 # checked for presence here and by promtool (test_prometheus_rule_in_chart_is_the_tested_rules_file).
 RENDERS = [f"helm:{v or 'default'}:{op}" for v in VALUES_SETS for op in ("plain", "operator")] + [
-    "kustomize:base", "kustomize:overlays/gpu"]
+    "kustomize:base", "kustomize:overlays/gpu", "kustomize:overlays/vllm"]
 VALIDATED = [r for r in RENDERS if not r.endswith(":operator")]
 
 
@@ -96,25 +96,28 @@ def test_schema_rejects_bad_values(bad: str) -> None:
 
 def test_every_workload_is_hardened(helm_template: Callable[..., str], kustomize_build: Callable[[str], str]) -> None:
     renders = {"helm gpu": helm_template("ci/gpu-values.yaml"), "helm tls": helm_template("ci/sasl-tls-values.yaml"),
-               "kustomize base": kustomize_build("base")}
+               "helm vllm": helm_template("ci/vllm-values.yaml"), "kustomize base": kustomize_build("base")}
     for label, text in renders.items():
-        workloads = pod_specs(load_docs(text))
+        docs = load_docs(text)
+        workloads = pod_specs(docs)
         assert workloads, label
+        # A pod gets an API token only when a RoleBinding gives its service account something (the TGI rollout).
+        bound = {s["name"] for d in docs if d["kind"] == "RoleBinding" for s in d["subjects"]}
         for name, pod in workloads:
             where = f"{label} {name}"
             assert pod["securityContext"]["runAsNonRoot"] is True, where
             assert pod["securityContext"]["runAsUser"] == 10001, where
             assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
-            assert pod["automountServiceAccountToken"] is False, where
+            assert pod["automountServiceAccountToken"] is (pod.get("serviceAccountName") in bound), where
             assert pod["terminationGracePeriodSeconds"] > 10, f"{where}: must outlast the app's 10 s grace"
             tmp = [v for v in pod["volumes"] if v["name"] == "tmp"]
             assert tmp and "emptyDir" in tmp[0], where
-            for c in pod["containers"]:
+            for c in pod["containers"] + pod.get("initContainers", []):
                 sc = c["securityContext"]
                 assert sc["readOnlyRootFilesystem"] is True, where
                 assert sc["allowPrivilegeEscalation"] is False, where
                 assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], where
-                assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], where
+                assert any(m["mountPath"] == "/tmp" and m["name"].startswith("tmp") for m in c["volumeMounts"]), where
                 assert c["resources"]["requests"] and c["resources"]["limits"], where
 
 
@@ -131,8 +134,8 @@ def test_services_probe_grpc_health_and_have_pdb_hpa_netpol(helm_template: Calla
         for kind in ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"):
             assert svc in by_kind.get(kind, set()), f"{kind}/{svc} missing"
     assert {"trainer"} <= by_kind["Job"] & by_kind["CronJob"]
-    assert {"vispod-artifacts", "vispod-adapters", "vispod-models", "trainer-data", "trainer-work"} <= by_kind[
-        "PersistentVolumeClaim"]
+    # Adapters live in the adapter store (S3), not on a shared volume.
+    assert {"vispod-artifacts", "vispod-models", "trainer-data", "trainer-work"} == by_kind["PersistentVolumeClaim"]
     for name, pod in pod_specs(docs):
         if name.startswith("Deployment/"):
             c = pod["containers"][0]

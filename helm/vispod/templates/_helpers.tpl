@@ -95,6 +95,9 @@ tolerations:
       name: {{ .root.Values.kafka.sasl.passwordSecret.name }}
       key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
       optional: true
+{{- if has .name (list "generator" "trainer") }}
+{{- include "vispod.adapterStoreCredentials" .root }}
+{{- end }}
 {{- if eq .name "judge" }}
 {{- range $provider := list "openai" "anthropic" "gemini" "vllm" "tgi" }}
 - name: VISPOD_JUDGE_{{ upper $provider }}_API_KEY
@@ -151,6 +154,16 @@ tolerations:
   mountPath: /etc/vispod/gate-signing-key
   readOnly: true
 {{- end }}
+{{- if eq .name "generator" }}
+- name: adapter-keys
+  mountPath: /etc/vispod/adapter-keys
+  readOnly: true
+{{- end }}
+{{- if eq .name "trainer" }}
+- name: trainer-signing-key
+  mountPath: /etc/vispod/trainer-signing-key
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "vispod.volumes" -}}
@@ -186,6 +199,42 @@ tolerations:
   secret:
     secretName: {{ .root.Values.lifecycle.gateKeySecret }}
 {{- end }}
+{{- if eq .name "generator" }}
+- name: adapter-keys
+  secret:
+    secretName: {{ .root.Values.adapterStore.publicKeysSecret }}
+{{- end }}
+{{- if eq .name "trainer" }}
+- name: trainer-signing-key
+  secret:
+    secretName: {{ .root.Values.adapterStore.signingKeySecret }}
+    defaultMode: 0400
+{{- end }}
+{{- end }}
+
+{{/* The adapter store's S3 credentials (optional: without them boto3 uses the pod's identity, e.g. IRSA). */}}
+{{- define "vispod.adapterStoreCredentials" -}}
+{{- range $var, $key := dict "ACCESS_KEY_ID" "access-key-id" "SECRET_ACCESS_KEY" "secret-access-key" }}
+- name: VISPOD_ADAPTER_STORE_{{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.adapterStore.credentialsSecret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
+
+{{/* Where the signed adapter store is (ConfigMap data; the keys and credentials come from Secrets). */}}
+{{- define "vispod.adapterStoreSettings" -}}
+{{- $s := .Values.adapterStore -}}
+{{- $data := dict "VISPOD_ADAPTER_STORE_URL" $s.url "VISPOD_ADAPTER_STORE_REGION" $s.region -}}
+{{- with $s.endpointUrl }}{{ $_ := set $data "VISPOD_ADAPTER_STORE_ENDPOINT_URL" . }}{{ end -}}
+{{- toYaml $data }}
+{{- end }}
+
+{{/* The serving engine: serving.engine, else tgi when tgi.enabled, else none (the generator's own backend). */}}
+{{- define "vispod.engine" -}}
+{{- .Values.serving.engine | default (.Values.tgi.enabled | ternary "tgi" "none") -}}
 {{- end }}
 
 {{/* The service's own ConfigMap: where it listens and where artifacts go, then .defaults,
@@ -235,7 +284,13 @@ spec:
       annotations:
         checksum/config: {{ include "vispod.configMap" . | sha256sum }}
     spec:
+      {{- if .serviceAccount }}
+      # Its token reaches the API server only for what the Role allows (the TGI rollout).
+      serviceAccountName: {{ .serviceAccount }}
+      automountServiceAccountToken: true
+      {{- else }}
       automountServiceAccountToken: false
+      {{- end }}
       enableServiceLinks: false
       # Longer than the app's 10 s shutdown grace: drain consumers, commit, stop gRPC.
       terminationGracePeriodSeconds: 30
