@@ -59,30 +59,28 @@ def _read_key_bytes(path: Path) -> bytes:
         raise BadKey(f"cannot read key file {path}: {exc.strerror}") from None
 
 
-def parse_private_key(data: bytes, where: str = "key") -> Ed25519PrivateKey:
+def _parse_key(data: bytes, where: str, private: bool) -> Ed25519PrivateKey | Ed25519PublicKey:
+    kind, cls = ("private", Ed25519PrivateKey) if private else ("public", Ed25519PublicKey)
     try:
         if data.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_private_key(data, password=None)
+            key = (serialization.load_pem_private_key(data, password=None) if private
+                   else serialization.load_pem_public_key(data))
         else:
-            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data, validate=True))
+            raw = base64.b64decode(data, validate=True)
+            key = Ed25519PrivateKey.from_private_bytes(raw) if private else Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, TypeError, binascii.Error):
-        raise BadKey(f"{where} is not an Ed25519 private key (PEM or base64 of 32 bytes)") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BadKey(f"{where} is a private key of another algorithm; Ed25519 is required")
+        raise BadKey(f"{where} is not an Ed25519 {kind} key (PEM or base64 of 32 bytes)") from None
+    if not isinstance(key, cls):
+        raise BadKey(f"{where} is a {kind} key of another algorithm; Ed25519 is required")
     return key
+
+
+def parse_private_key(data: bytes, where: str = "key") -> Ed25519PrivateKey:
+    return _parse_key(data, where, private=True)  # type: ignore[return-value]
 
 
 def parse_public_key(data: bytes, where: str = "key") -> Ed25519PublicKey:
-    try:
-        if data.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(data, validate=True))
-    except (ValueError, TypeError, binascii.Error):
-        raise BadKey(f"{where} is not an Ed25519 public key (PEM or base64 of 32 bytes)") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise BadKey(f"{where} is a public key of another algorithm; Ed25519 is required")
-    return key
+    return _parse_key(data, where, private=False)  # type: ignore[return-value]
 
 
 class Signer:
