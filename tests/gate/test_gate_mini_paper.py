@@ -104,8 +104,10 @@ def test_results_report_and_decision(tmp_path: Path, grounder: CaptionGrounder) 
     same = on_disk["comparisons"]["same-on-two"]["caption_coverage"]  # paired on the stories both have
     assert same == {"difference": 0.0, "ci": [0.0, 0.0], "n": 2}
     gate = on_disk["gate"]
-    assert (gate["decision"], gate["adapter"], gate["baseline"]) == ("promote", "test@1", "smollm2-135m-base")
-    assert gate["reasons"][0].startswith("promote tuned-135m over smollm2-135m-base")
+    assert (gate["decision"], gate["adapter"], gate["active"]) == ("promote", "test@1", "smollm2-135m-base")
+    assert gate["baseline"] == on_disk["bigger_base"]      # the claim: the tuned model beats the bigger base
+    assert gate["reasons"][0].startswith("promote tuned-135m: ")
+    assert gate["reasons"][0].endswith("nothing worse than the active smollm2-135m-base")
     assert on_disk["targets"]["tuned"]["format_valid_rate"]["met"]
     assert not on_disk["targets"]["tuned"]["avg_turn_length"]["met"]  # ~10-word turns: below 35
     beats = on_disk["targets"]["beats_bigger_base"]  # both always valid; more coverage, fewer stock phrases

@@ -62,3 +62,25 @@ def test_from_story_level_bootstraps() -> None:
     result = decide_offline(diffs)
     assert result.promote
     assert result.verdicts == {"format_valid_rate": IMPROVED, "caption_coverage": IMPROVED, "distinct_2": NOT_WORSE}
+
+
+@pytest.mark.parametrize(
+    ("claim", "active", "decision", "clue"),
+    [
+        ((UP, FLAT, UP), (FLAT, FLAT, UP), "promote", "nothing worse than the active small"),
+        ((UP, FLAT, UP), (FLAT, DOWN, UP), "reject", "worse or unmeasured against the active small: caption_coverage"),
+        ((UP, FLAT, FLAT), (UP, UP, UP), "reject", "1 of 3 metrics improved, 2 needed"),
+        ((UP, UP, UP), (FLAT, None, FLAT), "reject", "against the active small: caption_coverage"),
+    ],
+)
+def test_promotion_needs_the_claim_against_the_bigger_base_and_no_regression(
+        claim: tuple, active: tuple, decision: str, clue: str) -> None:
+    from vispod.gate.offline_policy import decide_promotion
+
+    names = ("format_valid_rate", "caption_coverage", "distinct_2")
+    d = decide_promotion({m: v for m, v in zip(names, claim, strict=True) if v is not None},
+                         {m: v for m, v in zip(names, active, strict=True) if v is not None},
+                         "tuned", "big", "small")
+    assert d.decision == decision
+    assert clue in d.reasons[0] or any(clue in r for r in d.reasons)
+    assert d.baseline == "big"

@@ -1,7 +1,6 @@
 """The offline promotion policy: promote a candidate on measured evidence, without an LLM judge.
 
-Inputs are story-level bootstrap intervals (bootstrap.py) of the differences candidate − baseline, where the
-baseline is the currently active model (the small base model before any adapter was promoted). Over the
+Inputs are story-level bootstrap intervals (bootstrap.py) of differences candidate − other system. Over the
 policy's metrics — format validity rate, caption coverage and distinct-2 by default, all "higher is better":
 
 - *improved*: the 95% interval's lower bound is above 0;
@@ -10,11 +9,17 @@ policy's metrics — format validity rate, caption coverage and distinct-2 by de
 - *worse*: the upper bound is below 0; *unmeasured*: no interval (no defined value on a side) — never counts as
   improved or not worse.
 
-Promote iff at least `min_improved` (2) of the metrics improved, every other one is not worse, and grounding
-(caption coverage) is not worse. With the default metrics the grounding clause is implied by the others; it is
-kept explicit so that it holds whatever metrics a configuration names.
+`decide_offline(differences)`: the candidate *beats* the other system iff at least `min_improved` (2) of the
+metrics improved, every other one is not worse, and grounding (caption coverage) is not worse. With the default
+metrics the grounding clause is implied by the others; it is kept explicit so that it holds whatever metrics a
+configuration names.
 
-`decide_offline` returns an OfflineDecision; `.as_gate_decision()` is the gate's own Decision (decision.py), so
+`decide_promotion(claim, active)`: the gate's question for an adapter trained to make a small model do a bigger
+model's job (the paper's claim): promote iff the candidate beats the bigger base model (`claim`, the rule above)
+and is not worse than the model serving now (`active`: every metric not worse, none unmeasured). An adapter that
+beats the bigger base but regresses what is served is rejected; so is one that only matches the active model.
+
+Both return an OfflineDecision; `.as_gate_decision()` is the gate's own Decision (decision.py), so
 the gate service can log and apply it like a judged decision.
 """
 
@@ -38,9 +43,10 @@ class OfflinePolicy:
     grounding: str = GROUNDING
 
     def describe(self) -> str:
-        return (f"promote iff at least {self.min_improved} of {', '.join(self.metrics)} improved (95% CI of "
-                f"candidate − baseline above 0), the rest not worse (CI upper bound ≥ 0), and {self.grounding} "
-                "not worse; stories are the bootstrap unit")
+        return (f"promote iff the candidate beats the bigger base model — at least {self.min_improved} of "
+                f"{', '.join(self.metrics)} improved (95% CI of candidate − bigger base above 0), the rest not worse "
+                f"(CI upper bound ≥ 0), {self.grounding} not worse — and no metric is worse than the active model's; "
+                "stories are the bootstrap unit")
 
 
 DEFAULT_POLICY = OfflinePolicy()
@@ -109,3 +115,27 @@ def decide_offline(differences: Mapping[str, Interval], candidate: str = "candid
     summary = (f"promote {candidate} over {baseline}: improved on {', '.join(improved)}, nothing worse, "
                f"grounding not worse")
     return OfflineDecision(PROMOTE, (summary, *reasons), candidate, baseline, verdicts, evidence)
+
+
+def decide_promotion(claim: Mapping[str, Interval], active: Mapping[str, Interval], candidate: str,
+                     bigger_base: str, active_name: str, policy: OfflinePolicy = DEFAULT_POLICY) -> OfflineDecision:
+    """Promote iff the candidate beats `bigger_base` (decide_offline on `claim`: candidate − bigger base) and no
+    metric is worse or unmeasured against the active model (`active`: candidate − active)."""
+    beats = decide_offline(claim, candidate, bigger_base, policy)
+    names = list(dict.fromkeys([*policy.metrics, policy.grounding]))
+    guard = {m: classify(active.get(m)) for m in names}
+    regressions = [m for m in names if guard[m] in (WORSE, UNMEASURED)]
+    guard_reasons = tuple(f"against the active {active_name}: {_describe(m, active.get(m), guard[m])}" for m in names)
+    evidence = {**beats.evidence, **{f"active_{m}_verdict_worse": float(guard[m] == WORSE) for m in names}}
+    problems = []
+    if not beats.promote:
+        problems.append(beats.reasons[0])
+    if regressions:
+        problems.append(f"worse or unmeasured against the active {active_name}: {', '.join(regressions)}")
+    if problems:
+        return OfflineDecision(REJECT, (f"reject {candidate}: " + "; ".join(problems), *beats.reasons[1:],
+                                        *guard_reasons), candidate, bigger_base, beats.verdicts, evidence)
+    summary = (f"promote {candidate}: {beats.reasons[0].removeprefix('promote ')}; nothing worse than the active "
+               f"{active_name}")
+    return OfflineDecision(PROMOTE, (summary, *beats.reasons[1:], *guard_reasons), candidate, bigger_base,
+                           beats.verdicts, evidence)

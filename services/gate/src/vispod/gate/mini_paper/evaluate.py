@@ -22,7 +22,7 @@ from statistics import fmean
 
 from vispod.common.statistics import N_RESAMPLES, bootstrap_difference, bootstrap_mean
 from vispod.gate.mini_paper.records import StoryOutput, SystemRun
-from vispod.gate.offline_policy import DEFAULT_POLICY, OfflinePolicy, decide_offline
+from vispod.gate.offline_policy import DEFAULT_POLICY, OfflinePolicy, decide_offline, decide_promotion
 from vispod.gate.splits import check_no_overlap
 from vispod.metrics.caption_grounding import COVERAGE_THRESHOLD, CaptionGrounder
 from vispod.metrics.format_validity import check_format
@@ -115,8 +115,9 @@ def evaluate(systems: Sequence[SystemRun], *, tuned: str, bigger_base: str, smal
              baseline: str | None = None, adapter: str | None = None, train_ids: Sequence[str] = (),
              grounder: CaptionGrounder | None = None, n_resamples: int = N_RESAMPLES, seed: int = 0,
              policy: OfflinePolicy = DEFAULT_POLICY) -> dict:
-    """results.json's content. `baseline`: the currently active model the gate compares with (default:
-    small_base). `train_ids`: stories trained on; any overlap with the evaluated stories raises."""
+    """results.json's content. The gate (offline_policy.decide_promotion) asks whether the tuned model beats the
+    bigger base and is not worse than `baseline`, the currently active model (default: small_base).
+    `train_ids`: stories trained on; any overlap with the evaluated stories raises."""
     names = [s.info.name for s in systems]
     if len(set(names)) != len(names):
         raise ValueError(f"system names must be unique: {names}")
@@ -138,9 +139,11 @@ def evaluate(systems: Sequence[SystemRun], *, tuned: str, bigger_base: str, smal
     raw = {other: compare(rows[tuned], rows[other], n_resamples, seed) for other in names if other != tuned}
     results["comparisons"] = {other: {m: {k: v for k, v in d.items() if k != "_interval"} for m, d in diffs.items()}
                               for other, diffs in raw.items()}
-    gate = decide_offline({m: d["_interval"] for m, d in raw[baseline].items()}, tuned, baseline, policy)
-    results["gate"] = {**gate.as_json(), "adapter": adapter, "policy": policy.describe()}
-    beats = decide_offline({m: d["_interval"] for m, d in raw[bigger_base].items()}, tuned, bigger_base, policy)
+    claim = {m: d["_interval"] for m, d in raw[bigger_base].items()}
+    gate = decide_promotion(claim, {m: d["_interval"] for m, d in raw[baseline].items()}, tuned, bigger_base,
+                            baseline, policy)
+    results["gate"] = {**gate.as_json(), "active": baseline, "adapter": adapter, "policy": policy.describe()}
+    beats = decide_offline(claim, tuned, bigger_base, policy)
     results["targets"] = {"tuned": _target_check(results["systems"][tuned]),
                           "beats_bigger_base": {"met": beats.promote, "reasons": list(beats.reasons)}}
     results["grounding"] = {"weights": grounder.weights, "threshold": COVERAGE_THRESHOLD,

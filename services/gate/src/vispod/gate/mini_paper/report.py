@@ -84,7 +84,8 @@ def render(results: dict) -> str:
     parts = [notes_box(notes(results))]
     reasons = "".join(f"<li>{esc(r)}</li>" for r in gate["reasons"])
     parts.append(f"<h2>Gate decision: {esc(gate['decision'].upper())}</h2><p>adapter {esc(gate['adapter'])}, "
-                 f"candidate {esc(gate['candidate'])} against {esc(gate['baseline'])}.</p><ul>{reasons}</ul>"
+                 f"candidate {esc(gate['candidate'])} against the bigger base {esc(gate['baseline'])} and the "
+                 f"active {esc(gate.get('active', ''))}.</p><ul>{reasons}</ul>"
                  f"<p class=\"cap\">Policy: {esc(gate['policy'])}</p>")
     rows = [[name, _role(results, name), s["n_stories"]]
             + [_with_ci(s[m], s[f"{m}_ci"], _digits(m)) for m in metrics] for name, s in results["systems"].items()]
