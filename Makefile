@@ -22,7 +22,7 @@ STORY ?=
 PYTEST_ARGS ?=
 export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 
-.PHONY: constraints setup protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check tools clean
+.PHONY: constraints setup protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check e2e-adapters tools clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -99,6 +99,12 @@ helm-lint: tools
 
 deploy-check: setup tools
 	$(PY) -m pytest tests/deploy -q
+
+# Adapters from the trainer to serving engines on a real S3 server (S3Proxy) and the real broker; the last line
+# sums it up: adapter e2e: published N, canary share X%, rollback ok, tampered rejected.
+e2e-adapters: setup
+	@report=$$(mktemp); VISPOD_E2E_REPORT=$$report $(PY) -m pytest tests/e2e_adapters -q -p no:cacheprovider; \
+	  status=$$?; $(PY) tests/e2e_adapters/summary.py $$report; rm -f $$report; exit $$status
 
 clean:
 	rm -rf $(GEN_DIR) bench-results out .pytest_cache

@@ -64,6 +64,10 @@ def record(**figures: object) -> None:
     REPORT.update(figures)
 
 
+def count_published(n: int = 1) -> None:
+    REPORT["published"] = int(REPORT.get("published", 0)) + n
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = os.environ.get("VISPOD_E2E_REPORT")
     if target:
@@ -99,6 +103,7 @@ def published(s3_server: S3Server, keys: Path, keyring: Keyring, kafka_bootstrap
     started = time.monotonic()
     outcome = run_training(settings)
     record(train_and_publish_s=round(time.monotonic() - started, 1))
+    count_published()
     return outcome, env, kafka, settings
 
 
@@ -126,8 +131,10 @@ def publish_version(store: AdapterStore, signer, outcome, version: str, folder: 
                               base=BaseIdentity(m["base_model_id"], m["base_model_revision"], False),
                               dataset_sha256=m["dataset_manifest_sha256"], hyperparameters=m["hyperparameters"],
                               metrics=m["metrics"], code=m["code_version"], target_modules=m["target_modules"])
-    return publish_adapter(store=store, publisher=kw.pop("publisher", None), adapter_dir=folder, manifest=manifest,
-                           signer=signer, **kw)
+    event = publish_adapter(store=store, publisher=kw.pop("publisher", None), adapter_dir=folder,
+                            manifest=manifest, signer=signer, **kw)
+    count_published()
+    return event
 
 
 @pytest.fixture
@@ -147,3 +154,11 @@ def overwrite(env: AdapterStoreSettings, key: str, data: bytes) -> None:
                  aws_access_key_id=env.access_key_id.get_secret_value(),
                  aws_secret_access_key=env.secret_access_key.get_secret_value()).put_object(
         Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Training SmolLM2 and starting llama.cpp servers take minutes on a busy 2-core machine: more room than the
+    suite's default timeout (a stuck test still ends)."""
+    for item in items:
+        if "e2e_adapters" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(2400))

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import overwrite, record
+from conftest import count_published, overwrite, record
 
 from vispod.common.adapter_store.store import blob_key, record_key
 from vispod.common.artifacts import sha256_file
@@ -37,7 +37,7 @@ def test_trainer_publishes_a_signed_content_addressed_version(published, keyring
     for name, digest in manifest["files"].items():  # content-addressed: each file under its own sha256
         assert digest == sha256_file(outcome.result.adapter_dir / name)
         assert blob_key(digest) in store.objects.list_keys("blobs/")
-    record(published=1, manifest_sha256=manifest_sha[:16])
+    record(manifest_sha256=manifest_sha[:16])
 
 
 def test_the_generator_fetches_only_what_verifies(published, keyring, tmp_path: Path) -> None:
@@ -57,6 +57,7 @@ def test_the_generator_fetches_only_what_verifies(published, keyring, tmp_path: 
 
     publish_adapter(store=store, publisher=None, adapter_dir=outcome.result.adapter_dir, manifest=manifest,
                     signer=env.signer())
+    count_published()
     raw = json.loads(store.objects.get_bytes(record_key("podcast", "2"), 1 << 20))
     edited = json.loads(raw["manifest"])
     edited["base_model_id"] = "another-base"

@@ -26,11 +26,20 @@ class EngineLog:
     served: list[str] = field(default_factory=list)                # model of each generation
 
 
+def scripted_dialogue(model: str) -> str:
+    return (f"Speaker 1: Welcome back! The voice of {model} remembers the beach, the huge waves and the sand "
+            "castle by the water.\n\nSpeaker 2: And the dog that chased a ball across the park, then grandma's "
+            "cake with candles.\n\nSpeaker 1: The sunset over the mountain ended the day. Thanks for listening!\n")
+
+
 class VLLMApiEngine:
-    def __init__(self, model_path: Path, served_model: str, cache_dir: Path) -> None:
+    """model_path None: the same API without a model (a scripted dialogue naming the adapter), for traffic tests
+    where the routing, not the text, is measured; adapters are still checked on disk when loaded."""
+
+    def __init__(self, model_path: Path | None, served_model: str, cache_dir: Path) -> None:
         self.served_model = served_model
-        self.backend = LlamaCppBackend(model_path, n_parallel=2, n_ctx_per_seq=512, n_threads=2,
-                                       adapter_cache_dir=cache_dir)
+        self.backend = (LlamaCppBackend(model_path, n_parallel=2, n_ctx_per_seq=512, n_threads=2,
+                                        adapter_cache_dir=cache_dir) if model_path is not None else None)
         self.adapters: dict[str, AdapterVersion] = {}
         self.log = EngineLog()
         self.lock = threading.Lock()
@@ -41,7 +50,8 @@ class VLLMApiEngine:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
 
 
 def _text(content) -> str:
@@ -82,7 +92,8 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
                     return self._send(400, {"error": f"no adapter at {path}"})
                 version = AdapterVersion(name, path, engine.served_model)
                 try:
-                    engine.backend.on_adapter_loaded(version)
+                    if engine.backend is not None:
+                        engine.backend.on_adapter_loaded(version)
                 except Exception as exc:  # reported to the caller, as vLLM does
                     return self._send(400, {"error": str(exc)})
                 with engine.lock:
@@ -95,7 +106,8 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
                     known = engine.adapters.pop(name, None)
                 if known is None:
                     return self._send(404, {"error": f"The lora adapter '{name}' cannot be found."})
-                engine.backend.on_adapter_retired(name)
+                if engine.backend is not None:
+                    engine.backend.on_adapter_retired(name)
                 return self._send(200, b"Success", "text/plain")
             if self.path != "/v1/chat/completions":
                 return self._send(404, {"error": "not found"})
@@ -104,6 +116,8 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
                 adapter = engine.adapters.get(model)
             if adapter is None and model != engine.served_model:
                 return self._send(404, {"error": {"message": f"The model `{model}` does not exist.", "code": 404}})
+            if engine.backend is None:
+                return self._scripted(model)
             messages = {m["role"]: _text(m["content"]) for m in body.get("messages", [])}
             inp = GenerationInput(system=messages.get("system", ""), user=messages.get("user", ""),
                                   max_new_tokens=int(body.get("max_tokens") or 16), temperature=0.0,
@@ -116,6 +130,16 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
                       {"choices": [{"index": 0, "delta": {}, "finish_reason": stream.finish_reason or "stop"}],
                        "usage": {"prompt_tokens": stream.prompt_tokens,
                                  "completion_tokens": stream.completion_tokens}}]
+            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            self._send(200, sse.encode(), "text/event-stream")
+
+        def _scripted(self, model: str) -> None:
+            with engine.lock:
+                engine.log.served.append(model)
+            text = scripted_dialogue(model)
+            events = [{"choices": [{"index": 0, "delta": {"content": text}}]},
+                      {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 50, "completion_tokens": len(text.split())}}]
             sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
             self._send(200, sse.encode(), "text/event-stream")
 
