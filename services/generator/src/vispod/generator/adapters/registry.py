@@ -197,9 +197,12 @@ class AdapterRegistry:
                     log.exception("on_retired hook failed", extra={"adapter_id": c.adapter_id})
 
     def emit(self, changes: Iterable[Change], actor: str) -> None:
-        """Publishes the events of an admin change (signed when this registry has a signer)."""
+        """Publishes the events of an admin change: signed commands every replica obeys when this registry has
+        the admin key, else notices of a change made on this replica only (never dead-lettered as forgeries)."""
         if self.publisher is None:
             return
+        if self.signer is None or actor != self.signer.identity:
+            actor = handlers.NOTIFIER
         for c in changes:
             event_id = str(uuid.uuid4())
             with self._lock:
