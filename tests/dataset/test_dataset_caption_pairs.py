@@ -81,3 +81,15 @@ def test_target_markers_can_carry_the_caption_in_the_generators_format():
     lines = pair.target(marker=scene_marker).splitlines()
     assert lines[0] == "[Scene 1: a red kite over the park .]" and lines[3] == "[Scene 2: two dogs on the beach .]"
     assert pair.target().splitlines()[0] == "[Scene 1]"
+
+
+def test_the_caption_sentence_can_stay_in_its_turn():
+    turns = tuple(("A" if i % 2 == 0 else "B",
+                   f"We walked down to the old red pier by the harbour at sunset number {i}. "
+                   "It was a long and quiet evening for all of us, and nobody wanted to go home yet.")
+                  for i in range(4))
+    d = SourceDialogue("d1", "test", turns)
+    taken, kept = (pairs_from_dialogue(d, scenes=2, min_turn_words=10, keep_caption_sentence=k)[0]
+                   for k in (False, True))
+    assert taken.captions == kept.captions
+    assert "old red pier" not in taken.turns[0][2] and "old red pier" in kept.turns[0][2]

@@ -124,10 +124,11 @@ def clean_turn(text: str) -> str:
 
 
 def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scene: int = 2, min_turn_words: int = 20,
-                        max_turn_words: int = 140, max_pairs: int = 2, stats: PairStats | None = None
-                        ) -> list[ScenePair]:
+                        max_turn_words: int = 140, max_pairs: int = 2, stats: PairStats | None = None,
+                        keep_caption_sentence: bool = False) -> list[ScenePair]:
     """Non-overlapping windows of `scenes * turns_per_scene` turns, no speaker twice in a row → pairs (at most
-    `max_pairs`)."""
+    `max_pairs`). The caption's sentence is taken out of its turn unless `keep_caption_sentence` (then the turn
+    says what the scene's marker names, as people do when they talk about a photo)."""
     stats = stats if stats is not None else PairStats()
     stats.dialogues += 1
     turns = [(sp, clean_turn(t)) for sp, t in dialogue.turns if clean_turn(t)]
@@ -142,7 +143,7 @@ def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scen
             stats.rejected[reason] += 1
             start += 1
             continue
-        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene)
+        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene, keep_caption_sentence)
         if pair is None:
             stats.rejected["no_caption_sentence"] += 1
             start += 1
@@ -170,7 +171,7 @@ def _window_rejection(window: list[tuple[str, str]], lo: int, hi: int) -> str | 
 
 
 def _make_pair(dialogue: SourceDialogue, start: int, window: list[tuple[str, str]], scenes: int,
-               turns_per_scene: int) -> ScenePair | None:
+               turns_per_scene: int, keep_caption_sentence: bool = False) -> ScenePair | None:
     order = list(dict.fromkeys(sp for sp, _ in window))
     captions: list[str] = []
     turns: list[tuple[int, int, str]] = []
@@ -182,7 +183,7 @@ def _make_pair(dialogue: SourceDialogue, start: int, window: list[tuple[str, str
         caption, idx, rest = found
         captions.append(caption)
         for k, (sp, text) in enumerate(segment):
-            turns.append((s, order.index(sp), rest if k == idx else text))
+            turns.append((s, order.index(sp), rest if k == idx and not keep_caption_sentence else text))
     pair_id = f"{dialogue.source}:{dialogue.dialogue_id}:{start}"
     return ScenePair(pair_id, dialogue.source, tuple(captions), tuple(turns))
 
