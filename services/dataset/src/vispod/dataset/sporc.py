@@ -253,16 +253,23 @@ def _ordered(turns: list[tuple[int, int | float | None, SporcTurn]]) -> list[Spo
     return [t for _, _, t in sorted(turns, key=_sort_key)]
 
 
+def _rows_with_mp3url(path: Path, report: LoadReport, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(file:line, mp3url, row) for each row of a JSONL file that names its episode; `{kind}_missing_mp3url`
+    for each that does not."""
+    for lineno, row in _json_rows(path, report, kind):
+        where = f"{path.name}:{lineno}"
+        mp3url = row.get("mp3url")
+        if not isinstance(mp3url, str) or not mp3url:
+            report.bad(f"{kind}_missing_mp3url", where)
+            continue
+        yield where, mp3url, row
+
+
 def _iter_jsonl(folder: Path, report: LoadReport) -> Iterator[SporcEpisode]:
     episodes_path, turns_path = _find(folder, EPISODES_FILE), _find(folder, TURNS_FILE)
     assert episodes_path and turns_path
     episodes: dict[str, SporcEpisode] = {}
-    for lineno, row in _json_rows(episodes_path, report, "episode"):
-        where = f"{episodes_path.name}:{lineno}"
-        mp3url = row.get("mp3url")
-        if not isinstance(mp3url, str) or not mp3url:
-            report.bad("episode_missing_mp3url", where)
-            continue
+    for where, mp3url, row in _rows_with_mp3url(episodes_path, report, "episode"):
         if mp3url in episodes:
             report.bad("episode_duplicate_mp3url", where)
             continue
@@ -291,12 +298,7 @@ def _iter_jsonl(folder: Path, report: LoadReport) -> Iterator[SporcEpisode]:
         episode.turns = _ordered(buffer)
         yield episode
 
-    for lineno, row in _json_rows(turns_path, report, "turn"):
-        where = f"{turns_path.name}:{lineno}"
-        mp3url = row.get("mp3url")
-        if not isinstance(mp3url, str) or not mp3url:
-            report.bad("turn_missing_mp3url", where)
-            continue
+    for where, mp3url, row in _rows_with_mp3url(turns_path, report, "turn"):
         if mp3url != current:
             if mp3url in done:
                 report.bad("turns_not_contiguous", where)
