@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,23 @@ def die_with_parent() -> None:
         pass
 
 
+def wait_listening(process: subprocess.Popen, port: int, timeout: float, name: str, log: Path,
+                   stop: Callable[[], None]) -> None:
+    """Returns once `process` accepts connections on 127.0.0.1:`port`; raises if it exits first, or calls
+    `stop` and raises when `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    stop()
+    raise RuntimeError(f"{name} did not listen on {port} within {timeout}s")
+
+
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
@@ -151,17 +169,8 @@ def start_broker(port: int | None = None, workdir: Path | None = None, timeout: 
         preexec_fn=None if detach else die_with_parent,
     )
     broker = Broker(f"127.0.0.1:{port}", workdir, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Kafka broker exited with {process.returncode}; see {workdir / 'broker.log'}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return broker
-        except OSError:
-            time.sleep(0.2)
-    broker.stop()
-    raise RuntimeError(f"Kafka broker did not listen on {port} within {timeout}s")
+    wait_listening(process, port, timeout, "Kafka broker", workdir / "broker.log", broker.stop)
+    return broker
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,15 +10,13 @@ import argparse
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vispod.devkit.local_kafka import CACHE, die_with_parent, free_port, stop_process
+from vispod.devkit.local_kafka import CACHE, die_with_parent, free_port, stop_process, wait_listening
 
 S3PROXY_VERSION = os.environ.get("VISPOD_S3PROXY_VERSION", "4.1.0")
 POM = Path(__file__).resolve().parents[5] / "deploy" / "s3proxy" / "pom.xml"
@@ -91,17 +89,8 @@ def start_s3(data_dir: Path | None = None, port: int | None = None, timeout: flo
          f"-Dlogback.configurationFile={POM.with_name('logback.xml')}", "-cp", f"{lib}/*",
          "org.gaul.s3proxy.Main", "--properties", str(conf)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"S3Proxy exited with {server.process.returncode}; see {log.name}")
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"S3Proxy did not listen on {server.port} within {timeout}s")
+    wait_listening(server.process, server.port, timeout, "S3Proxy", Path(log.name), server.stop)
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
