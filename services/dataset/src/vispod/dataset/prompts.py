@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
 from typing import Protocol
 
-from vispod.dataset.scoring import OFF_SCENE_WORDS, VISUAL_WORDS, word_set
+from vispod.dataset.scoring import OFF_SCENE_WORDS, VISUAL_WORDS, LLMWithFallback, TextFn, word_set
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,6 @@ STOPWORDS = word_set(
 )
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _BREAKS = re.compile(r"[.,;:!?()\"\u2014]+")
-
-TextFn = Callable[[str], str]
 
 
 class ScenePromptWriter(Protocol):
@@ -117,7 +114,7 @@ LLM_PROMPT_TEMPLATE = (
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s*(.+?)\s*$")
 
 
-class LLMPromptWriter:
+class LLMPromptWriter(LLMWithFallback[ScenePromptWriter]):
     """Asks a text→text function for five numbered prompts; falls back to the heuristic when it fails."""
 
     name = "llm"
@@ -126,13 +123,10 @@ class LLMPromptWriter:
     def __init__(
         self, complete: TextFn, template: str = LLM_PROMPT_TEMPLATE, fallback: ScenePromptWriter | None = None
     ):
-        self.complete = complete
-        self.template = template
-        self.fallback = fallback or HeuristicPromptWriter()
-        self.fallbacks = 0
+        super().__init__(complete, template, fallback or HeuristicPromptWriter())
 
     def write(self, dialogue: str) -> list[str]:
-        reply = self.complete(self.template.format(excerpt=dialogue)) or ""
+        reply = self.ask(dialogue)
         prompts = [m.group(1) for m in map(_NUMBERED.match, reply.splitlines()) if m and m.group(1)]
         if len(prompts) >= NUM_IMAGES:
             return prompts[:NUM_IMAGES]

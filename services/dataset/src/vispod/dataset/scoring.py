@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 TextFn = Callable[[str], str]
+F = TypeVar("F")
 
 
 def word_set(block: str) -> frozenset[str]:
@@ -77,7 +78,21 @@ LLM_SCORE_TEMPLATE = (
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-class LLMScorer:
+class LLMWithFallback(Generic[F]):
+    """Asks a text→text function through a template around an excerpt; a subclass turns to `fallback` (and
+    counts it in `fallbacks`) when the reply is not usable."""
+
+    def __init__(self, complete: TextFn, template: str, fallback: F) -> None:
+        self.complete = complete
+        self.template = template
+        self.fallback = fallback
+        self.fallbacks = 0
+
+    def ask(self, excerpt: str) -> str:
+        return self.complete(self.template.format(excerpt=excerpt)) or ""
+
+
+class LLMScorer(LLMWithFallback[VisualizabilityScorer]):
     """Asks a text→text function for a 0–10 rating; falls back to the heuristic (counted) when unparsable."""
 
     name = "llm-v1"
@@ -85,18 +100,15 @@ class LLMScorer:
     def __init__(
         self, complete: TextFn, template: str = LLM_SCORE_TEMPLATE, fallback: VisualizabilityScorer | None = None
     ):
-        self.complete = complete
-        self.template = template
-        self.fallback = fallback or HeuristicScorer()
-        self.fallbacks = 0
+        super().__init__(complete, template, fallback or HeuristicScorer())
 
     def score(self, text: str) -> float:
-        reply = self.complete(self.template.format(excerpt=text))
-        match = _NUMBER.search(reply or "")
+        reply = self.ask(text)
+        match = _NUMBER.search(reply)
         if match:
             value = float(match.group())
             if 0.0 <= value <= 10.0:
                 return value
         self.fallbacks += 1
-        log.warning("visualizability: unparsable LLM rating %r; using %s", (reply or "")[:40], self.fallback.name)
+        log.warning("visualizability: unparsable LLM rating %r; using %s", reply[:40], self.fallback.name)
         return self.fallback.score(text)
