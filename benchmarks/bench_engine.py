@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from percentiles import pct
 
 from vispod.common.embedded_models import resolve_gguf
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
@@ -41,11 +42,6 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 CAPTIONS = ["we drove to the beach and the waves were huge .", "the kids built a sand castle near the water .",
             "a dog ran across the park chasing a ball .", "grandma brought a birthday cake with candles .",
             "the sunset over the mountain ended the day ."]
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def prompt_input(max_new_tokens: int) -> GenerationInput:

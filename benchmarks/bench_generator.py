@@ -31,6 +31,7 @@ from pathlib import Path
 
 import grpc
 import torch
+from percentiles import pct
 from PIL import Image
 
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
@@ -48,11 +49,6 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 CAPTIONS = ["we drove to the beach and the waves were huge.", "the kids built a sand castle near the water.",
             "a dog ran across the park chasing a ball.", "grandma brought a birthday cake with candles.",
             "the sunset over the mountain ended the day."]
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def story(root: Path) -> list[Path]:
