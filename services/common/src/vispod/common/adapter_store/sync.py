@@ -84,10 +84,12 @@ class AdapterSync:
         self._rejected: dict[str, str] = {}
 
     def desired(self) -> list[tuple[str, str]]:
-        """The newest `keep` published versions of each name (StoreUnavailable when the store is down)."""
+        """The newest `keep` published versions of each name that were not rejected here (a rejected version
+        takes no slot); StoreUnavailable when the store is down."""
         wanted = []
         for name in self.names:
-            wanted += [(name, v) for v in sorted(self.store.versions(name), key=version_order)[-self.keep:]]
+            usable = [v for v in self.store.versions(name) if f"{name}@{v}" not in self._rejected]
+            wanted += [(name, v) for v in sorted(usable, key=version_order)[-self.keep:]]
         return wanted
 
     def local_copy(self, name: str, version: str) -> Path:
@@ -118,8 +120,6 @@ class AdapterSync:
         loaded = self.engine.loaded() if self.engine is not None else set()
         for name, version in wanted:
             adapter_id = f"{name}@{version}"
-            if adapter_id in self._rejected:
-                continue
             try:
                 if adapter_id in loaded:
                     continue
