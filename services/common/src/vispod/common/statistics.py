@@ -125,3 +125,14 @@ def bootstrap_difference(a: Mapping[str, float | None], b: Mapping[str, float | 
     idx = _indices(len(keys), n_resamples, seed)
     lo, hi, used = _percentiles(_resampled_means(ca, idx) - _resampled_means(cb, idx), confidence)
     return Interval(ma - mb, lo, hi, both, len(keys), used)
+
+
+def finite(value: object) -> object:
+    """The same structure with NaN and infinities as None (JSON has neither): undefined statistics become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

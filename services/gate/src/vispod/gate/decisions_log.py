@@ -8,10 +8,11 @@ again — an evaluation is expensive and need not come out the same twice.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from pathlib import Path
+
+from vispod.common.statistics import finite
 
 
 class DecisionsLog:
@@ -50,13 +51,3 @@ class DecisionsLog:
                 return entry
         return None
 
-
-def finite(value: object) -> object:
-    """The same structure with NaN and infinities as None: the log stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value

@@ -33,6 +33,7 @@ from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
 from vispod.common.signing import Signer
+from vispod.common.statistics import finite
 from vispod.common.topics import Topic
 from vispod.gate import prom
 from vispod.gate.clients import Clients, outcome_for_a
@@ -43,7 +44,7 @@ from vispod.gate.decision import (
     decide,
     failed_evaluation,
 )
-from vispod.gate.decisions_log import DecisionsLog, finite
+from vispod.gate.decisions_log import DecisionsLog
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evalset import Story
 from vispod.gate.evaluation import generate

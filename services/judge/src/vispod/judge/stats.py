@@ -25,7 +25,7 @@ from itertools import combinations
 
 import numpy as np
 
-from vispod.common.statistics import Z95, wilson_interval
+from vispod.common.statistics import Z95, finite, wilson_interval
 
 A, B, TIE, INVALID = "A", "B", "tie", "invalid"
 OUTCOMES = (A, B, TIE, INVALID)
@@ -229,18 +229,7 @@ class Report:
     fleiss_kappa: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return _nan_to_none(asdict(self))
-
-
-def _nan_to_none(value: object) -> object:
-    """JSON has no NaN: undefined statistics become null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
+        return finite(asdict(self))
 
 
 def _rate(num: float, den: float) -> float:
