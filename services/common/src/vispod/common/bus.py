@@ -16,7 +16,6 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from vispod.common import events
 from vispod.common.errors import InvalidArgument, status_of
 from vispod.common.events import Envelope, EventDecodeError
+from vispod.common.lru import LRU
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import COMPACTED, Topic, all_topics, dlq_topic, topic_name
 from vispod.v1 import events_pb2
@@ -174,32 +174,31 @@ class EventReader:
     def close(self) -> None:
         self._consumer.close()
 
+    def __enter__(self) -> EventReader:
+        return self
 
-class _SeenIds:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_events(kafka: KafkaSettings, topics: Sequence[Topic | str], count: int, timeout: float = 30.0,
+                where: Callable[[Envelope], bool] | None = None) -> list[Envelope]:
+    """Up to `count` events from the start of `topics` (EventReader.read), through a reader closed after."""
+    with EventReader(kafka, topics) as reader:
+        return reader.read(count, timeout, where)
+
+
+class _SeenIds(LRU[str, None]):
     """Bounded memory of handled event ids (upstream duplicates, redelivery within a process).
 
     Only events handled successfully are remembered; dead-lettered ones are not, so `vispod dlq replay`
     (which republishes the original event, id included) is handled once the cause is fixed."""
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self.capacity = capacity
-        self._lock = threading.Lock()
-
-    def __contains__(self, event_id: str) -> bool:
-        with self._lock:
-            return event_id in self._ids
+        super().__init__(capacity)
 
     def add(self, event_id: str) -> None:
-        with self._lock:
-            self._ids[event_id] = None
-            self._ids.move_to_end(event_id)
-            while len(self._ids) > self.capacity:
-                self._ids.popitem(last=False)
-
-    def discard(self, event_id: str) -> None:
-        with self._lock:
-            self._ids.pop(event_id, None)
+        self.put(event_id, None)
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +10,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from vispod.common.images import decode_image
+from vispod.common.lru import LRU
 from vispod.common.settings import ImageAccessSettings
 
 if TYPE_CHECKING:
@@ -38,39 +37,19 @@ class ImageInput:
         return cls(digest, lambda: rgb)
 
 
-class EmbeddingCache:
-    """Thread-safe LRU: content hash -> normalised embedding (CPU tensor)."""
+class EmbeddingCache(LRU[str, "torch.Tensor"]):
+    """Thread-safe LRU: content hash -> normalised embedding (CPU tensor), counting hits and misses."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._data: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(capacity)
         self.hits = 0
         self.misses = 0
 
     def get(self, key: str) -> torch.Tensor | None:
         with self._lock:
-            value = self._data.get(key)
+            value = super().get(key)
             if value is None:
                 self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
+            else:
+                self.hits += 1
             return value
-
-    def put(self, key: str, value: torch.Tensor) -> None:
-        if self.capacity <= 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
-
-    def __contains__(self, key: object) -> bool:
-        """Presence without touching the LRU order or the hit/miss counts."""
-        with self._lock:
-            return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
