@@ -49,3 +49,9 @@ def vist_podcast_50() -> Path:
     if not path.is_dir():
         pytest.fail(f"{path} not found: put shared/ beside the repository or set VISPOD_DATASETS_ROOT")
     return path
+
+
+@pytest.fixture(scope="module")
+def module_kafka(kafka_bootstrap: str) -> KafkaSettings:
+    """Kafka settings for a module's shared service: a topic prefix of the module's own, no redelivery."""
+    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}", max_attempts=1)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from service_fixtures import serve_http
 
 from vispod.common.images import ImageAccessError, ImageFetcher, decode_image
 from vispod.common.settings import ImageAccessSettings
@@ -132,12 +132,8 @@ class _Images(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    for port in serve_http(_Images):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_http_from_an_allowed_host(http_server: str) -> None:

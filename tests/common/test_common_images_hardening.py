@@ -8,12 +8,13 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from PIL import Image
+from service_fixtures import serve_http
 
 from vispod.common.images import ImageAccessError, ImageFetcher
 from vispod.common.settings import ImageAccessSettings
@@ -116,12 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
+    yield from serve_http(_Handler, daemon_threads=True)
 
 
 def test_one_deadline_for_the_whole_fetch(server: int) -> None:

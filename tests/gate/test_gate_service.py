@@ -14,7 +14,7 @@ import pytest
 from gate_scripted import ScriptedGenerator, ScriptedJudge, ScriptedMetrics, Servers
 from prometheus_client import REGISTRY
 
-from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.bus import EventPublisher, EventReader, read_events
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
 from vispod.gate.service import build
@@ -54,11 +54,8 @@ def publish(kafka: KafkaSettings, *adapter_ids: str) -> None:
 
 
 def gate_events(kafka: KafkaSettings, count: int, timeout: float = 90) -> list[events_pb2.AdapterLifecycleChanged]:
-    reader = EventReader(kafka, [Topic.ADAPTER_LIFECYCLE])
-    try:
-        found = reader.read(count, timeout=timeout, where=lambda e: e.message.actor == "gate")
-    finally:
-        reader.close()
+    found = read_events(kafka, [Topic.ADAPTER_LIFECYCLE], count, timeout=timeout,
+                        where=lambda e: e.message.actor == "gate")
     assert len(found) == count, f"expected {count} gate decisions, got {len(found)}"
     return [e.message for e in found]
 

@@ -7,14 +7,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from service_fixtures import grpc_stub, running
 
-from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.bus import EventPublisher, read_events
 from vispod.common.service import ServiceHandle
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.topics import Topic, dlq_topic, topic_name
@@ -33,27 +33,18 @@ DIALOGUE = (
 
 
 @pytest.fixture(scope="module")
-def module_kafka(kafka_bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}", max_attempts=1)
-
-
-@pytest.fixture(scope="module")
 def service(module_kafka: KafkaSettings, clip_bundle: ClipBundle, image_dir: Path) -> Iterator[ServiceHandle]:
     settings = MetricsSettings(
         grpc_port=0, metrics_port=0, shutdown_grace_s=2, kafka=module_kafka, clip_model=clip_bundle.name,
         clip_random_init=True, images=ImageAccessSettings(file_roots=[image_dir], max_images=8),
         max_system_labels=2,
     )
-    handle = build(settings, GroundingScorer(clip_bundle, cache_size=32)).start()
-    assert handle.consumers[0].wait_running(60)
-    yield handle
-    handle.stop()
+    yield from running(build(settings, GroundingScorer(clip_bundle, cache_size=32)).start())
 
 
 @pytest.fixture(scope="module")
 def stub(service: ServiceHandle) -> Iterator[metrics_pb2_grpc.MetricsServiceStub]:
-    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        yield metrics_pb2_grpc.MetricsServiceStub(channel)
+    yield from grpc_stub(service, metrics_pb2_grpc.MetricsServiceStub)
 
 
 def refs(image_dir: Path, *names: str) -> list[common_pb2.ImageRef]:
@@ -135,11 +126,7 @@ def test_kafka_flow_with_failed_and_bad_events(service: ServiceHandle, module_ka
     finally:
         pub.close()
 
-    reader = EventReader(module_kafka, [Topic.METRICS_COMPUTED])
-    try:
-        computed = reader.read(2, timeout=90)
-    finally:
-        reader.close()
+    computed = read_events(module_kafka, [Topic.METRICS_COMPUTED], 2, timeout=90)
     by_set = {env.message.image_set_id: env.message for env in computed}
     assert set(by_set) == {"good", "half"}
     good = by_set["good"]
@@ -156,11 +143,7 @@ def test_kafka_flow_with_failed_and_bad_events(service: ServiceHandle, module_ka
     # "half" came after "good": good's images served as distractors
     assert half.grounding.retrieval_accuracy_distractors in (0.0, 1.0)
 
-    dlq = EventReader(module_kafka, [dlq_topic("metrics", module_kafka.topic_prefix)])
-    try:
-        letters = dlq.read(3, timeout=60)
-    finally:
-        dlq.close()
+    letters = read_events(module_kafka, [dlq_topic("metrics", module_kafka.topic_prefix)], 3, timeout=60)
     errors = sorted(env.message.error for env in letters)
     assert len(errors) == 3
     assert any("empty dialogue" in e for e in errors)

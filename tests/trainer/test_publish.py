@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_settings
 
 from vispod.common.artifacts import ArtifactExists, ArtifactStore
-from vispod.common.bus import EventPublisher, EventReader, ensure_topics
+from vispod.common.bus import EventPublisher, ensure_topics, read_events
 from vispod.common.topics import Topic
 from vispod.trainer.dataset import dataset_hash, load_pairs
 from vispod.trainer.publish import PublishError, publish_adapter
@@ -32,11 +32,7 @@ def test_published_adapter_lands_on_the_broker_with_correct_hashes(tiny_model: P
                              adapter_name="podcast", eval_fraction=0.34,
                              artifact_root=tmp_path / "store")
     outcome = run_training(settings)
-    reader = EventReader(kafka, [Topic.ADAPTER_PUBLISHED])
-    try:
-        [env] = reader.read(1, timeout=30)
-    finally:
-        reader.close()
+    [env] = read_events(kafka, [Topic.ADAPTER_PUBLISHED], 1, timeout=30)
     event = env.message
     assert isinstance(event, events_pb2.AdapterPublished)
     assert event == outcome.event
@@ -95,9 +91,5 @@ def test_never_overwrites_but_reannounces_its_own_identical_copy(tiny_model: Pat
         publisher.close()
     stored = store.path(first.artifact_uri)
     assert _sha(stored / "adapter_model.safetensors") == first.file_sha256["adapter_model.safetensors"]
-    reader = EventReader(kafka, [Topic.ADAPTER_PUBLISHED])
-    try:
-        envs = reader.read(2, timeout=30)
-    finally:
-        reader.close()
+    envs = read_events(kafka, [Topic.ADAPTER_PUBLISHED], 2, timeout=30)
     assert len({e.id for e in envs}) == 1  # consumers de-duplicate the re-announcement by id

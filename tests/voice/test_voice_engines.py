@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
 import soundfile as sf
+from service_fixtures import serve_http
 from voice_measure import mean_f0
 
 from vispod.common.settings import SettingsError, load_settings
@@ -73,12 +73,8 @@ class SpeechServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def speech_server() -> Iterator[str]:
     SpeechServer.requests, SpeechServer.failures_left = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SpeechServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    for port in serve_http(SpeechServer):
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def test_openai_speech_endpoint_renders_a_podcast(speech_server: str, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import excerpt_dialogue
+from service_fixtures import grpc_stub, running
 
-from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.bus import EventPublisher, EventReader, read_events
 from vispod.common.service import ServiceHandle
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic, topic_name
@@ -30,11 +30,6 @@ SHORT = common_pb2.Dialogue(text="Alex: Look at the harbor.\nSam: The boats are 
 
 
 @pytest.fixture(scope="module")
-def module_kafka(kafka_bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}", max_attempts=1)
-
-
-@pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("voice-artifacts")
 
@@ -43,16 +38,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(module_kafka: KafkaSettings, piper: PiperEngine, artifacts: Path) -> Iterator[ServiceHandle]:
     settings = VoiceSettings(grpc_port=0, metrics_port=0, shutdown_grace_s=2, kafka=module_kafka,
                              artifact_root=artifacts, max_chars=2_000, max_turns=20)
-    handle = build(settings, piper).start()
-    assert handle.consumers[0].wait_running(60)
-    yield handle
-    handle.stop()
+    yield from running(build(settings, piper).start())
 
 
 @pytest.fixture(scope="module")
 def stub(service: ServiceHandle) -> Iterator[voice_pb2_grpc.VoiceServiceStub]:
-    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        yield voice_pb2_grpc.VoiceServiceStub(channel)
+    yield from grpc_stub(service, voice_pb2_grpc.VoiceServiceStub)
 
 
 def local_path(uri: str) -> Path:
@@ -157,11 +148,7 @@ def test_kafka_flow_with_refusals(service: ServiceHandle, module_kafka: KafkaSet
                                                                                     0.0)]
     assert local_path(good.artifact_uri).is_file() and good.duration_seconds > 1.5
 
-    dlq = EventReader(module_kafka, [dlq_topic("voice", module_kafka.topic_prefix)])
-    try:
-        letters = dlq.read(4, timeout=60)
-    finally:
-        dlq.close()
+    letters = read_events(module_kafka, [dlq_topic("voice", module_kafka.topic_prefix)], 4, timeout=60)
     errors = sorted(env.message.error for env in letters)
     assert len(errors) == 4, errors
     assert any(e.startswith("empty dialogue") for e in errors)
