@@ -55,6 +55,11 @@ def load_docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
+def config_data(docs: list[dict], name: str) -> dict[str, str]:
+    """The data of the ConfigMap called `name` in rendered manifests."""
+    return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
+
+
 def validate_files(files: list[Path]) -> dict[Path, list[str]]:
     """kubernetes-validate --strict over many files at once (its start-up dominates): errors per file."""
     tool = find_tool("kubernetes-validate")

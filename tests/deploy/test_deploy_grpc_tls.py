@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deploy_tools import load_docs
+from deploy_tools import config_data, load_docs
 
 GRPC_SERVERS = {"synth", "generator", "judge", "metrics", "voice"}
 
@@ -16,7 +16,7 @@ def _workloads(docs: list[dict]) -> dict[str, dict]:
 
 def test_default_render_keeps_admin_rpcs_closed(helm_template: Callable[..., str]) -> None:
     docs = load_docs(helm_template())
-    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    common = config_data(docs, "vispod-common")
     assert common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
     assert "VISPOD_GRPC_TLS_CERT_FILE" not in common
     generator = _workloads(docs)["generator"]["containers"][0]
@@ -25,7 +25,7 @@ def test_default_render_keeps_admin_rpcs_closed(helm_template: Callable[..., str
 
 def test_tls_values_mount_the_secret_and_name_the_admins(helm_template: Callable[..., str]) -> None:
     docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
-    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    common = config_data(docs, "vispod-common")
     assert common["VISPOD_GRPC_TLS_CERT_FILE"] == "/etc/vispod/grpc-tls/tls.crt"
     assert common["VISPOD_GRPC_TLS_KEY_FILE"] == "/etc/vispod/grpc-tls/tls.key"
     assert common["VISPOD_GRPC_TLS_CA_FILE"] == "/etc/vispod/grpc-tls/ca.crt"

@@ -6,16 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from deploy_tools import load_docs
+from deploy_tools import config_data, load_docs
 
 
 def _pod(docs: list[dict], name: str) -> dict:
     deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
     return deployment["spec"]["template"]["spec"]
-
-
-def _config(docs: list[dict], name: str) -> dict:
-    return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
 
 
 def _secret_mounts(pod: dict) -> dict[str, str]:
@@ -28,8 +24,8 @@ def test_generators_trust_the_lifecycle_keys_and_only_the_gate_holds_its_private
         helm_template: Callable[..., str]) -> None:
     docs = load_docs(helm_template(sets=("lifecycle.publicKeysSecret=keys-pub", "lifecycle.gateKeySecret=gate-key")))
     generator, gate = _secret_mounts(_pod(docs, "generator")), _secret_mounts(_pod(docs, "gate"))
-    assert generator["keys-pub"] == _config(docs, "generator")["VISPOD_GENERATOR_LIFECYCLE_KEYS_DIR"]
-    key_file = PurePosixPath(_config(docs, "gate")["VISPOD_GATE_SIGNING_KEY_FILE"])
+    assert generator["keys-pub"] == config_data(docs, "generator")["VISPOD_GENERATOR_LIFECYCLE_KEYS_DIR"]
+    key_file = PurePosixPath(config_data(docs, "gate")["VISPOD_GATE_SIGNING_KEY_FILE"])
     assert gate["gate-key"] == str(key_file.parent) and key_file.name == "gate.key"
     holders = [d["metadata"]["name"] for d in docs if d["kind"] in ("Deployment", "Job", "CronJob")
                and "gate-key" in str(d)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, find_tool, load_docs, run, validate_files
+from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, config_data, find_tool, load_docs, run, validate_files
 
 VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/vllm-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
 LONG_RUNNING = {"synth", "generator", "judge", "metrics", "voice"}
@@ -149,36 +149,32 @@ def test_services_probe_grpc_health_and_have_pdb_hpa_netpol(helm_template: Calla
             assert {p["containerPort"] for p in c["ports"]} == {8081, 8082}
 
 
-def _config(docs: list[dict], name: str) -> dict[str, str]:
-    return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
-
-
 def test_services_get_what_they_need_to_start_in_production(helm_template: Callable[..., str]) -> None:
     """Each service's settings validator passes with these: models from the volume, never a random fallback."""
     docs = load_docs(helm_template())
-    assert _config(docs, "synth")["VISPOD_SYNTH_MODEL_PATH"].startswith("/var/lib/vispod/models/")
-    assert _config(docs, "synth")["VISPOD_SYNTH_TINY_IF_UNSET"] == "false"
-    metrics = _config(docs, "metrics")
+    assert config_data(docs, "synth")["VISPOD_SYNTH_MODEL_PATH"].startswith("/var/lib/vispod/models/")
+    assert config_data(docs, "synth")["VISPOD_SYNTH_TINY_IF_UNSET"] == "false"
+    metrics = config_data(docs, "metrics")
     assert metrics["VISPOD_METRICS_CLIP_WEIGHTS"].startswith("/var/lib/vispod/models/")
     assert "VISPOD_METRICS_CLIP_RANDOM_INIT" not in metrics
-    generator = _config(docs, "generator")
+    generator = config_data(docs, "generator")
     assert generator["VISPOD_GENERATOR_MODEL_PATH"].startswith("/var/lib/vispod/models/")
-    assert generator["VISPOD_GENERATOR_BASE_MODEL_ID"] == _config(docs, "trainer")["VISPOD_TRAINER_BASE_MODEL_ID"]
+    assert generator["VISPOD_GENERATOR_BASE_MODEL_ID"] == config_data(docs, "trainer")["VISPOD_TRAINER_BASE_MODEL_ID"]
     pods = dict(pod_specs(docs))
     mounts = {m["mountPath"] for m in pods["Deployment/generator"]["containers"][0]["volumeMounts"]}
     for key in ("VISPOD_GENERATOR_ADAPTER_STATE_DIR", "VISPOD_GENERATOR_ADAPTER_CACHE_DIR"):
         assert any(generator[key].startswith(m + "/") for m in mounts if m != "/var/lib/vispod/models"), key
-    assert _config(docs, "judge")["VISPOD_JUDGE_STATE_DIR"].startswith("/var/lib/vispod/artifacts/")
+    assert config_data(docs, "judge")["VISPOD_JUDGE_STATE_DIR"].startswith("/var/lib/vispod/artifacts/")
     judge_env = {e["name"] for e in pods["Deployment/judge"]["containers"][0]["env"]}
     assert {f"VISPOD_JUDGE_{k}_API_KEY" for k in ("OPENAI", "ANTHROPIC", "GEMINI", "VLLM", "TGI")} <= judge_env
-    gate = _config(docs, "gate")
+    gate = config_data(docs, "gate")
     assert (gate["VISPOD_GATE_GENERATOR_ADDR"], gate["VISPOD_GATE_METRICS_ADDR"], gate["VISPOD_GATE_JUDGE_ADDR"]) == (
         "generator:8081", "metrics:8081", "judge:8081")
 
 
 def test_trainer_job_follows_its_exit_codes_and_resumes(helm_template: Callable[..., str]) -> None:
     docs = load_docs(helm_template())
-    cfg = _config(docs, "trainer")
+    cfg = config_data(docs, "trainer")
     assert cfg["VISPOD_TRAINER_PAIRS_DIR"] == "/data/pairs" and cfg["VISPOD_TRAINER_RESUME"] == "true"
     assert cfg["VISPOD_TRAINER_METRICS_HOST"] == "0.0.0.0" and cfg["VISPOD_TRAINER_METRICS_PORT"] == "8082"
     jobs = {d["kind"]: d["spec"] for d in docs if d["kind"] in ("Job", "CronJob")}
@@ -228,7 +224,7 @@ def test_gpu_values_schedule_tgi_and_trainer_on_gpus(helm_template: Callable[...
 
 def test_sasl_tls_values_wire_kafka_secrets(helm_template: Callable[..., str]) -> None:
     docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
-    common = next(d for d in docs if d["metadata"]["name"] == "vispod-common")["data"]
+    common = config_data(docs, "vispod-common")
     assert common["VISPOD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert common["VISPOD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert common["VISPOD_KAFKA_SSL_CAFILE"] == "/etc/vispod/kafka-ca/ca.crt"
