@@ -14,9 +14,9 @@ Writes results.json (numbers) and report.html (self-contained) under out_dir.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from vispod.common.statistics import finite
 from vispod.gate.html_parts import write_atomic
 from vispod.gate.mini_paper.evaluate import evaluate
 from vispod.gate.mini_paper.records import (
@@ -34,20 +34,9 @@ __all__ = ["EvalStory", "StoryOutput", "SystemInfo", "SystemRun", "dataset_root"
            "reference_runs", "render", "run"]
 
 
-def _finite(value: object) -> object:
-    """NaN and infinities are not JSON: None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def run(systems: list[SystemRun], out_dir: Path, **kwargs: object) -> dict:
     """evaluate() (see its arguments), then write out_dir/results.json and out_dir/report.html."""
-    results = _finite(evaluate(systems, **kwargs))
+    results = finite(evaluate(systems, **kwargs))
     out_dir = Path(out_dir)
     write_atomic(out_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     write_atomic(out_dir / "report.html", render(results))
