@@ -611,7 +611,7 @@ class _RoundFailed(Exception):
 
 
 GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
-PREFILL_TOKENS = 64    # prompt tokens a round at most: an adapter load waits for one short round
+PREFILL_TOKENS = 128   # prompt tokens a round at most: an adapter load waits for one short round
 
 
 def _index_ngrams(seq: _Seq, tokens: list[int]) -> None:
