@@ -37,6 +37,26 @@ def test_streams_text_usage_and_finish_reason(engine, kind) -> None:
 
 
 @pytest.mark.parametrize("kind", ["openai", "tgi"])
+def test_text_only_user_content_is_a_plain_string(engine, kind) -> None:
+    """Text models' chat templates (llama.cpp's server renders the GGUF's Jinja) take `content` as a string."""
+    backend = (OpenAIBackend(engine.url, "base", text_only=True, retry=FAST) if kind == "openai"
+               else TGIBackend(engine.url, [], text_only=True, retry=FAST))
+    assert "".join(backend.stream(_inp())) == GOOD_DIALOGUE
+    assert engine.requests[0]["messages"] == [{"role": "system", "content": "sys"},
+                                              {"role": "user", "content": "write"}]
+
+
+@pytest.mark.parametrize("kind", ["openai", "tgi"])
+def test_a_stream_ending_without_finish_reason_is_an_error_not_empty_text(engine, kind) -> None:
+    """An engine that fails after its 200 (the stream just ends) is a failed request, never a complete answer."""
+    backend = (OpenAIBackend(engine.url, "base", retry=FAST) if kind == "openai"
+               else TGIBackend(engine.url, [], retry=FAST))
+    engine.replies = [Reply("")]
+    with pytest.raises(BackendError, match="without a finish reason"):
+        list(backend.stream(_inp()))
+
+
+@pytest.mark.parametrize("kind", ["openai", "tgi"])
 def test_429_retry_after_is_honoured_and_503_backs_off(engine, kind) -> None:
     engine.replies = [Reply(status=429, headers={"Retry-After": "1"}), Reply(status=503), Reply(GOOD_DIALOGUE)]
     backend = (OpenAIBackend(engine.url, "base", retry=FAST) if kind == "openai"

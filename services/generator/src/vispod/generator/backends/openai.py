@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
-    """OpenAI chat messages: system, then one user message with the images (story order) before the text."""
-    content: list[dict] = []
-    if not text_only:
-        content = [{"type": "image_url", "image_url": {"url": data_uri(b, mime)}} for b, mime in inp.image_bytes]
+    """OpenAI chat messages: system, then one user message with the images (story order) before the text.
+    Text only, the user's content is a plain string: chat templates of text models (llama.cpp's server renders
+    the GGUF's own Jinja template) concatenate `content` as a string and fail on a list of parts."""
+    if text_only:
+        return [{"role": "system", "content": inp.system}, {"role": "user", "content": inp.user}]
+    content: list[dict] = [{"type": "image_url", "image_url": {"url": data_uri(b, mime)}}
+                           for b, mime in inp.image_bytes]
     content.append({"type": "text", "text": inp.user})
     return [{"role": "system", "content": inp.system}, {"role": "user", "content": content}]
 
@@ -44,7 +47,9 @@ def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
 def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, what: str, close: Callable[[], object],
                 timeouts: tuple[type[BaseException], ...] = (httpx.TimeoutException,)) -> Iterator[str]:
     """The text of OpenAI-style chat-completion chunks (vLLM's SSE, TGI's client), recording usage and the
-    finish reason on `result`; a timeout or broken connection mid-stream is BackendUnavailable."""
+    finish reason on `result`; a timeout or broken connection mid-stream is BackendUnavailable. A stream that
+    ends without a finish reason is a BackendError: the engine failed after its 200 (e.g. llama.cpp's server
+    when its chat template raised), and its answer must not pass for a complete, empty one."""
     try:
         for event in events:
             if event.get("error"):
@@ -59,6 +64,8 @@ def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, w
                 text = (choice.get("delta") or {}).get("content")
                 if text:
                     yield text
+        if not result.finish_reason:
+            raise BackendError(f"{what} ended without a finish reason: the engine failed mid-answer (see its log)")
     except timeouts as exc:
         raise BackendUnavailable(f"{what} timed out: {exc}") from exc
     except httpx.TransportError as exc:
