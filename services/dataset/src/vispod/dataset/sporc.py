@@ -222,19 +222,22 @@ def _turn_from(row: dict[str, Any], names: dict[str, str], report: LoadReport, w
     )
 
 
-_JSONL_TURN_FIELDS = {
+# A turn's fields in each layout's column names (the synthetic corpora write with the same tables).
+JSONL_TURN_FIELDS = {
     "text": "turnText",
     "speaker": "speaker",
     "start": "startTime",
     "end": "endTime",
+    "count": "turnCount",
     "role": "inferredSpeakerRole",
     "name": "inferredSpeakerName",
 }
-_PARQUET_TURN_FIELDS = {
+PARQUET_TURN_FIELDS = {
     "text": "turn_text",
     "speaker": "speaker",
     "start": "start_time",
     "end": "end_time",
+    "count": "turn_count",
     "role": "inferred_speaker_role",
     "name": "inferred_speaker_name",
 }
@@ -305,10 +308,10 @@ def _iter_jsonl(folder: Path, report: LoadReport) -> Iterator[SporcEpisode]:
                 continue
             yield from flush()
             current, buffer = mp3url, []
-        turn = _turn_from(row, _JSONL_TURN_FIELDS, report, where)
+        turn = _turn_from(row, JSONL_TURN_FIELDS, report, where)
         if turn is not None:
             report.turns_read += 1
-            tc = row.get("turnCount")
+            tc = row.get(JSONL_TURN_FIELDS["count"])
             buffer.append((len(buffer), tc if isinstance(tc, int | float) and not isinstance(tc, bool) else None, turn))
     yield from flush()
     for mp3url in episodes.keys() - done:
@@ -352,12 +355,12 @@ def _iter_parquet(root: Path, report: LoadReport) -> Iterator[SporcEpisode]:
                 if isinstance(row_podcast, str) and row_podcast and row_podcast != podcast_id:
                     report.bad("turn_podcast_id_mismatch", where)
                     continue
-                turn = _turn_from(row, _PARQUET_TURN_FIELDS, report, where)
+                turn = _turn_from(row, PARQUET_TURN_FIELDS, report, where)
                 if turn is None:
                     continue
                 report.turns_read += 1
                 entry = grouped.setdefault(episode_id, (mp3url, []))
-                tc = row.get("turn_count")
+                tc = row.get(PARQUET_TURN_FIELDS["count"])
                 entry[1].append((len(entry[1]), tc if isinstance(tc, int | float) else None, turn))
             for episode_id in sorted(grouped):
                 mp3url, turns = grouped[episode_id]

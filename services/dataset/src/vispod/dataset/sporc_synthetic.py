@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from vispod.dataset.sporc import JSONL_TURN_FIELDS, PARQUET_TURN_FIELDS
+
 _PLACES = ["beach", "mountain", "city street", "kitchen", "park", "river", "market", "stadium", "garden", "station"]
 _THINGS = [
     "red bike",
@@ -78,6 +80,14 @@ def make_episodes(count: int, seed: int = 0, turns_per_episode: int = 60) -> lis
     return episodes
 
 
+
+def _turn_row(columns: dict[str, str], n: int, speaker: str, text: str, start: float, end: float,
+              name: str | None = "") -> dict[str, object]:
+    """Turn `n` of an episode under a layout's column names (the reader's tables: writer and reader agree)."""
+    values = {"speaker": speaker, "text": text, "start": start, "end": end, "count": n,
+              "role": "host" if speaker.endswith("0") else "guest", "name": name}
+    return {columns[key]: value for key, value in values.items()} | {"duration": round(end - start, 2)}
+
 def write_jsonl_layout(folder: Path, episodes: list[FakeEpisode], malformed: bool = False) -> Path:
     """episodeLevelData.jsonl.gz + speakerTurnData.jsonl.gz. With `malformed`, adds exactly:
     1 invalid JSON episode line, 1 episode without mp3url, 1 invalid JSON turn line, 2 turns without
@@ -112,17 +122,8 @@ def write_jsonl_layout(folder: Path, episodes: list[FakeEpisode], malformed: boo
     with gzip.open(folder / "speakerTurnData.jsonl.gz", "wt", encoding="utf-8") as fh:
         for ep in episodes:
             for n, (speaker, text, start, end) in enumerate(ep.turns):
-                row = {
-                    "mp3url": ep.mp3url,
-                    "speaker": [speaker],
-                    "turnText": text,
-                    "startTime": start,
-                    "endTime": end,
-                    "duration": round(end - start, 2),
-                    "turnCount": n,
-                    "inferredSpeakerRole": "host" if speaker.endswith("0") else "guest",
-                    "inferredSpeakerName": "",
-                }
+                row = {"mp3url": ep.mp3url, **_turn_row(JSONL_TURN_FIELDS, n, speaker, text, start, end)}
+                row[JSONL_TURN_FIELDS["speaker"]] = [speaker]  # SPoRC's JSONL keeps a list of labels
                 if malformed and ep is episodes[0] and n in (5, 6):
                     del row["turnText"]
                 if malformed and ep is episodes[0] and n == 7:
@@ -158,21 +159,8 @@ def write_parquet_layout(folder: Path, episodes: list[FakeEpisode], malformed: b
         episode_id = hashlib.md5(ep.mp3url.encode()).hexdigest()[:16]
         rows = by_podcast.setdefault(podcast_id, [])
         for n, (speaker, text, start, end) in enumerate(ep.turns):
-            rows.append(
-                {
-                    "episode_id": episode_id,
-                    "podcast_id": podcast_id,
-                    "mp3_url": ep.mp3url,
-                    "speaker": speaker,
-                    "turn_text": text,
-                    "start_time": start,
-                    "end_time": end,
-                    "duration": round(end - start, 2),
-                    "turn_count": n,
-                    "inferred_speaker_role": "host" if speaker.endswith("0") else "guest",
-                    "inferred_speaker_name": None,
-                }
-            )
+            turn = _turn_row(PARQUET_TURN_FIELDS, n, speaker, text, start, end, name=None)
+            rows.append({"episode_id": episode_id, "podcast_id": podcast_id, "mp3_url": ep.mp3url, **turn})
     first = sorted(by_podcast)[0]
     if malformed:
         by_podcast[first][5]["turn_text"] = None
