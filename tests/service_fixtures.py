@@ -1,11 +1,13 @@
-"""Helpers for fixtures (`yield from` them): a service on the real broker, a gRPC stub to it, a local HTTP server."""
+"""Helpers for fixtures (`yield from` them): a service on the real broker, a gRPC stub to it, a local HTTP server,
+and the quiet JSON/SSE request handler the fake engines build on."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -28,11 +30,57 @@ def grpc_stub(handle: ServiceHandle, stub: Callable[[grpc.Channel], StubT]) -> I
         yield stub(channel)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler for fake engines: reads a JSON body, answers bytes, JSON or server-sent events."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def read_json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+
+    def send(self, status: int, body: object, ctype: str = "application/json",
+             headers: dict[str, str] | None = None) -> None:
+        """Sends `body` (bytes as they are, anything else as JSON) with a Content-Length; a client that already
+        left (timed out) is let go."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def send_sse(self, events: Iterable[object]) -> None:
+        """Sends each event as an SSE `data:` line, then `data: [DONE]`, in one body."""
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        self.send(200, text.encode(), "text/event-stream")
+
+
+class HttpServer:
+    """Serves a handler on 127.0.0.1 at a free port from a thread until `stop()`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], daemon_threads: bool = False,
+                 poll_interval: float = 0.5) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = daemon_threads
+        self.port: int = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def serve_http(handler: type[BaseHTTPRequestHandler], daemon_threads: bool = False) -> Iterator[int]:
     """Serves `handler` on 127.0.0.1 at a free port from a thread; yields the port; shuts the server down after."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = daemon_threads
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    server = HttpServer(handler, daemon_threads)
+    yield server.port
+    server.stop()

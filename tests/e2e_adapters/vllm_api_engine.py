@@ -9,11 +9,11 @@ is a 404, never the base model. Every generation records which adapter it applie
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from service_fixtures import HttpServer, JsonHandler
 
 from vispod.generator.adapters import AdapterVersion
 from vispod.generator.backends.base import GenerationInput
@@ -43,13 +43,11 @@ class VLLMApiEngine:
         self.adapters: dict[str, AdapterVersion] = {}
         self.log = EngineLog()
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = HttpServer(_handler(self))
+        self.url = self.server.url
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
         if self.backend is not None:
             self.backend.close()
 
@@ -58,64 +56,51 @@ def _text(content) -> str:
     return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
 
 
-def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: object, ctype: str = "application/json") -> None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+def _handler(engine: VLLMApiEngine) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             if self.path != "/v1/models":
-                return self._send(404, {"error": "not found"})
+                return self.send(404, {"error": "not found"})
             with engine.lock:
                 models = [{"id": engine.served_model, "object": "model", "parent": None}]
                 models += [{"id": a, "object": "model", "parent": engine.served_model} for a in engine.adapters]
-            self._send(200, {"object": "list", "data": models})
+            self.send(200, {"object": "list", "data": models})
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            body = self.read_json()
             if self.path == "/v1/load_lora_adapter":
                 name, path = body.get("lora_name", ""), Path(body.get("lora_path", ""))
                 with engine.lock:
                     if name in engine.adapters:
-                        return self._send(400, {"error": f"The lora adapter '{name}' has already been loaded."})
+                        return self.send(400, {"error": f"The lora adapter '{name}' has already been loaded."})
                 if not (path / "adapter_config.json").is_file():
-                    return self._send(400, {"error": f"no adapter at {path}"})
+                    return self.send(400, {"error": f"no adapter at {path}"})
                 version = AdapterVersion(name, path, engine.served_model)
                 try:
                     if engine.backend is not None:
                         engine.backend.on_adapter_loaded(version)
                 except Exception as exc:  # reported to the caller, as vLLM does
-                    return self._send(400, {"error": str(exc)})
+                    return self.send(400, {"error": str(exc)})
                 with engine.lock:
                     engine.adapters[name] = version
                     engine.log.loads.append((name, str(path)))
-                return self._send(200, b"Success", "text/plain")
+                return self.send(200, b"Success", "text/plain")
             if self.path == "/v1/unload_lora_adapter":
                 name = body.get("lora_name", "")
                 with engine.lock:
                     known = engine.adapters.pop(name, None)
                 if known is None:
-                    return self._send(404, {"error": f"The lora adapter '{name}' cannot be found."})
+                    return self.send(404, {"error": f"The lora adapter '{name}' cannot be found."})
                 if engine.backend is not None:
                     engine.backend.on_adapter_retired(name)
-                return self._send(200, b"Success", "text/plain")
+                return self.send(200, b"Success", "text/plain")
             if self.path != "/v1/chat/completions":
-                return self._send(404, {"error": "not found"})
+                return self.send(404, {"error": "not found"})
             model = body.get("model", "")
             with engine.lock:
                 adapter = engine.adapters.get(model)
             if adapter is None and model != engine.served_model:
-                return self._send(404, {"error": {"message": f"The model `{model}` does not exist.", "code": 404}})
+                return self.send(404, {"error": {"message": f"The model `{model}` does not exist.", "code": 404}})
             if engine.backend is None:
                 return self._scripted(model)
             messages = {m["role"]: _text(m["content"]) for m in body.get("messages", [])}
@@ -130,8 +115,7 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
                       {"choices": [{"index": 0, "delta": {}, "finish_reason": stream.finish_reason or "stop"}],
                        "usage": {"prompt_tokens": stream.prompt_tokens,
                                  "completion_tokens": stream.completion_tokens}}]
-            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-            self._send(200, sse.encode(), "text/event-stream")
+            self.send_sse(events)
 
         def _scripted(self, model: str) -> None:
             with engine.lock:
@@ -140,7 +124,6 @@ def _handler(engine: VLLMApiEngine) -> type[BaseHTTPRequestHandler]:
             events = [{"choices": [{"index": 0, "delta": {"content": text}}]},
                       {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": 50, "completion_tokens": len(text.split())}}]
-            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-            self._send(200, sse.encode(), "text/event-stream")
+            self.send_sse(events)
 
     return Handler

@@ -9,7 +9,8 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from service_fixtures import HttpServer, JsonHandler
 
 JUDGE_MODEL = "judge"
 
@@ -39,30 +40,18 @@ class Engine:
         return json.dumps({"winner": winner, "rationale": "scripted preference"})
 
 
-def _handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def _handler(engine: Engine) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            body = self.read_json()
             if self.path.endswith("/load_lora_adapter"):
                 with engine.lock:
                     engine.loaded.append(body.get("lora_name", ""))
-                return self._send(200, b"{}")
+                return self.send(200, b"{}")
             if self.path.endswith("/unload_lora_adapter"):
-                return self._send(200, b"{}")
+                return self.send(200, b"{}")
             if not self.path.endswith("/chat/completions"):
-                return self._send(404, b'{"error": "not found"}')
+                return self.send(404, b'{"error": "not found"}')
             model = body.get("model", "")
             if model == JUDGE_MODEL:
                 user = body["messages"][-1]["content"]
@@ -70,7 +59,7 @@ def _handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                 answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": engine.verdict(prompt)},
                                        "finish_reason": "stop"}],
                           "usage": {"prompt_tokens": 100, "completion_tokens": 10}}
-                return self._send(200, json.dumps(answer).encode())
+                return self.send(200, answer)
             with engine.lock:
                 engine.models.append(model)
             text = dialogue_for(model)
@@ -78,8 +67,7 @@ def _handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                       for i in range(0, len(text), 40)]
             events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 50, "completion_tokens": len(text.split())}})
-            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-            self._send(200, sse.encode(), "text/event-stream")
+            self.send_sse(events)
 
     return Handler
 
@@ -87,11 +75,8 @@ def _handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
 class EngineServer:
     def __init__(self) -> None:
         self.engine = Engine()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.engine))
-        self.engine.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = HttpServer(_handler(self.engine))
+        self.engine.url = self.server.url
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()

@@ -3,14 +3,14 @@ scripted engine on 127.0.0.1 (helpers in gen_helpers.py)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from gen_helpers import ScriptedEngine, handler_for
 from PIL import Image
+from service_fixtures import HttpServer
+from tiny_lm import save_tiny_causal_lm
 
 from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 
@@ -32,33 +32,19 @@ def story_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def engine() -> Iterator[ScriptedEngine]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
-    eng = ScriptedEngine(url=f"http://127.0.0.1:{server.server_address[1]}", replies=[])
-    server.RequestHandlerClass = handler_for(eng)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    eng = ScriptedEngine(url="", replies=[])
+    server = HttpServer(handler_for(eng), poll_interval=0.05)
+    eng.url = server.url
     try:
         yield eng
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def tiny_text_lm(tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random causal text LM (Qwen3) sharing the tiny VLM's tokenizer: the text-only code path."""
-    import json as _json
+    from transformers import AutoTokenizer
 
-    import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-text-lm")
-    tok = AutoTokenizer.from_pretrained(tiny_vlm)
-    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    Qwen3ForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "vispod_random_weights.json").write_text(_json.dumps({"random_weights": True}))
-    return out
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vlm)
+    return save_tiny_causal_lm(tokenizer, tmp_path_factory.mktemp("tiny-text-lm"))

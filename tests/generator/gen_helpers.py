@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from service_fixtures import JsonHandler
 
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.generator.settings import GeneratorSettings
@@ -82,37 +83,22 @@ class ScriptedEngine:
         return self.default or Reply(GOOD_DIALOGUE)
 
 
-def handler_for(engine: ScriptedEngine):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def _json(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
+def handler_for(engine: ScriptedEngine) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            body = self.read_json()
             if self.path == "/v1/load_lora_adapter":
                 engine.loaded.append(body)
-                self._json(200, {"status": "ok"})
+                self.send(200, {"status": "ok"})
                 return
             if self.path != "/v1/chat/completions":
-                self._json(404, {"error": "not found"})
+                self.send(404, {"error": "not found"})
                 return
             engine.requests.append(body)
             engine.request_times.append(time.monotonic())
             reply = engine.next_reply()
             if reply.status != 200:
-                self._json(reply.status, {"error": reply.body or f"scripted {reply.status}"}, reply.headers)
+                self.send(reply.status, {"error": reply.body or f"scripted {reply.status}"}, headers=reply.headers)
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

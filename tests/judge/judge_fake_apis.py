@@ -12,8 +12,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from service_fixtures import HttpServer, JsonHandler
 
 KEY = "sk-test-SECRET-1234567890"
 Reply = Callable[[str], str]  # user prompt text -> the model's reply text
@@ -137,9 +138,8 @@ class FakeAPI:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
+        class Handler(JsonHandler):
+            protocol_version = "HTTP/1.0"  # one request per connection, as before
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -149,48 +149,34 @@ class FakeAPI:
                     fault = outer.script.pop(0) if outer.script else ""
                     outer.requests.append((path, headers, json.loads(raw or b"{}")))
                 if fault == "429":
-                    return self._send(429, _error(outer.api, "rate_limit"), {"retry-after": outer.retry_after})
+                    return self.send(429, _error(outer.api, "rate_limit"), headers={"retry-after": outer.retry_after})
                 if fault in ("500", "401"):
-                    return self._send(int(fault), _error(outer.api, fault))
+                    return self.send(int(fault), _error(outer.api, fault))
                 if fault == "slow":  # longer than the client's timeout
                     time.sleep(1.5)
                 if fault == "badjson":
-                    return self._raw(200, b"<html>upstream proxy error</html>", "text/html")
+                    return self.send(200, b"<html>upstream proxy error</html>", "text/html")
                 try:
                     out = APIS[outer.api](path, headers, json.loads(raw), outer.reply)
                 except (ShapeError, KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
-                    return self._send(400, {"error": {"message": f"bad request: {exc}"}})
-                self._send(200, out)
+                    return self.send(400, {"error": {"message": f"bad request: {exc}"}})
+                self.send(200, out)
 
-            def _send(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
-                self._raw(status, json.dumps(doc).encode(), "application/json", headers)
-
-            def _raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", ctype)
-                    self.send_header("content-length", str(len(data)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                    pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._handler = Handler
+        self._server: HttpServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._server is not None, "use `with FakeAPI(...)`"
+        return self._server.url
 
     def __enter__(self) -> FakeAPI:
-        self._thread.start()
+        self._server = HttpServer(self._handler, poll_interval=0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        assert self._server is not None
+        self._server.stop()
 
 
 def _error(api: str, kind: str) -> dict:
