@@ -23,19 +23,17 @@ from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.signing import generate_keypair
 from vispod.common.topics import Topic
+from vispod.devkit.testing import adapter_files as adapter_testing
 from vispod.gate.evalset import write_builtin_set
 from vispod.gate.service import build as build_gate
 from vispod.gate.settings import GateSettings
+from vispod.generator import service as generator_service
+from vispod.generator.settings import GeneratorSettings
+from vispod.judge import service as judge_service
+from vispod.judge.settings import JudgeSettings
+from vispod.metrics import service as metrics_service
+from vispod.metrics.settings import MetricsSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
-
-generator_service = pytest.importorskip("vispod.generator.service")
-adapter_testing = pytest.importorskip("vispod.devkit.testing.adapter_files")
-metrics_service = pytest.importorskip("vispod.metrics.service")
-judge_service = pytest.importorskip("vispod.judge.service")
-
-from vispod.generator.settings import GeneratorSettings  # noqa: E402
-from vispod.judge.settings import JudgeSettings  # noqa: E402
-from vispod.metrics.settings import MetricsSettings  # noqa: E402
 
 S = events_pb2.AdapterState
 pytestmark = pytest.mark.slow  # minutes on 2 cores; still part of CI

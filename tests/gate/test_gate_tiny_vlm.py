@@ -18,19 +18,17 @@ from gate_scripted import ScriptedJudge, Servers
 from vispod.common.bus import EventReader
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
+from vispod.devkit.testing import sample_pairs as sample_data
 from vispod.devkit.testing.tiny_vlm import build_tiny_qwen3_vl
 from vispod.gate.service import build as build_gate
 from vispod.gate.settings import GateSettings
+from vispod.generator import service as generator_service
+from vispod.generator.settings import GeneratorSettings
+from vispod.metrics import service as metrics_service
+from vispod.metrics.settings import MetricsSettings
+from vispod.trainer import run as trainer_run
+from vispod.trainer.settings import TrainerSettings
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
-
-generator_service = pytest.importorskip("vispod.generator.service")
-metrics_service = pytest.importorskip("vispod.metrics.service")
-trainer_run = pytest.importorskip("vispod.trainer.run")
-sample_data = pytest.importorskip("vispod.devkit.testing.sample_pairs")
-
-from vispod.generator.settings import GeneratorSettings  # noqa: E402
-from vispod.metrics.settings import MetricsSettings  # noqa: E402
-from vispod.trainer.settings import TrainerSettings  # noqa: E402
 
 S = events_pb2.AdapterState
 pytestmark = pytest.mark.slow  # minutes on 2 cores; still part of CI
