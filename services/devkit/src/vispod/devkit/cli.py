@@ -8,6 +8,7 @@ from pathlib import Path
 from vispod.common.kafka_address import bootstrap_from
 from vispod.devkit import local_kafka
 from vispod.devkit.checkout import use_shared_datasets
+from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.submit import add_image_set_arguments
 
 
@@ -28,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="extra folder that file:// image URIs may point into")
     p.add_argument("--workdir", type=Path, default=Path("out/up"))
     p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.add_argument("--store", choices=STORES, default="files",
+                   help="adapter store: unsigned local folders (files) or signed versions on a local S3 server (s3)")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("submit", help="publish an image set and print the events that follow")
@@ -58,7 +61,7 @@ def _up(args: argparse.Namespace) -> int:
     from vispod.devkit.local_stack import run_stack
 
     services = args.services.split(",") if args.services else None
-    return run_stack(services, args.image_root, args.workdir, args.ready_timeout)
+    return run_stack(services, args.image_root, args.workdir, args.ready_timeout, args.store)
 
 
 def _submit(args: argparse.Namespace) -> int:

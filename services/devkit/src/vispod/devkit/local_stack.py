@@ -20,6 +20,7 @@ from vispod.common.kafka_address import STACK_RECORD
 from vispod.common.lifecycle_signing import local_identities
 from vispod.common.settings import DatasetSettings, KafkaSettings
 from vispod.devkit import local_kafka
+from vispod.devkit.local_adapter_store import STORES, start_adapter_store
 
 # Start order: producers of what others consume come first.
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
@@ -79,7 +80,12 @@ def _wait_ready(svc: Running, deadline: float, stop: threading.Event) -> bool:
     return False
 
 
-def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, ready_timeout: float) -> int:
+def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, ready_timeout: float,
+              store: str = "files") -> int:
+    """`store`: "files" (unsigned local folders under the artifact root) or "s3" (a local S3Proxy: signed
+    versions, verified by the generators before loading; see local_adapter_store)."""
+    if store not in STORES:
+        raise SystemExit(f"unknown adapter store {store!r}; known: {', '.join(STORES)}")
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -97,6 +103,17 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
     print(f"kafka: {bootstrap}", flush=True)
     prefix = os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod")
     ensure_topics(KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix))
+    adapter_store = None
+    if store == "s3":
+        print("starting a local S3 server (S3Proxy) for the adapter store …", flush=True)
+        try:
+            adapter_store = start_adapter_store(workdir)
+        except BaseException:
+            if broker:
+                broker.stop()
+            raise
+        print(f"adapter store: {adapter_store.url} on {adapter_store.server.endpoint_url} (signed versions; "
+              f"the trainer's settings: {adapter_store.env_file})", flush=True)
 
     # The stack's image inbox: `vispod submit` and `vispod demo` copy a user's photos from anywhere here
     # (named by content), so no folder outside the roots has to be opened up to the services.
@@ -127,6 +144,8 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 env.setdefault("VISPOD_GENERATOR_ADAPTER_CACHE_DIR", str(workdir / "generator" / "adapters"))
                 # Generators obey lifecycle commands signed by the gate or an admin: this stack's own dev keys.
                 env.setdefault("VISPOD_GENERATOR_LIFECYCLE_KEYS_DIR", str(local_identities(workdir / "keys")))
+                if adapter_store is not None:  # the stack's store wins over a caller's: one store per stack
+                    env.update(adapter_store.consumer_env)
             if name == "gate":
                 env.setdefault("VISPOD_GATE_SIGNING_KEY_FILE", str(local_identities(workdir / "keys") / "gate.key"))
             log = workdir / f"{name}.log"
@@ -149,6 +168,8 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
             "bootstrap": bootstrap, "pid": os.getpid(),
             "file_roots": [str(r) for r in roots], "image_inbox": str(inbox),
             "services": {s.name: {"grpc": s.grpc_port, "metrics": s.metrics_port} for s in running},
+            "adapter_store": ({"url": adapter_store.url, "endpoint_url": adapter_store.server.endpoint_url,
+                               "env_file": str(adapter_store.env_file)} if adapter_store else None),
         }))
         print("ready — Ctrl-C to stop", flush=True)
         while not stop.wait(1.0):
@@ -164,5 +185,7 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
             local_kafka.stop_process(svc.process, 30)
         if broker:
             broker.stop()
+        if adapter_store is not None:
+            adapter_store.stop()
         UP_STATE.unlink(missing_ok=True)
         print("stopped", flush=True)

@@ -62,3 +62,29 @@ def published_event(folder: Path, adapter_id: str, base_model_id: str,
         lora_rank=int(config.get("r", 0)), lora_alpha=float(config.get("lora_alpha", 0)),
         target_modules=list(config.get("target_modules") or []) if isinstance(config.get("target_modules"), list)
         else [])
+
+
+def make_gguf_base_adapter(base_gguf: Path, out_dir: Path, base_model_id: str, seed: int = 0, r: int = 4,
+                           layers: int = 2) -> Path:
+    """A peft LoRA (q/v projections of the first `layers` blocks, random small factors) shaped for a llama.cpp
+    GGUF base model, read from its weight shapes: loadable by the llamacpp backend without loading the model."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vispod.generator.adapters.gguf_lora import read_base
+
+    shapes = read_base(base_gguf).shapes
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for i in range(layers):
+        for module, gguf_name in (("q_proj", "attn_q"), ("v_proj", "attn_v")):
+            out, inp = shapes[f"blk.{i}.{gguf_name}.weight"]
+            key = f"base_model.model.model.layers.{i}.self_attn.{module}"
+            tensors[f"{key}.lora_A.weight"] = torch.randn(r, inp, generator=gen) * 0.05
+            tensors[f"{key}.lora_B.weight"] = torch.randn(out, r, generator=gen) * 0.05
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out_dir / "adapter_model.safetensors"))
+    (out_dir / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": base_model_id}))
+    return out_dir
