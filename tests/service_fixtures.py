@@ -64,9 +64,10 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 class HttpServer:
-    """Serves a handler on 127.0.0.1 at a free port from a thread until `stop()`."""
+    """Serves a handler on 127.0.0.1 at a free port from a thread until `stop()`. With daemon request threads (the
+    ThreadingHTTPServer default) `stop()` does not wait for keep-alive connections a client left open."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], daemon_threads: bool = False,
+    def __init__(self, handler: type[BaseHTTPRequestHandler], daemon_threads: bool = True,
                  poll_interval: float = 0.5) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = daemon_threads
