@@ -17,6 +17,7 @@ from vispod.common.http_retry import RetryPolicy
 from vispod.devkit.local_s3 import start_s3
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import GenerationInput
+from vispod.generator.backends.openai import OpenAIBackend
 from vispod.generator.backends.tgi import TGIBackend
 
 FAST = RetryPolicy(max_retries=1, backoff_base_s=0.01, backoff_max_s=0.1)
@@ -26,16 +27,22 @@ def version(adapter_id: str) -> AdapterVersion:
     return AdapterVersion(adapter_id, Path("/generator-pod/cache") / adapter_id, "smollm2")
 
 
-def ask(backend: TGIBackend, adapter_id: str) -> str:
+def ask(backend: TGIBackend | OpenAIBackend, adapter_id: str) -> str:
     inp = GenerationInput(system="You write podcasts.", user="Scenes: a beach at sunset.", max_new_tokens=8,
                           temperature=0.0, adapter=version(adapter_id))
-    return "".join(backend.stream(inp))
+    stream = backend.stream(inp)
+    chunks = list(stream)  # llama.cpp's server streams one token per chunk (and reports no usage when streaming)
+    assert stream.finish_reason in ("stop", "length") and "".join(chunks).strip(), chunks
+    TOKENS.append(len(chunks))
+    return "".join(chunks)
 
 
-# Measured 2026-12-01: the rollout steps held (podcast@1 not routable while its server started, servable once it
-# answered) but the first streamed answer through TGIBackend/InferenceClient from llama_cpp.server was empty text;
-# the cause (stream parsing of llama_cpp.server's chunks, or the model) is not found yet. Open item of #15.
-@pytest.mark.xfail(reason="llama_cpp.server answered TGIBackend with empty text (under investigation)", strict=False)
+TOKENS: list[int] = []  # streamed chunks per answer
+
+
+# The empty answers measured before (2026-12-01) were llama.cpp's server failing after its 200: the GGUF's chat
+# template concatenates `content` as a string and the backends sent a list of parts; text-only content is now a
+# string, and a stream that ends without a finish reason is an error, never an empty answer.
 def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, own_s3, tmp_path: Path) -> None:
     outcome = published[0]
     env = store_settings(own_s3, keys, f"tgi-{uuid.uuid4().hex[:6]}")
@@ -59,6 +66,15 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
         assert ask(backend, "podcast@1")
         rollout.wait()
         assert backend.servable("podcast@2") and ask(backend, "podcast@2")
+        # The OpenAI backend on the same server: it routes to what the engine lists (the adapter it started with).
+        openai = OpenAIBackend(rollout.base_url, "smollm2", text_only=True, retry=FAST, adapter_loading="sync")
+        try:
+            assert openai.servable("podcast@2") and not openai.servable("podcast@1")
+            assert ask(openai, "podcast@2")
+            with pytest.raises(AdapterUnavailable):
+                ask(openai, "podcast@1")  # the old adapter left with the old server: never the base model
+        finally:
+            openai.close()
 
         # Tampered: the init step rejects it, no server starts, podcast@2 keeps serving.
         event3 = publish_version(store, signer, outcome, "3", variant(outcome.result.adapter_dir, tmp_path / "v3", 3.0))
@@ -83,6 +99,7 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
         rollout.wait()
         assert backend.servable("podcast@4") and ask(backend, "podcast@4")
         assert store.versions("podcast") == ["1", "2", "3", "4"]
-        record(tgi_style_rollout="ok", rollout_events=[f"{a}:{e}" for a, e in rollout.events])
+        record(tgi_style_rollout="ok", llama_server_answers=len(TOKENS), llama_server_tokens=sum(TOKENS),
+               rollout_events=[f"{a}:{e}" for a, e in rollout.events])
     finally:
         rollout.close()

@@ -1,8 +1,10 @@
 """Which adapters a remote engine can serve right now, as the engine itself says.
 
 vLLM (and every OpenAI-compatible server that loads LoRA adapters) lists them in `GET /v1/models`, each with a
-`parent` (the base model has none). The generator routes to an adapter only once it is listed there: until the
-engine pod's adapter-sync container has loaded a verified copy, requests stay on the adapter that was serving.
+`parent` (the base model has none); a server whose adapter is fixed at start-up (llama.cpp's server with
+`--lora_path` and `--model_alias <adapter id>`) lists it as its model. The generator routes to an adapter only
+once it is listed there: until the engine pod's adapter-sync container has loaded a verified copy (or the
+restarted server answers), requests stay on the adapter that was serving.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class EngineAdapters:
         try:
             r = self._client.get("/v1/models")
             r.raise_for_status()
-            ids = frozenset(m["id"] for m in r.json().get("data", []) if m.get("parent"))
+            ids = frozenset(m["id"] for m in r.json().get("data", []))  # adapter ids are name@version
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("engine did not list its adapters", extra={"error": str(exc)})
             return self._ids
