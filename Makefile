@@ -78,10 +78,13 @@ IMAGE_SERVICES ?= synth generator judge metrics trainer gate voice
 CUDA_SERVICES ?= synth generator metrics trainer
 TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
 
-up:
-	mkdir -p var/artifacts var/images var/models var/adapters var/state var/pairs var/work
+up: setup
+	mkdir -p var/artifacts var/images var/models var/adapters var/state var/pairs var/work var/s3
+	$(PY) -m vispod.devkit.compose_secrets var
+	$(PY) -m vispod.devkit.local_s3 resolve
 	chown -R 10001:10001 var || echo "warning: var/ must be writable by uid 10001"
-	VISPOD_REGISTRY=$(REGISTRY) VISPOD_TAG=$(TAG) docker-compose up -d
+	set -a; . var/secrets/adapter-store.env; set +a; \
+	  VISPOD_REGISTRY=$(REGISTRY) VISPOD_TAG=$(TAG) docker-compose up -d
 
 down:
 	docker-compose --profile gpu --profile train down
