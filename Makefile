@@ -63,7 +63,7 @@ bench: setup
 	@echo "results in bench-results/*.json"
 
 demo: setup
-	$(VENV)/bin/vispod demo $(if $(STORY),--story $(STORY),)
+	$(VENV)/bin/vispod demo $(if $(STORY),--story $(STORY),) $(if $(STORE),--store $(STORE),)
 
 kafka-up: setup
 	$(VENV)/bin/vispod kafka up

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import grpc
 
-from vispod.common.adapter_store.settings import AdapterStoreSettings
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.embedded_models import resolve_gguf
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic, dlq_topic
-from vispod.devkit.local_adapter_store import ENV_FILE, read_env_file
+from vispod.devkit.demo_adapter import publish_signed
+from vispod.devkit.local_adapter_store import ENV_FILE, store_settings
 from vispod.devkit.testing.adapter_files import make_gguf_base_adapter, published_event
-from vispod.trainer.publish import publish_adapter, text_base_identity, write_manifest
+from vispod.trainer.publish import text_base_identity, write_manifest
 from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
 VISPOD = [sys.executable, "-m", "vispod.common.cli"]
@@ -68,15 +68,13 @@ def test_up_with_the_s3_store_loads_signed_versions_and_refuses_unsigned_folders
         # The trainer's settings: the store, its credentials and the private key, readable by the owner only.
         env_file = workdir / ENV_FILE
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-        settings = AdapterStoreSettings(**{k.removeprefix("VISPOD_ADAPTER_STORE_").lower(): v
-                                           for k, v in read_env_file(env_file).items()})
         folder = make_gguf_base_adapter(resolve_gguf("smollm2"), tmp_path / "made" / "1", "smollm2", seed=1)
         manifest = write_manifest(folder, name="story", version="1", base=text_base_identity("smollm2"),
                                   dataset_sha256="0" * 64, hyperparameters={"lora_r": 4, "lora_alpha": 8.0},
                                   metrics={}, code="test", target_modules=["q_proj", "v_proj"])
-        event = publish_adapter(store=settings.open(), publisher=trainer, adapter_dir=folder, manifest=manifest,
-                                signer=settings.signer())
-        assert event.artifact_uri.startswith("s3://vispod-adapters/vispod/")
+        # As `vispod demo --store s3` publishes its adapter.
+        assert publish_signed({"adapter_dir": str(folder), "manifest": manifest}, env_file, kafka) == "story@1"
+        assert store_settings(env_file).open().versions("story") == ["1"]
 
         # An unsigned local folder (what `--store files` accepts) is now refused: dead-lettered with the reason.
         unsigned = make_gguf_base_adapter(resolve_gguf("smollm2"), tmp_path / "made" / "2", "smollm2", seed=2)

@@ -26,6 +26,7 @@ from vispod.common.settings import KafkaSettings
 from vispod.common.story_folder import iter_stories
 from vispod.common.topics import Topic, dlq_topic
 from vispod.devkit.example_story import write_example_story
+from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.local_kafka import die_with_parent
 from vispod.devkit.local_stack import SHARED_DATASETS, UP_STATE
 from vispod.devkit.submit import build_event, describe, follow
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--timeout", type=float, default=420.0)
     p.add_argument("--no-audio", action="store_true", help="skip rendering the podcast's audio for the report")
+    p.add_argument("--store", choices=STORES, default="files",
+                   help="adapter store: local folders (files) or signed versions on a local S3 server (s3)")
     p.set_defaults(func=run_demo)
 
 
@@ -74,13 +77,13 @@ def pick_story(story: Path | None, out: Path) -> tuple[Path, str]:
 class Stack:
     """`vispod up` as a child process; its output goes to a log, progress lines are echoed."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, store: str = "files") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "up.log"
         env = {**DEMO_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
         UP_STATE.unlink(missing_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "vispod.common.cli", "up", "--workdir", str(workdir),
-                                      "--services", DEMO_SERVICES],
+                                      "--services", DEMO_SERVICES, "--store", store],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      preexec_fn=die_with_parent)
         self.ready = threading.Event()
@@ -127,12 +130,14 @@ def run_demo(args: argparse.Namespace) -> int:
     prepared = time.monotonic() - started
     started = time.monotonic()    # the time budget below is the demo's own, training excluded
     print("starting the local system (broker + services) …", flush=True)
-    stack = Stack(out / "up")
+    stack = Stack(out / "up", args.store)
     try:
         state = stack.wait_ready(240)
         kafka = KafkaSettings(bootstrap=str(state["bootstrap"]))
         generator = f"127.0.0.1:{state['services']['generator']['grpc']}"  # type: ignore[index]
-        route = publish_and_route(adapter, out / "up" / "artifacts", kafka, generator, out / "up" / "keys")
+        store_env = (state.get("adapter_store") or {}).get("env_file")  # type: ignore[union-attr]
+        route = publish_and_route(adapter, out / "up" / "artifacts", kafka, generator, out / "up" / "keys",
+                                  store_env=Path(store_env) if store_env else None)
         print(route.note, flush=True)
         ns = argparse.Namespace(folder=story, speaker=DEMO_SPEAKERS, target_words=DEMO_TARGET_WORDS, style="",
                                 language="en", adapter=route.request_adapter, seed=7)

@@ -58,10 +58,29 @@ def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
     return DemoAdapter(record, None)
 
 
+def publish_signed(record: dict[str, Any], store_env: Path, kafka) -> str:
+    """Publishes to the stack's S3 store (`vispod up --store s3`) as the trainer Job does: a signed version,
+    announced on the bus; the generator verifies it before loading."""
+    from vispod.common.bus import EventPublisher
+    from vispod.devkit.local_adapter_store import store_settings
+    from vispod.trainer.publish import publish_adapter
+
+    settings = store_settings(store_env)
+    publisher = EventPublisher(kafka, source="trainer")
+    try:
+        event = publish_adapter(store=settings.open(), publisher=publisher, adapter_dir=Path(record["adapter_dir"]),
+                                manifest=record["manifest"], signer=settings.signer())
+    finally:
+        publisher.close()
+    return event.adapter_id
+
+
 def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: str, keys: Path,
-                      timeout: float = 60.0) -> Route:
-    """`keys`: the stack's lifecycle keys (its generator obeys what the gate key there signs)."""
-    adapter_id = publish(adapter.record, store_root, kafka)
+                      timeout: float = 60.0, store_env: Path | None = None) -> Route:
+    """`keys`: the stack's lifecycle keys (its generator obeys what the gate key there signs). `store_env`: the
+    trainer's settings of the stack's S3 store, if it has one (else the unsigned folders under `store_root`)."""
+    adapter_id = (publish_signed(adapter.record, store_env, kafka) if store_env
+                  else publish(adapter.record, store_root, kafka))
     wait_registered(generator, adapter_id)
     trained = f"trained here in {adapter.record.get('train_seconds', '?')} s ({adapter.record.get('profile')} profile)"
     if adapter.decision and adapter.decision.get("decision") == "promote":

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vispod.common.adapter_store.settings import AdapterStoreSettings
 from vispod.common.signing import generate_keypair
 from vispod.devkit.local_s3 import S3Server, start_s3
 
@@ -63,3 +64,10 @@ def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines of a settings file written by `start_adapter_store`."""
     pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
     return {k.strip(): v.strip() for k, v in pairs}
+
+
+def store_settings(env_file: Path) -> AdapterStoreSettings:
+    """The adapter store settings (signing key included) of the trainer's settings file."""
+    prefix = "VISPOD_ADAPTER_STORE_"
+    return AdapterStoreSettings(**{k.removeprefix(prefix).lower(): v for k, v in read_env_file(env_file).items()
+                                   if k.startswith(prefix)})
