@@ -5,39 +5,28 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter(
-    "vispod_judge_requests_total", "Calls to a judge backend, by result (ok, error).", ["judge", "result"]
-)
+
+def _per_judge(name: str, documentation: str, *labels: str) -> Counter:
+    """Counter `vispod_judge_<name>_total`, labelled by judge spec and then `labels`."""
+    return Counter(f"vispod_judge_{name}_total", documentation, ["judge", *labels])
+
+
+REQUESTS = _per_judge("requests", "Calls to a judge backend, by result (ok, error).", "result")
 REQUEST_SECONDS = Histogram(
     "vispod_judge_request_duration_seconds",
     "Duration of one judge call, retries included.",
     ["judge"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
 )
-RETRIES = Counter(
-    "vispod_judge_retries_total",
-    "Retried judge HTTP calls, by reason (rate_limited, server, timeout, bad_response).",
-    ["judge", "reason"],
-)
-TOKENS = Counter(
-    "vispod_judge_tokens_total", "Tokens used by judges, by direction (prompt, completion).", ["judge", "kind"]
-)
-COST = Counter(
-    "vispod_judge_cost_usd_total", "Cost of judge calls in USD (from the configured price table).", ["judge"]
-)
-VERDICTS = Counter(
-    "vispod_judge_verdicts_total",
-    "Debiased verdicts (both orders), by outcome (a, b, tie, invalid).",
-    ["judge", "criterion", "outcome"],
-)
-PARSE_FAILURES = Counter(
-    "vispod_judge_parse_failures_total",
-    "Judge replies that were not a valid JSON verdict (before or after retry).",
-    ["judge", "final"],
-)
-POSITION_FLIPS = Counter(
-    "vispod_judge_position_flips_total", "Pairs whose verdict changed with presentation order.", ["judge", "criterion"]
-)
+RETRIES = _per_judge("retries", "Retried judge HTTP calls, by reason (rate_limited, server, timeout, bad_response).",
+                     "reason")
+TOKENS = _per_judge("tokens", "Tokens used by judges, by direction (prompt, completion).", "kind")
+COST = _per_judge("cost_usd", "Cost of judge calls in USD (from the configured price table).")
+VERDICTS = _per_judge("verdicts", "Debiased verdicts (both orders), by outcome (a, b, tie, invalid).",
+                      "criterion", "outcome")
+PARSE_FAILURES = _per_judge("parse_failures",
+                            "Judge replies that were not a valid JSON verdict (before or after retry).", "final")
+POSITION_FLIPS = _per_judge("position_flips", "Pairs whose verdict changed with presentation order.", "criterion")
 PAIRS = Counter(
     "vispod_judge_pairs_total",
     "Kafka pairing results (judged, failed_side, timeout, duplicate, late, unpaired).",

@@ -26,6 +26,7 @@ from vispod.metrics.text_windows import Window, make_windows, window_tokens
 from vispod.v1 import common_pb2
 
 PAPER_CHARS = 500
+PROTO_FIELDS = tuple(common_pb2.GroundingMetrics.DESCRIPTOR.fields_by_name)
 
 
 @dataclass
@@ -47,28 +48,15 @@ class GroundingResult:
     windows: list[Window] = field(default_factory=list, repr=False)
     similarity: torch.Tensor | None = field(default=None, repr=False)  # cos, (images, windows)
 
+    def _proto_fields(self) -> dict[str, object]:
+        """The fields GroundingMetrics carries (the proto names them), by name."""
+        return {name: getattr(self, name) for name in PROTO_FIELDS}
+
     def to_proto(self) -> common_pb2.GroundingMetrics:
-        return common_pb2.GroundingMetrics(
-            clipscore=self.clipscore,
-            clipscore_hessel=self.clipscore_hessel,
-            paper_clipscore=self.paper_clipscore,
-            per_image_max=self.per_image_max,
-            per_image_mean=self.per_image_mean,
-            retrieval_accuracy=self.retrieval_accuracy,
-            retrieval_accuracy_distractors=self.retrieval_accuracy_distractors,
-            num_windows=self.num_windows,
-            clip_model=self.clip_model,
-            random_weights=self.random_weights,
-        )
+        return common_pb2.GroundingMetrics(**self._proto_fields())
 
     def as_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {
-            k: getattr(self, k)
-            for k in (
-                "clipscore", "clipscore_hessel", "paper_clipscore", "per_image_max", "per_image_mean",
-                "retrieval_accuracy", "retrieval_accuracy_distractors", "num_windows", "clip_model", "random_weights",
-            )
-        }
+        data = self._proto_fields()
         if self.random_weights:
             data["note"] = RANDOM_WEIGHTS_NOTE
         return data
