@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
@@ -34,7 +34,7 @@ from vispod.common.errors import InvalidArgument, status_of
 from vispod.common.events import Envelope, EventDecodeError
 from vispod.common.lru import LRU
 from vispod.common.settings import KafkaSettings
-from vispod.common.topics import COMPACTED, Topic, all_topics, dlq_topic, topic_name
+from vispod.common.topics import TOPIC_CONFIGS, Topic, all_topics, dlq_topic, topic_name
 from vispod.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -73,19 +73,41 @@ def _short_topic(full: str, prefix: str) -> str:
 
 
 def ensure_topics(kafka: KafkaSettings, topics: Sequence[str] | None = None, partitions: int = 1) -> None:
-    """Creates the given topics (default: every vispod topic under the prefix) if they do not exist."""
+    """Creates the given topics (default: every vispod topic under the prefix) if they do not exist, with their
+    TOPIC_CONFIGS; an existing topic without them (e.g. auto-created, or made before they existed) is switched."""
     names = list(dict.fromkeys(topics if topics is not None else all_topics(kafka.topic_prefix)))
+    wanted = {topic_name(t, kafka.topic_prefix): c for t, c in TOPIC_CONFIGS.items()}
     admin = KafkaAdminClient(**kafka.client_config(), client_id="vispod-admin")
     try:
         existing = set(admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        compacted = {topic_name(t, kafka.topic_prefix) for t in COMPACTED}
-        for name in missing:  # one by one: a topic another client just created must not fail the rest
-            with contextlib.suppress(TopicAlreadyExistsError):
-                configs = {"cleanup.policy": "compact"} if name in compacted else {}
-                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        for name in names:  # one by one: a topic another client just created must not fail the rest
+            if name not in existing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(name, partitions, 1, topic_configs=wanted.get(name, {}))])
+                    continue
+            if name in wanted:
+                _align_topic_configs(admin, name, wanted[name])
     finally:
         admin.close()
+
+
+def _align_topic_configs(admin: KafkaAdminClient, name: str, configs: dict[str, str]) -> None:
+    """Sets the configs an existing topic lacks (incrementally: its other settings stay). Without the right to
+    alter it, says so and goes on: the operator must set them."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, name, configs=dict.fromkeys(configs))
+    try:
+        current = admin.describe_configs([resource], config_filter="all")["topic"][name]
+        differ = {k: v for k, v in configs.items() if (current.get(k) or {}).get("value") != v}
+        if not differ:
+            return
+        result = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=differ)])
+        outcome = result.get("topic", {}).get(name)
+        if outcome != "OK":
+            raise KafkaError(str(outcome))
+        log.warning("topic settings switched", extra={"topic": name, "configs": differ})
+    except (KafkaError, KeyError, TypeError) as exc:
+        log.error("topic lacks its settings and they could not be set: set them on the broker",
+                  extra={"topic": name, "configs": configs, "error": str(exc)})
 
 
 class EventPublisher:
@@ -162,7 +184,7 @@ class EventReader:
         while len(found) < count and time.monotonic() < deadline:
             for rec in self.records(min(0.5, max(0.01, deadline - time.monotonic()))):
                 try:
-                    env = events.decode(rec.value, rec.headers, key=rec.key)
+                    env = decode_record(rec)
                 except EventDecodeError:
                     continue
                 if len(found) < count and (where is None or where(env)):
@@ -179,6 +201,12 @@ class EventReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def decode_record(rec: ConsumerRecord, expected: type[Message] | None = None) -> Envelope:
+    """events.decode, plus where the record sat: its partition and its Kafka timestamp."""
+    return dataclasses.replace(events.decode(rec.value, rec.headers, expected, key=rec.key),
+                               partition=rec.partition, timestamp_ms=rec.timestamp)
 
 
 def read_events(kafka: KafkaSettings, topics: Sequence[Topic | str], count: int, timeout: float = 30.0,
@@ -412,8 +440,7 @@ class EventConsumer:
         """Returns (event id, records to publish) for one input record; never raises."""
         short = _short_topic(rec.topic, self.kafka.topic_prefix)
         try:
-            env = dataclasses.replace(events.decode(rec.value, rec.headers, self.expected, key=rec.key),
-                                      partition=rec.partition)
+            env = decode_record(rec, self.expected)
         except EventDecodeError as exc:
             CONSUMED.labels(self.service, short, "dlq").inc()
             return None, [self._dead_letter(rec, str(exc), "decode", 1)]

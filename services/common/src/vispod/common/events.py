@@ -54,6 +54,8 @@ class Envelope:
     extensions: dict[str, str] = field(default_factory=dict)
     # The Kafka partition it was consumed from (-1 when not consumed from Kafka).
     partition: int = -1
+    # The Kafka record's timestamp in ms: the broker's append time on LogAppendTime topics (-1: not from Kafka).
+    timestamp_ms: int = -1
 
 
 def now_iso() -> str:

@@ -18,8 +18,13 @@ class Topic(StrEnum):
 
 
 # State topics: compacted (the latest record per key is kept for ever), read whole by every replica at start.
-# Keys: the adapter id for published versions and for signed lifecycle commands.
-COMPACTED = frozenset({Topic.ADAPTER_PUBLISHED, Topic.ADAPTER_LIFECYCLE})
+# Keys: the adapter id for published versions and for signed lifecycle commands. Lifecycle records carry the
+# broker's append time, which no producer chooses: generators refuse a command replayed long after it was signed.
+TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
+    Topic.ADAPTER_PUBLISHED: {"cleanup.policy": "compact"},
+    Topic.ADAPTER_LIFECYCLE: {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"},
+}
+COMPACTED = frozenset(t for t, c in TOPIC_CONFIGS.items() if c.get("cleanup.policy") == "compact")
 
 SERVICES = ("synth", "generator", "judge", "metrics", "trainer", "gate", "voice")
 
