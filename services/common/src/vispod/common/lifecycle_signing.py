@@ -25,10 +25,13 @@ def command_document(msg: events_pb2.AdapterLifecycleChanged) -> dict:
 
 
 def sign_command(msg: events_pb2.AdapterLifecycleChanged, signer: Signer) -> events_pb2.AdapterLifecycleChanged:
-    """Sets `actor` to the signer's identity and the signature over everything else; returns the message."""
+    """Sets `actor` to the signer's identity (and `changed_at` to now when unset: generators refuse commands
+    whose signed time is far from when they reached the topic) and the signature over everything else."""
     if signer.identity not in LIFECYCLE_SIGNERS:
         raise ValueError(f"identity {signer.identity!r} may not sign lifecycle commands")
     msg.actor = signer.identity
+    if not msg.HasField("changed_at"):
+        msg.changed_at.GetCurrentTime()
     msg.ClearField("signature")
     msg.signature.update(signer.signature_block(command_document(msg)))
     return msg

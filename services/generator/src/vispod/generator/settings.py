@@ -106,6 +106,8 @@ class GeneratorSettings(ServiceSettings):
     lifecycle_keys_dir: Path | None = None
     # Optional admin private key (a Secret): signs the events of admin gRPC calls, so every replica obeys them.
     admin_key_file: Path | None = None
+    # A lifecycle command whose Kafka record time is further than this from its signed time is a replay: refused.
+    lifecycle_max_age_s: float = Field(default=900.0, gt=0.0)
     # Share of default traffic an admin canary gets when the call names none (the gate names its own).
     canary_share: float = Field(default=0.1, gt=0.0, le=1.0)
 

@@ -20,6 +20,7 @@ from vispod.common.lifecycle_signing import sign_command, verify_command
 from vispod.common.signing import SignatureInvalid, Signer
 from vispod.common.topics import Topic
 from vispod.generator.adapters import metrics
+from vispod.generator.adapters.freshness import StaleCommand
 from vispod.generator.adapters.lifecycle import CANARY, CANDIDATE, STATES, Admin, Change, Decide, Refused, Register
 from vispod.generator.adapters.state import AdapterRecord, state_name, state_value
 from vispod.generator.adapters.verify import AdapterRejected
@@ -156,6 +157,13 @@ def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
         metrics.COMMANDS_REFUSED.labels("identity").inc()
         raise PermissionDenied(f"unauthorised lifecycle command: {identity!r} is not obeyed here")
     try:
+        reg.command_clock.check(msg, env.timestamp_ms)
+    except StaleCommand as exc:
+        metrics.COMMANDS_REFUSED.labels("stale").inc()
+        log.warning("replayed lifecycle command", extra={"adapter_id": msg.adapter_id, "actor": identity,
+                                                         "error": str(exc)})
+        raise PermissionDenied(str(exc)) from exc
+    try:
         split_adapter_id(msg.adapter_id)
         target = state_name(msg.state)
     except ValueError as exc:
@@ -167,6 +175,7 @@ def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
     decision = Decide(msg.adapter_id, target, identity, msg.reason or f"{identity} decision",
                       msg.canary_share, env.id)
     result = reg.execute(decision)
+    reg.command_clock.applied(msg)
     metrics.COMMANDS_OBEYED.labels(identity).inc()
     if result.note and not result.changes:
         log.info(result.note, extra={"adapter_id": msg.adapter_id, "state": target, "actor": identity})

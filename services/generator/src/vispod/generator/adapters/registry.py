@@ -22,6 +22,7 @@ from vispod.common.events import Envelope, now_iso
 from vispod.common.signing import Keyring, Signer
 from vispod.common.topics import Topic
 from vispod.generator.adapters import handlers, lifecycle, metrics
+from vispod.generator.adapters.freshness import CommandClock
 from vispod.generator.adapters.install import Installer
 from vispod.generator.adapters.lifecycle import REJECTED, RETIRED, Change, Command, Context, Result
 from vispod.generator.adapters.routing import RoutingSnapshot, snapshot_of
@@ -44,7 +45,8 @@ class AdapterRegistry:
                  apply_actors: Iterable[str] = ("gate", "admin"),
                  on_retired: Callable[[str], None] | None = None,
                  default_canary_share: float = 0.1,
-                 keyring: Keyring | None = None, signer: Signer | None = None) -> None:
+                 keyring: Keyring | None = None, signer: Signer | None = None,
+                 command_max_age_s: float = 900.0) -> None:
         """
         servable: backend veto (TGI: only adapters it was started with). on_loaded: called once per
         process for each verified adapter (openai: /v1/load_lora_adapter). on_retired: called with the id
@@ -52,6 +54,7 @@ class AdapterRegistry:
         lifecycle events of admin changes. apply_actors: whose signed AdapterLifecycleChanged commands
         `handle_lifecycle` obeys; keyring: their public keys (without one, no command is obeyed).
         signer: signs the events of admin calls made here, so other replicas obey them too.
+        command_max_age_s: how far a command's Kafka record time may be from its signed time (freshness).
         """
         self.state_dir = Path(state_dir)
         self.cache_dir = Path(cache_dir)
@@ -65,6 +68,7 @@ class AdapterRegistry:
         self.apply_actors = frozenset(apply_actors)
         self.keyring = keyring
         self.signer = signer
+        self.command_clock = CommandClock(command_max_age_s)   # replayed or stale commands are refused
         if not 0 < default_canary_share <= 1:
             raise ValueError("default_canary_share must be in (0, 1]")
         self.default_canary_share = default_canary_share

@@ -48,6 +48,7 @@ def build_registry(settings, backend, publisher: EventPublisher | None) -> Adapt
         # Adapters are fetched only from the artifact store, never from arbitrary paths an event names.
         artifact_fetcher=ArtifactFetcher(file_roots=[settings.artifact_root]),
         default_canary_share=settings.canary_share, keyring=keyring, signer=signer,
+        command_max_age_s=settings.lifecycle_max_age_s,
     )
 
 
