@@ -7,31 +7,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+
+from vispod_cli import VISPOD, lines_until_ready
 
 from vispod.common.bus import EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic
 from vispod.devkit.example_story import write_example_story
-
-VISPOD = [sys.executable, "-m", "vispod.common.cli"]
-
-
-def _lines_until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
-    """`vispod up`'s output up to its "ready" line (or its end, or the timeout)."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("ready"):
-            break
-    return lines
 
 
 def test_every_package_registers_its_commands() -> None:
@@ -79,7 +62,7 @@ def test_up_prints_endpoints_and_stops_cleanly_on_sigterm(kafka: KafkaSettings, 
            "VISPOD_METRICS_GROUNDING_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*VISPOD, "up", "--services", "metrics", "--workdir", str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = _lines_until_ready(proc, 180)
+    lines = lines_until_ready(proc, 180)
     assert f"kafka: {kafka.bootstrap}\n" in lines, lines
     assert any(line.startswith("metrics: grpc 127.0.0.1:") for line in lines), lines
     proc.send_signal(signal.SIGTERM)
@@ -117,7 +100,7 @@ def test_plain_up_starts_every_service_on_embedded_defaults_and_submit_gets_a_di
     proc = subprocess.Popen([*VISPOD, "up", "--workdir", str(tmp_path / "up")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        lines = _lines_until_ready(proc, 300)
+        lines = lines_until_ready(proc, 300)
         assert lines and lines[-1].startswith("ready"), "".join(lines)
         for name in ("synth", "generator", "metrics", "judge", "voice", "gate"):
             assert any(line.startswith(f"{name}: grpc 127.0.0.1:") for line in lines), (name, lines)

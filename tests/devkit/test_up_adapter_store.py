@@ -7,11 +7,11 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
+from vispod_cli import VISPOD, lines_until_ready
 
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.embedded_models import resolve_gguf
@@ -22,22 +22,6 @@ from vispod.devkit.local_adapter_store import ENV_FILE, store_settings
 from vispod.devkit.testing.adapter_files import make_gguf_base_adapter, published_event
 from vispod.trainer.publish import text_base_identity, write_manifest
 from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
-
-VISPOD = [sys.executable, "-m", "vispod.common.cli"]
-
-
-def _until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("ready"):
-            break
-    return lines
 
 
 def _states(address: str) -> dict[str, int]:
@@ -58,7 +42,7 @@ def test_up_with_the_s3_store_loads_signed_versions_and_refuses_unsigned_folders
     trainer = EventPublisher(kafka, "trainer")
     dlq = EventReader(kafka, [dlq_topic("generator", kafka.topic_prefix)])
     try:
-        lines = _until_ready(proc, 400)
+        lines = lines_until_ready(proc, 400)
         assert lines and lines[-1].startswith("ready"), "".join(lines)
         store_line = next(line for line in lines if line.startswith("adapter store: "))
         assert "s3://vispod-adapters/vispod on http://127.0.0.1:" in store_line, store_line
