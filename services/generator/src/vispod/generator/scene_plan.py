@@ -2,7 +2,8 @@
 
 For each scene, in story order, a "[Scene N: its caption]" marker line ("[Scene N]" without captions), then
 `turns_per_scene` turns whose speaker labels are given in turn (Speaker 1, Speaker 2, …); the model writes each
-turn's words as one line.
+turn's words as one line. A scene's first turn opens with a short cue to the photo ("The next photo shows"), so
+that every model starts the scene on what the photo shows and goes on in its own words.
 Short stories get extra turns on their last scene so that every dialogue has at least `MIN_TURNS`.
 Turn length follows the requested words: the end of a line is not allowed before `min` tokens, the turn
 ends at the first sentence end after `soft` tokens, and at `max` tokens in any case.
@@ -24,6 +25,9 @@ MAX_MARKER_CAPTION = 240
 # A turn is one line; the model may not write a "[Scene N]" marker of its own inside it (the plan writes those).
 FORBIDDEN_IN_TURN = ("[",)
 TOKENS_PER_WORD = 1.35          # English prose, SmolLM2/Gemma tokenizers
+# Cues that open a scene's first turn: the first, the middle ones (in rotation) and the last scene's.
+FIRST_CUE, LAST_CUE, ONLY_CUE = "This first photo shows", "And the last photo shows", "This photo shows"
+MIDDLE_CUES = ("The next photo shows", "Then this picture shows", "In the next one we see")
 
 
 def turn_budget(target_words: int, n_turns: int) -> tuple[int, int, int]:
@@ -40,6 +44,16 @@ def scene_marker(index: int, caption: str = "") -> str:
     return f"[Scene {index + 1}: {caption}]" if caption else f"[Scene {index + 1}]"
 
 
+def scene_cue(index: int, num_scenes: int) -> str:
+    if num_scenes == 1:
+        return ONLY_CUE
+    if index == 0:
+        return FIRST_CUE
+    if index == num_scenes - 1:
+        return LAST_CUE
+    return MIDDLE_CUES[(index - 1) % len(MIDDLE_CUES)]
+
+
 def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, target_words: int,
                 captions: Sequence[str] = ()) -> list[Step]:
     per_scene = [turns_per_scene] * num_scenes
@@ -51,8 +65,9 @@ def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, tar
     for scene, n_turns in enumerate(per_scene):
         for t in range(n_turns):
             caption = captions[scene] if scene < len(captions) else ""
-            marker = f"{scene_marker(scene, caption)}\n" if t == 0 else ""
-            steps.append(Step(text=f"{marker}{speaker_label(k % num_speakers)}:", max_new_tokens=hi,
+            opening = f"{scene_marker(scene, caption)}\n" if t == 0 else ""
+            cue = f" {scene_cue(scene, num_scenes)}" if t == 0 else ""
+            steps.append(Step(text=f"{opening}{speaker_label(k % num_speakers)}:{cue}", max_new_tokens=hi,
                               min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), forbid=FORBIDDEN_IN_TURN,
                               new_line=True))
             k += 1
