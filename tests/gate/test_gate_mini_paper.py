@@ -164,3 +164,25 @@ def test_command_line_on_saved_outputs(tmp_path: Path, capsys: pytest.CaptureFix
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["systems"]["tuned-135m"]["retrieval_accuracy"] == 1.0  # the turns' photo indices survived
     assert results["bootstrap"]["n_resamples"] == 100
+
+
+def test_several_dialogues_per_story_are_averaged_and_the_story_stays_the_unit(tmp_path: Path,
+                                                                              grounder: CaptionGrounder) -> None:
+    ids = sorted(STORIES)
+    # two samples per story: the tuned one always valid; the small base valid on s1's second sample only
+    small = [small_base_output(s) for s in ids] + [tuned_output("s1"), *(small_base_output(s) for s in ids[1:])]
+    runs = [SystemRun(SystemInfo("tuned-135m", "w", adapter="test@1"), [tuned_output(s) for s in ids] * 2),
+            SystemRun(SystemInfo("smollm2-135m-base", "w"), small),
+            SystemRun(SystemInfo("gemma3-270m-base", "w", is_base_model=True), [bigger_base_output(s) for s in ids])]
+    results = run(runs, tmp_path, tuned="tuned-135m", bigger_base="gemma3-270m-base", small_base="smollm2-135m-base",
+                  grounder=grounder, n_resamples=200)
+    base = results["systems"]["smollm2-135m-base"]
+    assert (base["n_stories"], base["n_dialogues"], base["n_valid"]) == (4, 8, 1)
+    assert base["format_valid_rate"] == pytest.approx(0.125)          # s1: 1 of 2 valid, others 0 of 2
+    assert base["format_valid_rate_n"] == 4                          # bootstrap over stories, not dialogues
+    rows = {r["story_id"]: r for r in results["stories"]["smollm2-135m-base"]}
+    assert rows["s1"]["format_valid_rate"] == 0.5 and len(rows["s1"]["samples"]) == 2
+    assert rows["s1"]["avg_turn_length"] == rows["s1"]["samples"][1]["avg_turn_length"]  # valid sample only
+    assert rows["s2"]["avg_turn_length"] is None
+    assert results["systems"]["gemma3-270m-base"]["n_dialogues"] == 4
+    assert results["comparisons"]["smollm2-135m-base"]["format_valid_rate"]["n"] == 4

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -35,9 +36,13 @@ CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
 ADAPTER_NAME = "mini-paper"
 SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
 TARGET_WORDS = 700
-SEED = 17
+# Dialogues per story and system, one per seed: the story's metrics are the mean over them (less sampling noise
+# per story; the story stays the statistical unit).
+SEEDS = (17, 18, 19)
 # What the generations depend on beyond the model (their cache key).
-GEN_KEY = f"scenes-v4|words={TARGET_WORDS}|seed={SEED}|t=0.7|p=0.9|rp=1.2|nr=6-after-prompt|forbid=[|caption-markers"
+def gen_key(seed: int) -> str:
+    return (f"scenes-v5-cues|words={TARGET_WORDS}|seed={seed}|t=0.7|p=0.9|rp=1.2|nr=6-after-prompt|forbid=[|"
+            "caption-markers")
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,9 @@ def publish(record: dict[str, Any], store_root: Path, kafka) -> str:
 # --- services ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, prompt_format: str = "chat",
-                      name: str = "generator") -> Iterator[tuple[Any, str]]:
-    """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics."""
+                      name: str = "generator", check_images: bool = True) -> Iterator[tuple[Any, str]]:
+    """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics. `check_images=False`:
+    a text-only model's requests are not checked for their photos (it reads the captions)."""
     from vispod.common.settings import ImageAccessSettings
     from vispod.generator.service import build
     from vispod.generator.settings import GeneratorSettings
@@ -182,7 +188,7 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         adapter_state_dir=workdir / name / "state", adapter_cache_dir=workdir / name / "cache",
         lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
         shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
-        temperature=0.7, top_p=0.9,
+        temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images,
     )
     handle = build(settings).start()
     try:
@@ -208,25 +214,27 @@ def wait_registered(address: str, adapter_id: str, timeout: float = 120.0) -> st
     raise TimeoutError(f"the generator did not register {adapter_id} within {timeout:.0f} s")
 
 
-def cached_generations(path: Path, key: str, produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A system's dialogues, kept in `path` under `key` (model, adapter, settings, stories) so that a rerun
-    after a later failure does not generate them again."""
+def cached_generations(path: Path, key: str, stories: list[HeldOutStory],
+                       produce: Callable[[list[HeldOutStory]], dict[str, Any]]) -> dict[str, Any]:
+    """A system's dialogues per story, kept in `path` under `key` (model, adapter, settings): a rerun generates only
+    the stories it lacks (a dialogue depends on its story, the settings and its seed, not on the other stories)."""
     from google.protobuf import json_format
 
     from vispod.v1 import events_pb2
 
+    kept: dict[str, Any] = {}
     try:
         doc = json.loads(path.read_text())
         if doc.get("key") == key:
-            return {sid: json_format.ParseDict(d, events_pb2.DialogueGenerated())
-                    for sid, d in doc["dialogues"].items()}
+            kept = doc["dialogues"]
     except (OSError, ValueError):
         pass
-    got = produce()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dialogues = {sid: json_format.MessageToDict(m) for sid, m in got.items()}
-    path.write_text(json.dumps({"key": key, "dialogues": dialogues}))
-    return got
+    missing = [s for s in stories if s.story_id not in kept]
+    if missing:
+        kept.update({sid: json_format.MessageToDict(m) for sid, m in produce(missing).items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "dialogues": kept}))
+    return {s.story_id: json_format.ParseDict(kept[s.story_id], events_pb2.DialogueGenerated()) for s in stories}
 
 
 def wait_state(address: str, adapter_id: str, state: str, timeout: float = 60.0) -> str:
@@ -240,7 +248,34 @@ def wait_state(address: str, adapter_id: str, state: str, timeout: float = 60.0)
     return seen
 
 
-def generate_all(address: str, stories: list, adapter: str, label: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HeldOutStory:
+    story_id: str
+    captions: tuple[str, ...]
+    refs: tuple[Any, ...]         # common_pb2.ImageRef per photo, caption included
+
+
+def held_out_stories(dataset: Path, split) -> list[HeldOutStory]:
+    """The split's held-out stories whose 5 photos all have a VIST caption. The models read captions, not pixels
+    (the generator runs with image checks off in text mode), so a photo missing from the folder is named by its
+    Flickr id."""
+    from vispod.gate.evalset import load_story
+    from vispod.v1 import common_pb2
+
+    out = []
+    for sid in split.eval:
+        story = load_story(dataset / f"story_{sid}")
+        if len(story.entries) != 5 or not all(e.caption for e in story.entries):
+            continue
+        refs = tuple(common_pb2.ImageRef(
+            uri=e.path.resolve().as_uri() if e.path else f"https://www.flickr.com/photo.gne?id={e.flickr_photo_id}",
+            caption=e.caption) for e in story.entries)
+        out.append(HeldOutStory(story.story_id, tuple(e.caption for e in story.entries), refs))
+    return out
+
+
+def generate_all(address: str, stories: list[HeldOutStory], adapter: str, label: str, seed: int = SEEDS[0]
+                 ) -> dict[str, Any]:
     """One dialogue per story over gRPC (4 at once); returns story id -> DialogueGenerated."""
     import grpc
 
@@ -248,8 +283,9 @@ def generate_all(address: str, stories: list, adapter: str, label: str) -> dict[
 
     def one(story) -> tuple[str, Any]:
         event = events_pb2.ImageSetSubmitted(
-            image_set_id=f"mini-paper-{story.story_id}", images=story.image_refs(), target_words=TARGET_WORDS,
-            speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS], adapter=adapter, seed=SEED,
+            image_set_id=f"mini-paper-{story.story_id}" + (f"-seed{seed}" if seed != SEEDS[0] else ""),
+            images=story.refs, target_words=TARGET_WORDS,
+            speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS], adapter=adapter, seed=seed,
             labels={"run": "mini-paper"})
         with grpc.insecure_channel(address) as channel:
             stub = generator_pb2_grpc.GeneratorServiceStub(channel)
@@ -320,7 +356,6 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
     from vispod.common.settings import KafkaSettings
     from vispod.devkit import local_kafka
     from vispod.devkit.demo_adapter import record_promotion
-    from vispod.gate.evalset import load_story
     from vispod.gate.mini_paper import SystemInfo, SystemRun, reference_runs
     from vispod.gate.mini_paper import run as evaluate_and_report
     from vispod.gate.splits import load_split
@@ -332,11 +367,9 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     split = load_split()
-    # The generator service checks every image it is given, so the stories whose 5 photos all exist (16 of the
-    # 20 held-out ones); the models read the captions.
-    stories = [s for s in (load_story(dataset / f"story_{sid}") for sid in split.eval) if len(s.images) == 5]
+    stories = held_out_stories(dataset, split)
     stories = stories[:max_stories] if max_stories else stories
-    say(f"{len(stories)} held-out stories with all 5 photos and captions")
+    say(f"{len(stories)} held-out stories with 5 captioned photos (the models read the captions)")
     record = ensure_adapter(profile, dataset, out, say)
     timings: dict[str, float] = {"train_s": record.get("train_seconds", 0.0)}
     say("starting a local Kafka broker …")
@@ -344,26 +377,32 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
     try:
         kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="minipaper")
         ensure_topics(kafka)
-        with generator_service(out, kafka, [dataset], model="smollm2", name="generator-smollm2") as (_, address):
+        with generator_service(out, kafka, [dataset], model="smollm2", name="generator-smollm2",
+                               check_images=False) as (_, address):
             adapter_id = publish(record, out / "artifacts", kafka)
             state = wait_registered(address, adapter_id)
             say(f"adapter {adapter_id} published on the bus and installed by the generator ({state})")
-            ids = ",".join(s.story_id for s in stories)
             gens = out / "generations"
             t = time.monotonic()
-            tuned = cached_generations(gens / "tuned.json", f"{record['key']}|{adapter_id}|{GEN_KEY}|{ids}",
-                                       lambda: generate_all(address, stories, adapter_id, SYSTEMS["tuned"]))
-            small = cached_generations(gens / "small_base.json", f"smollm2|{GEN_KEY}|{ids}",
-                                       lambda: generate_all(address, stories, "base", SYSTEMS["small_base"]))
+            tuned, small, gemma = {}, {}, {}
+            for seed in SEEDS:
+                tuned[seed] = cached_generations(
+                    gens / f"tuned-seed{seed}.json", f"{record['key']}|{adapter_id}|{gen_key(seed)}", stories,
+                    lambda todo, seed=seed: generate_all(address, todo, adapter_id, SYSTEMS["tuned"], seed))
+                small[seed] = cached_generations(
+                    gens / f"small_base-seed{seed}.json", f"smollm2|{gen_key(seed)}", stories,
+                    lambda todo, seed=seed: generate_all(address, todo, "base", SYSTEMS["small_base"], seed))
             timings["generate_smollm2_s"] = time.monotonic() - t
             t = time.monotonic()
 
-            def gemma_dialogues() -> dict[str, Any]:
+            def gemma_dialogues(todo: list[HeldOutStory], seed: int) -> dict[str, Any]:
                 with generator_service(out, kafka, [dataset], model="gemma3-270m", prompt_format="plain",
-                                       name="generator-gemma") as (_, gemma_address):
-                    return generate_all(gemma_address, stories, "base", SYSTEMS["bigger_base"])
+                                       name="generator-gemma", check_images=False) as (_, gemma_address):
+                    return generate_all(gemma_address, todo, "base", SYSTEMS["bigger_base"], seed)
 
-            gemma = cached_generations(gens / "bigger_base.json", f"gemma3-270m|{GEN_KEY}|{ids}", gemma_dialogues)
+            for seed in SEEDS:
+                gemma[seed] = cached_generations(gens / f"bigger_base-seed{seed}.json", f"gemma3-270m|{gen_key(seed)}",
+                                                 stories, lambda todo, seed=seed: gemma_dialogues(todo, seed))
             timings["generate_gemma_s"] = time.monotonic() - t
             say("evaluating (style, format, caption grounding with all-MiniLM-L6-v2, bootstrap intervals) …")
             runs = [
@@ -401,14 +440,14 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
     return 0
 
 
-def _outputs(results: dict[str, Any], stories: list, model: str) -> list:
-    """StoryOutput per story: the dialogue text, its turns with photo indices, and the exact prompt."""
+def _outputs(by_seed: dict[int, dict[str, Any]], stories: list, model: str) -> list:
+    """StoryOutput per story and seed: the dialogue text, its turns with photo indices, and the exact prompt."""
     from vispod.gate.mini_paper import StoryOutput
     from vispod.generator.prompting import build_prompt
     from vispod.v1 import common_pb2
 
     outs = []
-    for story in stories:
+    for story, results in itertools.product(stories, by_seed.values()):
         r = results[story.story_id]
         prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
                               num_images=len(story.captions), target_words=TARGET_WORDS, language="en", style="",

@@ -9,6 +9,8 @@ Per story and system:
   engine's structured turns when it gave them, else the parsed turns; retrieval only where a turn refers to
   exactly one photo;
 - the paper's style table in paper and robust modes (plain means over all stories).
+A system may give several dialogues (samples, e.g. seeds) per story: the story's row is then the mean of its
+samples (format validity becomes the story's valid share), so that the story stays the statistical unit.
 Every headline number gets a 95% story-level bootstrap interval (bootstrap.py); comparisons are paired
 differences tuned − other on the stories both have.
 """
@@ -65,6 +67,40 @@ def score_story(out: StoryOutput, grounder: CaptionGrounder) -> dict:
     }
 
 
+def _numeric_means(dicts: Sequence[dict]) -> dict:
+    """Field-wise means of the numeric fields (others from the first)."""
+    out = dict(dicts[0])
+    for f, v in dicts[0].items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[f] = fmean(d[f] for d in dicts)
+    return out
+
+
+def story_rows(samples: Sequence[dict]) -> list[dict]:
+    """One row per story, in first-seen order: a lone sample as it is, several as the mean of each headline
+    metric over the samples that have it (None where none has), their reasons and codes together."""
+    by_story: dict[str, list[dict]] = {}
+    for r in samples:
+        by_story.setdefault(r["story_id"], []).append(r)
+    rows = []
+    for sid, group in by_story.items():
+        if len(group) == 1:
+            rows.append({**group[0], "n_samples": 1, "n_valid_samples": int(group[0]["format_valid_rate"])})
+            continue
+        row: dict = {"story_id": sid, "n_samples": len(group),
+                     "n_valid_samples": sum(int(g["format_valid_rate"]) for g in group)}
+        for metric in HEADLINE:
+            values = [g[metric] for g in group if g[metric] is not None]
+            row[metric] = fmean(values) if values else None
+        row["reasons"] = [x for g in group for x in g["reasons"]]
+        row["codes"] = [x for g in group for x in g["codes"]]
+        row["style_paper"] = _numeric_means([g["style_paper"] for g in group])
+        row["style_robust"] = _numeric_means([g["style_robust"] for g in group])
+        row["samples"] = group
+        rows.append(row)
+    return rows
+
+
 def _means(rows: Sequence[dict], key: str) -> dict[str, float]:
     """Means of the numeric fields (a style result also names its language)."""
     fields = [f for f, v in rows[0][key].items() if isinstance(v, int | float)] if rows else []
@@ -79,7 +115,8 @@ def summarise(run: SystemRun, rows: Sequence[dict], n_resamples: int, seed: int)
         entry[f"{metric}_ci"] = iv.ci
         entry[f"{metric}_n"] = iv.n
     entry["n_stories"] = len(rows)
-    entry["n_valid"] = int(sum(r["format_valid_rate"] for r in rows))
+    entry["n_dialogues"] = sum(r["n_samples"] for r in rows)
+    entry["n_valid"] = sum(r["n_valid_samples"] for r in rows)
     entry["invalid_reasons"] = dict(Counter(c for r in rows for c in r["codes"]))
     entry["style_paper"] = _means(rows, "style_paper")
     entry["style_robust"] = _means(rows, "style_robust")
@@ -131,7 +168,7 @@ def evaluate(systems: Sequence[SystemRun], *, tuned: str, bigger_base: str, smal
     evaluated = {o.story_id for s in systems for o in s.outputs}
     check_no_overlap(train_ids, evaluated)
     grounder = grounder or CaptionGrounder()
-    rows = {s.info.name: [score_story(o, grounder) for o in s.outputs] for s in systems}
+    rows = {s.info.name: story_rows([score_story(o, grounder) for o in s.outputs]) for s in systems}
     results: dict = {
         "systems": {s.info.name: summarise(s, rows[s.info.name], n_resamples, seed) for s in systems},
         "tuned": tuned, "bigger_base": bigger_base, "small_base": small_base, "baseline": baseline,

@@ -109,7 +109,8 @@ def render(results: dict) -> str:
         style_rows.append([name, "robust"] + [_num(s["style_robust"].get(f), 3) for f in PAPER_FIELDS])
     parts.append("<h2>The paper's style table, paper and robust modes (means over all stories)</h2>"
                  + table(["System", "Mode", *PAPER_FIELDS], style_rows, left=2))
-    invalid = [[name, s["n_stories"] - s["n_valid"], ", ".join(f"{k}: {v}" for k, v in s["invalid_reasons"].items())]
+    invalid = [[name, f'{s["n_dialogues"] - s["n_valid"]} of {s["n_dialogues"]}',
+                ", ".join(f"{k}: {v}" for k, v in s["invalid_reasons"].items())]
                for name, s in results["systems"].items()]
-    parts.append("<h2>Why dialogues were invalid</h2>" + table(["System", "Invalid", "Reasons (stories)"], invalid))
+    parts.append("<h2>Why dialogues were invalid</h2>" + table(["System", "Invalid", "Reasons (dialogues)"], invalid))
     return page("vispod: the paper in miniature", "".join(parts))
