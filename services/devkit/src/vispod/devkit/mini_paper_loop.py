@@ -189,6 +189,7 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
         shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
         temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images,
+        share_prompt_prefix=False,   # a story's dialogue must not depend on which stories run beside it
     )
     handle = build(settings).start()
     try:

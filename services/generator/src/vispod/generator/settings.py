@@ -40,9 +40,14 @@ class GeneratorSettings(ServiceSettings):
     top_k: int = Field(default=40, ge=0)
     # Tokens of the last 64 sampled are penalised (llama.cpp's rule): small models otherwise loop on a phrase.
     repeat_penalty: float = Field(default=1.2, ge=1.0, le=2.0)
-    # No run of this many tokens may occur twice in a sequence, prompt included: no echoed captions, no looped
-    # sentences (transformers' no_repeat_ngram_size). 0 turns it off; 1 would forbid every token seen.
+    # No run of this many tokens may occur twice after the prompt (what the model writes and the plan's scaffold):
+    # no looped sentences, no copy of a scene marker (transformers' no_repeat_ngram_size, prompt excluded: echoing
+    # the prompt is the model's behaviour, and measured). 0 turns it off; 1 would forbid every token seen.
     no_repeat_ngram: int = Field(default=6, ge=0, le=64)
+    # llamacpp: requests on the same adapter that start alike (system prompt, instructions) compute the common
+    # prefix once. Off for evaluations that must be reproducible whatever runs beside them: a shared prefix is
+    # computed in other batches, which moves the numbers by float rounding.
+    share_prompt_prefix: bool = True
 
     # --- sampling ---------------------------------------------------------------------------
     max_new_tokens: int = Field(default=1400, ge=1, le=32768)

@@ -33,12 +33,12 @@ class LlamaCppBackend:
 
     def __init__(self, model_path: Path, *, prompt_format: PromptFormat = "chat", n_parallel: int = 4,
                  n_ctx_per_seq: int = 4096, n_threads: int | None = None, top_k: int = 40,
-                 repeat_penalty: float = 1.0, no_repeat_ngram: int = 0, adapter_cache_dir: Path | None = None
-                 ) -> None:
+                 repeat_penalty: float = 1.0, no_repeat_ngram: int = 0, adapter_cache_dir: Path | None = None,
+                 share_prompt_prefix: bool = True) -> None:
         model_path = Path(model_path)
         try:
             self.engine = LlamaEngine(model_path, n_parallel=n_parallel, n_ctx_per_seq=n_ctx_per_seq,
-                                      n_threads=n_threads)
+                                      n_threads=n_threads, share_prefixes=share_prompt_prefix)
         except EngineError as exc:
             raise BackendError(str(exc)) from exc
         self.model = model_path.stem
@@ -62,7 +62,7 @@ class LlamaCppBackend:
         return cls(resolve_model_path(s.model_path), prompt_format=s.prompt_format, n_parallel=s.concurrency,
                    n_ctx_per_seq=s.context_tokens, n_threads=s.threads, top_k=s.top_k,
                    repeat_penalty=s.repeat_penalty, no_repeat_ngram=s.no_repeat_ngram,
-                   adapter_cache_dir=s.adapter_cache_dir / "gguf")
+                   adapter_cache_dir=s.adapter_cache_dir / "gguf", share_prompt_prefix=s.share_prompt_prefix)
 
     # --- prompts -----------------------------------------------------------------------------
     def _chat_template(self):

@@ -7,12 +7,18 @@ on the context per round, so requests on different adapters interleave round by 
 of a request is computed with the adapter that request started with. Adapters are loaded and freed on
 the scheduler thread between rounds; an adapter still used by a sequence is freed after it finishes.
 
+Requests on the same adapter whose prompts start alike (the system prompt and instructions) share that prefix:
+a request admitted while another one holds the prefix waits until that one has computed it, then takes a copy
+of its KV cache up to the common length and prefills only the rest (`cached_tokens` on its stream). The copy is
+exact, but the prompt is then computed in other batches than alone, which moves its numbers by float rounding:
+`share_prefixes=False` where a text must not depend on what runs beside it.
+
 A request is a prompt and a list of steps. Each step appends its text to the sequence as is (labels,
 scene markers), then the model writes until a stop string, the step's token limit or its end token;
 `min_new_tokens` suppresses the end token and stop strings until that many tokens were written. A
 plain completion is a single step. Sampling is done here (numpy): greedy at temperature 0, otherwise
 top-k, temperature, top-p with a generator seeded per request, so a seed gives the same text at any
-concurrency.
+concurrency (unless its prompt prefix was shared, see above).
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ class _Done:
     prompt_tokens: int
     completion_tokens: int
     error: str = ""
+    cached_tokens: int = 0      # prompt tokens taken from another request's KV cache, not computed
 
 
 class EngineStream:
@@ -108,6 +115,7 @@ class EngineStream:
         self.finish_reason = ""
         self.prompt_tokens = len(request.prompt)
         self.completion_tokens = 0
+        self.cached_tokens = 0
         self.error = ""
 
     def __iter__(self) -> Iterator[str]:
@@ -117,6 +125,7 @@ class EngineStream:
                 if isinstance(item, _Done):
                     self.finish_reason = item.finish_reason
                     self.completion_tokens = item.completion_tokens
+                    self.cached_tokens = item.cached_tokens
                     self.error = item.error
                     if item.finish_reason == "error":
                         raise EngineError(item.error)
@@ -151,6 +160,8 @@ class _Seq:
     completion_tokens: int = 0
     last_char: str = ""
     wants_logits: bool = False
+    donor: _Seq | None = None      # waiting for this sequence to compute the shared prompt prefix
+    shared: int = 0                # tokens of prompt prefix taken (or to take) from the donor
 
     @property
     def step(self) -> Step:
@@ -159,7 +170,7 @@ class _Seq:
 
 class LlamaEngine:
     def __init__(self, model_path: Path, *, n_parallel: int = 4, n_ctx_per_seq: int = 4096, n_batch: int = 512,
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, share_prefixes: bool = True) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
@@ -192,6 +203,7 @@ class LlamaEngine:
         self.metadata = self._model.metadata()
         self.architecture = self.metadata.get("general.architecture", "")
         self.n_parallel = n_parallel
+        self.share_prefixes = share_prefixes
         self.n_ctx_per_seq = n_ctx_per_seq
         self.n_batch = n_batch
         self.n_vocab = self._model.n_vocab()
@@ -424,8 +436,42 @@ class LlamaEngine:
                     continue
                 seq = _Seq(req, self._free_ids.pop(0), np.random.default_rng(req.sampling.seed))
                 seq.pending = list(req.prompt)
+                seq.donor, seq.shared = self._prefix_donor(seq)
                 self._active[seq.seq_id] = seq
                 self._start_step(seq, 0)
+
+    def _prefix_donor(self, seq: _Seq) -> tuple[_Seq | None, int]:
+        """The active sequence on the same adapter sharing the longest prompt prefix (at least MIN_SHARED_PREFIX
+        tokens; never the whole prompt: its last token must be computed for the first logits)."""
+        if not self.share_prefixes:
+            return None, 0
+        best, best_len = None, 0
+        prompt = seq.req.prompt
+        for other in self._active.values():
+            if other.donor is not None or other.req.adapter != seq.req.adapter:
+                continue
+            common = _common_prefix(prompt, other.req.prompt, len(prompt) - 1)
+            if common > best_len:
+                best, best_len = other, common
+        return (best, best_len) if best_len >= MIN_SHARED_PREFIX else (None, 0)
+
+    def _take_shared_prefixes(self) -> None:
+        """Followers whose donor has computed the shared prefix copy its KV cache up to there; followers whose
+        donor is gone compute their prompt themselves."""
+        for seq in list(self._active.values()):
+            donor = seq.donor
+            if donor is None:
+                continue
+            if self._active.get(donor.seq_id) is not donor:
+                seq.donor, seq.shared = None, 0
+            elif donor.n_past >= seq.shared:
+                # Streams are separate (kv_unified off): the copy takes the donor's whole stream, then the
+                # positions past the shared prefix are dropped.
+                self._ctx.kv_cache_seq_cp(donor.seq_id, seq.seq_id, -1, -1)
+                self._ctx.kv_cache_seq_rm(seq.seq_id, seq.shared, -1)
+                seq.n_past = seq.shared
+                seq.pending = seq.pending[seq.shared:]
+                seq.donor = None
 
     def _drop_cancelled(self) -> None:
         for seq in list(self._active.values()):
@@ -456,16 +502,21 @@ class LlamaEngine:
         self._ctx.kv_cache_seq_rm(seq.seq_id, -1, -1)
         self._active.pop(seq.seq_id, None)
         self._free_ids.append(seq.seq_id)
-        seq.req.out.put(_Done(reason, len(seq.req.prompt), seq.completion_tokens, error))
+        seq.req.out.put(_Done(reason, len(seq.req.prompt), seq.completion_tokens, error,
+                              seq.shared if seq.donor is None else 0))
         if self._retiring:
             self._free_retired()
 
     def _round_once(self) -> None:
         # Sequences on one adapter set share a forward pass. Groups take turns, GROUP_ROUNDS rounds each: changing
         # the context's adapters makes llama.cpp rebuild its compute graph, too costly to do every token.
+        self._take_shared_prefixes()
         groups: dict[str | None, list[_Seq]] = {}
         for seq in self._active.values():
-            groups.setdefault(seq.req.adapter, []).append(seq)
+            if seq.donor is None:   # a follower waits for its donor's prefix
+                groups.setdefault(seq.req.adapter, []).append(seq)
+        if not groups:
+            return
         keys = sorted(groups, key=lambda k: "" if k is None else k)
         if self._group not in groups or (self._group_rounds >= GROUP_ROUNDS and len(keys) > 1):
             nxt = [k for k in keys if (k or "") > (self._group or "")] if self._group in groups else []
@@ -612,6 +663,15 @@ class _RoundFailed(Exception):
 
 GROUP_ROUNDS = 32   # rounds an adapter group keeps the context before another group's turn
 PREFILL_TOKENS = 128   # prompt tokens a round at most: an adapter load waits for one short round
+MIN_SHARED_PREFIX = 32  # a shorter common prompt prefix is computed again rather than copied
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _index_ngrams(seq: _Seq, tokens: list[int]) -> None:
