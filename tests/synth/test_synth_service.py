@@ -34,23 +34,27 @@ def _stub(handle: ServiceHandle) -> synth_pb2_grpc.SynthServiceStub:
     return synth_pb2_grpc.SynthServiceStub(grpc.insecure_channel(f"127.0.0.1:{handle.grpc_port}"))
 
 
+def _request(**fields: object) -> synth_pb2.SynthesizeRequest:
+    return synth_pb2.SynthesizeRequest(request=events_pb2.SynthesisRequested(**fields))
+
+
 def test_grpc_synthesize_and_bad_requests(service: ServiceHandle, tmp_path: Path) -> None:
     stub = _stub(service)
-    reply = stub.Synthesize(synth_pb2.SynthesizeRequest(prompts=["a beach", "a market"], seed=7), timeout=120)
+    reply = stub.Synthesize(_request(prompts=["a beach", "a market"], seed=7), timeout=120).result
     assert len(reply.images) == 2 and reply.random_weights and reply.model == "pipeline"
     store = ArtifactStore(tmp_path / "artifacts")
     for ref in reply.images:
         assert ref.mime_type == "image/png" and ref.uri.startswith("file://")
         assert hashlib.sha256(store.path(ref.uri).read_bytes()).hexdigest() == ref.sha256
-    again = stub.Synthesize(synth_pb2.SynthesizeRequest(prompts=["a beach", "a market"], seed=7), timeout=120)
+    again = stub.Synthesize(_request(prompts=["a beach", "a market"], seed=7), timeout=120).result
     assert [r.uri for r in again.images] == [r.uri for r in reply.images]  # deterministic, content-addressed
 
     bad = [
-        (synth_pb2.SynthesizeRequest(), "at least one prompt"),
-        (synth_pb2.SynthesizeRequest(prompts=["x"], width=100), "not a multiple of 8"),
-        (synth_pb2.SynthesizeRequest(prompts=["x"] * 9), "exceed the limit of 8"),
-        (synth_pb2.SynthesizeRequest(prompts=["x"], steps=1000), "steps"),
-        (synth_pb2.SynthesizeRequest(prompts=["x"], guidance=-2), "negative"),
+        (_request(), "at least one prompt"),
+        (_request(prompts=["x"], width=100), "not a multiple of 8"),
+        (_request(prompts=["x"] * 9), "exceed the limit of 8"),
+        (_request(prompts=["x"], steps=1000), "steps"),
+        (_request(prompts=["x"], guidance=-2), "negative"),
     ]
     for request, reason in bad:
         with pytest.raises(grpc.RpcError) as err:

@@ -89,7 +89,7 @@ def validate_request(
 
 
 def request_from_proto(msg: Any, limits: SynthSettings) -> SynthRequest:
-    """Validate a SynthesizeRequest (gRPC) or SynthesisRequested (Kafka): both carry the same fields."""
+    """Validate a SynthesisRequested (the Kafka event, also the body of the gRPC SynthesizeRequest)."""
     return validate_request(
         list(msg.prompts), msg.negative_prompt, msg.width, msg.height, msg.steps, msg.guidance, msg.seed, limits
     )

@@ -1,6 +1,7 @@
 """The synth service: gRPC SynthService.Synthesize and the vispod.synthesis.requested consumer.
 
-Both paths validate with the same limits (vispod.synth.limits) and draw with the same engine, so
+Both paths take the same message (the gRPC request carries the SynthesisRequested event and answers with
+SynthesisCompleted), validate with the same limits (vispod.synth.limits) and draw with the same engine, so
 one request gives the same images either way. Bad requests raise RequestError (an InvalidArgument):
 INVALID_ARGUMENT over gRPC, the dead-letter topic on Kafka.
 """
@@ -31,12 +32,21 @@ log = logging.getLogger(__name__)
 TINY_DIR = "tiny-sd-pipeline"
 
 
-def _image_refs(result: SynthResult) -> list[common_pb2.ImageRef]:
-    return [common_pb2.ImageRef(uri=i.uri, sha256=i.sha256, mime_type=i.mime_type) for i in result.images]
+def _completed(request: events_pb2.SynthesisRequested, result: SynthResult) -> events_pb2.SynthesisCompleted:
+    """The answer on either path: the request's ids and labels, the stored images, the model."""
+    return events_pb2.SynthesisCompleted(
+        request_id=request.request_id,
+        correlation_id=request.correlation_id,
+        status=common_pb2.STATUS_OK,
+        images=[common_pb2.ImageRef(uri=i.uri, sha256=i.sha256, mime_type=i.mime_type) for i in result.images],
+        model=result.model,
+        seconds=result.seconds,
+        random_weights=result.random_weights,
+        labels=dict(request.labels),
+    )
 
 
-def _validated(request: synth_pb2.SynthesizeRequest | events_pb2.SynthesisRequested, settings: SynthSettings,
-               path: str) -> SynthRequest:
+def _validated(request: events_pb2.SynthesisRequested, settings: SynthSettings, path: str) -> SynthRequest:
     try:
         return request_from_proto(request, settings)
     except RequestError:
@@ -50,10 +60,8 @@ class SynthServicer(synth_pb2_grpc.SynthServiceServicer):
         self.store = store
 
     def Synthesize(self, request: synth_pb2.SynthesizeRequest, context: grpc.ServicerContext):
-        result = self.synth.synthesize(_validated(request, self.synth.settings, "grpc"), self.store, "grpc")
-        return synth_pb2.SynthesizeResponse(
-            images=_image_refs(result), model=result.model, seconds=result.seconds, random_weights=result.random_weights
-        )
+        result = self.synth.synthesize(_validated(request.request, self.synth.settings, "grpc"), self.store, "grpc")
+        return synth_pb2.SynthesizeResponse(result=_completed(request.request, result))
 
 
 def make_handler(synth: Synthesizer, store: ArtifactStore):  # type: ignore[no-untyped-def]
@@ -67,19 +75,7 @@ def make_handler(synth: Synthesizer, store: ArtifactStore):  # type: ignore[no-u
             raise InvalidArgument("request_id: required, the builder waits for its answer by it")
         # Counts its own outcome; a field the pipeline cannot honour (negative prompt on FLUX) is a RequestError.
         result = synth.synthesize(_validated(msg, synth.settings, "kafka"), store, "kafka")
-        yield Output(
-            Topic.SYNTHESIS_COMPLETED,
-            events_pb2.SynthesisCompleted(
-                request_id=msg.request_id,
-                correlation_id=msg.correlation_id,
-                status=common_pb2.STATUS_OK,
-                images=_image_refs(result),
-                model=result.model,
-                seconds=result.seconds,
-                random_weights=result.random_weights,
-                labels=dict(msg.labels),
-            ),
-        )
+        yield Output(Topic.SYNTHESIS_COMPLETED, _completed(msg, result))
 
     return handle
 
