@@ -3,7 +3,8 @@
 One run, side by side, on SmolLM2-135M-Instruct (real weights), the same prompt (the generator's own, rendered
 with the model's chat template), greedy, the same max new tokens:
 1. transformers: the GGUF de-quantised to float32, `generate` (the `local` backend's path);
-2. bare llama-cpp-python in-process (`Llama.create_completion`);
+2. bare llama-cpp-python in-process (`Llama.create_completion`, the engine's threads, its prompt cache reset
+   before each run: the service computes every request's prompt);
 3. vispod's `llamacpp` backend through the generator's gRPC service (Generate; one attempt, whole-transcript
    plan so the service's own scaffold adds nothing): completion tokens / wall time of the call;
 4. concurrency 4 through the service (batched decoding: one forward pass for all sequences) vs one stream;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -66,10 +68,16 @@ def bench_bare(prompt_text: str, max_new_tokens: int, repeats: int) -> dict:
     import llama_cpp
 
     started = time.perf_counter()
-    llm = llama_cpp.Llama(str(resolve_gguf("smollm2")), n_ctx=4096, verbose=False)
+    # The engine's threads (llama-cpp-python's default decodes on half the cores): the same work on the same cores.
+    threads = os.cpu_count() or 1
+    llm = llama_cpp.Llama(str(resolve_gguf("smollm2")), n_ctx=4096, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
     load = time.perf_counter() - started
     runs = []
     for _ in range(repeats):
+        # Llama keeps the last prompt's cache and would skip computing a repeated prompt; the service computes
+        # every request's prompt, so each run here starts from an empty cache too (the same work).
+        llm.reset()
         t = time.perf_counter()
         out = llm.create_completion(prompt_text, max_tokens=max_new_tokens, temperature=0.0, top_k=1)
         runs.append(out["usage"]["completion_tokens"] / (time.perf_counter() - t))
@@ -210,7 +218,7 @@ def main() -> int:
         hf = bench_transformers(inp)
     result = {
         "model": "SmolLM2-135M-Instruct (real weights, Q4_1 GGUF)", "max_new_tokens": args.max_new_tokens,
-        "greedy": True, "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "greedy": True, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "transformers_tok_s": round(hf["tok_s"], 2), "bare_llamacpp_tok_s": round(bare["tok_s"], 2),
         "vispod_llamacpp_tok_s": round(service["tok_s"], 2),
         "speedup_vs_transformers": round(service["tok_s"] / hf["tok_s"], 2),
