@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from deploy_tools import CHART, K8S, find_tool, run
+from deploy_tools import CHART, K8S, Rendered, find_tool, run
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,12 @@ def helm_template() -> Callable[..., str]:
         return run(cmd)
 
     return render
+
+
+@pytest.fixture(scope="session")
+def sasl_tls_render(helm_template: Callable[..., str]) -> Rendered:
+    """The chart with ci/sasl-tls-values.yaml: Kafka over SASL/TLS and gRPC over mutual TLS."""
+    return Rendered.of(helm_template("ci/sasl-tls-values.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,19 @@ def load_docs(text: str) -> list[dict]:
 def config_data(docs: list[dict], name: str) -> dict[str, str]:
     """The data of the ConfigMap called `name` in rendered manifests."""
     return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Rendered manifests and, read from them, the data of the vispod-common ConfigMap."""
+
+    docs: list[dict]
+    common: dict[str, str]
+
+    @classmethod
+    def of(cls, text: str) -> Rendered:
+        docs = load_docs(text)
+        return cls(docs, config_data(docs, "vispod-common"))
 
 
 def validate_files(files: list[Path]) -> dict[Path, list[str]]:

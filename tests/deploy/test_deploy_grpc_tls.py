@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deploy_tools import config_data, load_docs
+from deploy_tools import Rendered
 
 GRPC_SERVERS = {"synth", "generator", "judge", "metrics", "voice"}
 
@@ -15,23 +15,21 @@ def _workloads(docs: list[dict]) -> dict[str, dict]:
 
 
 def test_default_render_keeps_admin_rpcs_closed(helm_template: Callable[..., str]) -> None:
-    docs = load_docs(helm_template())
-    common = config_data(docs, "vispod-common")
-    assert common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
-    assert "VISPOD_GRPC_TLS_CERT_FILE" not in common
-    generator = _workloads(docs)["generator"]["containers"][0]
+    rendered = Rendered.of(helm_template())
+    assert rendered.common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
+    assert "VISPOD_GRPC_TLS_CERT_FILE" not in rendered.common
+    generator = _workloads(rendered.docs)["generator"]["containers"][0]
     assert "grpc" in generator["readinessProbe"]  # plaintext: kubelet's native gRPC probe
 
 
-def test_tls_values_mount_the_secret_and_name_the_admins(helm_template: Callable[..., str]) -> None:
-    docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
-    common = config_data(docs, "vispod-common")
+def test_tls_values_mount_the_secret_and_name_the_admins(sasl_tls_render: Rendered) -> None:
+    common = sasl_tls_render.common
     assert common["VISPOD_GRPC_TLS_CERT_FILE"] == "/etc/vispod/grpc-tls/tls.crt"
     assert common["VISPOD_GRPC_TLS_KEY_FILE"] == "/etc/vispod/grpc-tls/tls.key"
     assert common["VISPOD_GRPC_TLS_CA_FILE"] == "/etc/vispod/grpc-tls/ca.crt"
     assert common["VISPOD_GRPC_TLS_ADMIN_IDENTITIES"] == '["vispod-gate"]'
     assert common["VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS"] == "false"
-    workloads = _workloads(docs)
+    workloads = _workloads(sasl_tls_render.docs)
     assert GRPC_SERVERS | {"gate"} <= set(workloads)
     for name in GRPC_SERVERS | {"gate"}:  # servers serve it, the gate presents it
         pod = workloads[name]

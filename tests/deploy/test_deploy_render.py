@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_tools import CHART, MONITORING_API, PROMETHEUS_DIR, config_data, find_tool, load_docs, run, validate_files
+from deploy_tools import (
+    CHART,
+    MONITORING_API,
+    PROMETHEUS_DIR,
+    Rendered,
+    config_data,
+    find_tool,
+    load_docs,
+    run,
+    validate_files,
+)
 
 VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/vllm-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
 LONG_RUNNING = {"synth", "generator", "judge", "metrics", "voice"}
@@ -222,14 +232,13 @@ def test_gpu_values_schedule_tgi_and_trainer_on_gpus(helm_template: Callable[...
         assert spec["backoffLimit"] >= 0 and spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
 
 
-def test_sasl_tls_values_wire_kafka_secrets(helm_template: Callable[..., str]) -> None:
-    docs = load_docs(helm_template("ci/sasl-tls-values.yaml"))
-    common = config_data(docs, "vispod-common")
+def test_sasl_tls_values_wire_kafka_secrets(sasl_tls_render: Rendered) -> None:
+    common = sasl_tls_render.common
     assert common["VISPOD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert common["VISPOD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert common["VISPOD_KAFKA_SSL_CAFILE"] == "/etc/vispod/kafka-ca/ca.crt"
     assert "PASSWORD" not in " ".join(common), "the SASL password belongs in a Secret"
-    for name, pod in pod_specs(docs):
+    for name, pod in pod_specs(sasl_tls_render.docs):
         c = pod["containers"][0]
         ref = next(e for e in c["env"] if e["name"] == "VISPOD_KAFKA_SASL_PASSWORD")["valueFrom"]["secretKeyRef"]
         assert (ref["name"], ref["key"]) == ("kafka-vispod-user", "password"), name
