@@ -23,6 +23,7 @@ from pathlib import Path
 
 from vispod.common.kafka_address import BROKER_RECORD as STATE_FILE
 from vispod.common.kafka_address import CACHE
+from vispod.devkit.jvm_class_archive import ClassArchive, class_archive
 
 KAFKA_VERSION = os.environ.get("VISPOD_KAFKA_VERSION", "4.1.1")
 # The Maven project that names the broker's artifacts (package data).
@@ -63,10 +64,14 @@ class Broker:
     bootstrap: str
     workdir: Path
     process: subprocess.Popen[bytes]
+    archive: ClassArchive | None = None
 
     def stop(self, timeout: float = 20.0) -> None:
-        stop_process(self.process, timeout)
+        dumping = self.archive is not None and self.archive.pending is not None
+        stop_process(self.process, max(timeout, 120.0) if dumping else timeout)  # writing the archive takes a while
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.archive is not None:
+            self.archive.settle(self.process.returncode)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -156,19 +161,25 @@ def start_broker(port: int | None = None, workdir: Path | None = None, timeout: 
     )
     classpath = f"{lib}/*"
     java = _java()
-    subprocess.run(
-        [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()).replace("-", "")[:22],
-         "-c", str(props)],
+    formatter = class_archive("kafka-storage-format", java, lib, CACHE)
+    formatted = subprocess.run(
+        [java, *formatter.flags(), "-cp", classpath, "kafka.tools.StorageTool", "format",
+         "-t", str(uuid.uuid4()).replace("-", "")[:22], "-c", str(props)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    formatter.settle(formatted.returncode)
     log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - owned by the process
     heap = os.environ.get("VISPOD_KAFKA_HEAP", "-Xmx512m")
+    # A detached broker (make kafka-up) is stopped by another process: it neither dumps nor moves an archive.
+    archive = class_archive("kafka-broker", java, lib, CACHE)
+    if detach and archive.pending is not None:
+        archive = ClassArchive(archive.path, None, enabled=False)
     process = subprocess.Popen(
-        [java, heap, "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(props)],
+        [java, heap, "-XX:+UseSerialGC", *archive.flags(), "-cp", classpath, "kafka.Kafka", str(props)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=None if detach else die_with_parent,
     )
-    broker = Broker(f"127.0.0.1:{port}", workdir, process)
+    broker = Broker(f"127.0.0.1:{port}", workdir, process, archive)
     wait_listening(process, port, timeout, "Kafka broker", workdir / "broker.log", broker.stop)
     return broker
 
