@@ -74,21 +74,35 @@ def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, w
         close()
 
 
-class OpenAIBackend:
+class ChatServerBackend:
+    """What the backends of an OpenAI-style chat server (vLLM's, TGI's) share: real weights, no prefilled answer
+    and no scripted steps, the photos' pixels unless text-only, and requests under a retry policy."""
+
+    random_weights = False
+    supports_prefill = False
+    supports_steps = False
+
+    def __init__(self, base_url: str, *, text_only: bool, retry: RetryPolicy | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.text_only = text_only
+        self.input_mode = CAPTIONS if text_only else PIXELS
+        self.retry = retry or RetryPolicy()
+
+    @staticmethod
+    def retry_from(s) -> RetryPolicy:  # type: ignore[no-untyped-def]
+        """The retry policy of the generator settings `s`."""
+        return RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s)
+
+
+class OpenAIBackend(ChatServerBackend):
     name = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, text_only: bool = False,
                  timeout_s: float = 120.0, connect_timeout_s: float = 5.0, retry: RetryPolicy | None = None,
                  model_label: str = "", adapter_loading: str = "generator") -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, text_only=text_only, retry=retry)
         self.served_model = model
         self.model = model_label or model
-        self.input_mode = CAPTIONS if text_only else PIXELS
-        self.text_only = text_only
-        self.random_weights = False
-        self.supports_prefill = False
-        self.supports_steps = False
-        self.retry = retry or RetryPolicy()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers,
                                     timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
@@ -105,8 +119,7 @@ class OpenAIBackend:
         key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
         return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    connect_timeout_s=s.connect_timeout_s,
-                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
-                   model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading)
+                   retry=cls.retry_from(s), model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading)
 
     # --- adapters ----------------------------------------------------------------------------
     def servable(self, adapter_id: str) -> bool:

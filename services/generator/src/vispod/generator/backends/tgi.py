@@ -28,14 +28,12 @@ from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from vispod.common.http_retry import RetryPolicy, check_status
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
-    CAPTIONS,
-    PIXELS,
     BackendError,
     BackendUnavailable,
     GenerationInput,
     GenerationStream,
 )
-from vispod.generator.backends.openai import chat_messages, chat_stream
+from vispod.generator.backends.openai import ChatServerBackend, chat_messages, chat_stream
 from vispod.generator.backends.tgi_rollout import AdapterRollout
 
 log = logging.getLogger(__name__)
@@ -48,26 +46,20 @@ except ImportError:
     TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
-class TGIBackend:
+class TGIBackend(ChatServerBackend):
     name = "tgi"
 
     def __init__(self, base_url: str, adapters: list[str], *, text_only: bool = False, timeout_s: float = 120.0,
                  retry: RetryPolicy | None = None, model_label: str = "tgi", rollout: AdapterRollout | None = None
                  ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, text_only=text_only, retry=retry)
         self.adapters = frozenset(adapters)
         # With a rollout, each verified adapter rolls the TGI Deployment and is servable once every replica
         # has it; without one, `adapters` is the fixed list TGI was started with.
         self.rollout = rollout
         self._pending: set[str] = set()
         self.model = model_label or "tgi"
-        self.text_only = text_only
-        self.input_mode = CAPTIONS if text_only else PIXELS
-        self.random_weights = False
-        self.supports_prefill = False
-        self.supports_steps = False
         self.timeout_s = timeout_s
-        self.retry = retry or RetryPolicy()
 
     @classmethod
     def from_settings(cls, s) -> TGIBackend:
@@ -78,8 +70,7 @@ class TGIBackend:
             rollout = KubernetesRollout(s.tgi_deployment, base_url=s.tgi_url, namespace=s.tgi_namespace,
                                         adapter_dir=s.tgi_adapter_dir, keep=s.tgi_keep_adapters)
         return cls(s.tgi_url, s.tgi_adapters, text_only=s.text_only, timeout_s=s.request_timeout_s,
-                   retry=RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s),
-                   model_label=s.remote_model_id or "tgi", rollout=rollout)
+                   retry=cls.retry_from(s), model_label=s.remote_model_id or "tgi", rollout=rollout)
 
     def servable(self, adapter_id: str) -> bool:
         if self.rollout is None:
