@@ -151,3 +151,34 @@ def test_long_turns_are_synthesised_in_bounded_chunks(voice_settings: VoiceSetti
     assert len(calls) >= 10 and max(len(c) for c in calls) <= 121
     assert " ".join(calls).replace(",", "").split() == turn.split()
     assert rendered.duration > 40 and rendered.loudness_lufs == pytest.approx(-16, abs=0.3)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_turns_are_synthesised_workers_at_a_time_and_kept_in_order(workers: int, tmp_path: Path) -> None:
+    """With synthesis_workers=2 two real Piper sessions speak two turns at once; the podcast keeps the order."""
+    import threading
+
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    class Counting(PiperEngine):
+        def synthesize(self, text: str, voice: str) -> np.ndarray:
+            nonlocal in_flight, most
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+            try:
+                return super().synthesize(text, voice)
+            finally:
+                with lock:
+                    in_flight -= 1
+
+    settings = VoiceSettings(consume=False, synthesis_workers=workers)
+    podcaster = Podcaster(Counting(sessions=workers), settings)
+    dialogue = common_pb2.Dialogue(turns=[common_pb2.Turn(speaker=f"Speaker {1 + i % 2}", text=f"{TEXT} Turn {i}.")
+                                          for i in range(6)])
+    rendered = podcaster.render_to(podcaster.plan(dialogue), tmp_path)
+    assert most == workers
+    assert [t.turn.text for t in rendered.timings] == [t.text for t in dialogue.turns]
+    starts = [t.start for t in rendered.timings]
+    assert starts == sorted(starts) and all(t.end > t.start + 1.0 for t in rendered.timings)

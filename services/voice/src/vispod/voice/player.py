@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -56,7 +57,8 @@ def podcast_player(dialogue: common_pb2.Dialogue, out_dir: Path, images: Sequenc
     from vispod.voice.engines import build_engine
     from vispod.voice.podcast import Podcaster, describe
 
-    settings = settings or VoiceSettings(consume=False)
+    # Rendered once, in the foreground: every core speaks a turn (the service's default is one per replica).
+    settings = settings or VoiceSettings(consume=False, synthesis_workers=min(4, os.cpu_count() or 1))
     engine = build_engine(settings)
     try:
         podcaster = Podcaster(engine, settings)

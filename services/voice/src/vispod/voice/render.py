@@ -1,6 +1,7 @@
 """Rendering a plan: turn by turn through the engine, levelled, with pauses; then the finished files.
 
-`turns()` yields each turn's audio as soon as it is synthesised (the streaming call uses it alone).
+`turns()` yields each turn's audio, in order, as soon as it is synthesised (the streaming call uses it alone);
+with `synthesis_workers` > 1 the next turns are synthesised meanwhile, at most that many at once.
 `render()` appends those turns to a raw float file on disk while a loudness meter runs, then reads it
 back in blocks with one final gain to the target, writing WAV and Opus: memory stays bounded by one
 turn (itself bounded by max_turn_chars, synthesised in chunks of max_chunk_chars).
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,21 +68,37 @@ class Renderer:
 
     def turns(self, plan: Plan) -> Iterator[TurnAudio]:
         start = 0.0
-        for turn in plan.turns:
-            voice = plan.voices[turn.speaker]
-            started = time.monotonic()
-            pieces: list[np.ndarray] = []
-            for chunk in chunks(turn.text, self.settings.max_chunk_chars):
-                if pieces:
-                    pieces.append(silence(CHUNK_GAP_S))
-                pieces.append(self.engine.synthesize(chunk, voice))
-            audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-            # Each turn levelled to the target: speakers sound equally loud, streamed audio is already right.
-            audio = soft_limit(audio * gain_to(audio, SAMPLE_RATE, self.settings.target_lufs)).astype(np.float32)
-            seconds = len(audio) / SAMPLE_RATE
-            metrics.observe_synthesis(self.engine.name, time.monotonic() - started, seconds)
-            yield TurnAudio(turn, voice, audio, start, start + seconds)
-            start += seconds + self.settings.pause_s
+        workers = self.settings.synthesis_workers
+        todo = iter(plan.turns)
+        with ThreadPoolExecutor(workers, thread_name_prefix="voice-synth") as pool:
+            ahead: deque[Future[tuple[PlannedTurn, str, np.ndarray]]] = deque()
+
+            def submit_next() -> None:
+                turn = next(todo, None)
+                if turn is not None:
+                    ahead.append(pool.submit(self._synthesize, turn, plan.voices[turn.speaker]))
+
+            for _ in range(workers):
+                submit_next()
+            while ahead:
+                turn, voice, audio = ahead.popleft().result()
+                submit_next()
+                seconds = len(audio) / SAMPLE_RATE
+                yield TurnAudio(turn, voice, audio, start, start + seconds)
+                start += seconds + self.settings.pause_s
+
+    def _synthesize(self, turn: PlannedTurn, voice: str) -> tuple[PlannedTurn, str, np.ndarray]:
+        started = time.monotonic()
+        pieces: list[np.ndarray] = []
+        for chunk in chunks(turn.text, self.settings.max_chunk_chars):
+            if pieces:
+                pieces.append(silence(CHUNK_GAP_S))
+            pieces.append(self.engine.synthesize(chunk, voice))
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        # Each turn levelled to the target: speakers sound equally loud, streamed audio is already right.
+        audio = soft_limit(audio * gain_to(audio, SAMPLE_RATE, self.settings.target_lufs)).astype(np.float32)
+        metrics.observe_synthesis(self.engine.name, time.monotonic() - started, len(audio) / SAMPLE_RATE)
+        return turn, voice, audio
 
     def render(self, plan: Plan, workdir: Path, title: str = "") -> Rendered:
         started = time.monotonic()

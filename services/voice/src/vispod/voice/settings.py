@@ -23,6 +23,9 @@ class VoiceSettings(ServiceSettings):
     piper_model: Path | None = None
     # onnxruntime intra-op threads (1 is fastest per call on small CPUs; replicas scale out).
     piper_threads: int = Field(default=1, ge=1, le=64)
+    # Turns synthesised at once, each on its own engine session (Piper: one onnxruntime session of piper_threads
+    # threads per worker). Set it to the cores a renderer may use; the order of the turns is kept.
+    synthesis_workers: int = Field(default=1, ge=1, le=16)
 
     # --- espeak ------------------------------------------------------------------------------
     espeak_program: str = "espeak-ng"

@@ -10,7 +10,8 @@ def build_engine(settings: VoiceSettings) -> Engine:
     if settings.engine == "piper":
         from vispod.voice.engines.piper import PiperEngine
 
-        return PiperEngine(settings.piper_model, settings.piper_threads, settings.espeak_program)
+        return PiperEngine(settings.piper_model, settings.piper_threads, settings.espeak_program,
+                           sessions=settings.synthesis_workers)
     if settings.engine == "espeak":
         from vispod.voice.engines.espeak import EspeakEngine
 

@@ -14,9 +14,10 @@ spoke. Presets are fixed, so a voice name always sounds the same.
 from __future__ import annotations
 
 import json
-import threading
+import queue
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def default_model() -> Path:
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, model: Path | None = None, threads: int = 1, espeak_program: str = "espeak-ng") -> None:
+    def __init__(self, model: Path | None = None, threads: int = 1, espeak_program: str = "espeak-ng",
+                 sessions: int = 1) -> None:
         import onnxruntime as ort
 
         self.model = Path(model or default_model())
@@ -74,9 +76,11 @@ class PiperEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.model), options, providers=["CPUExecutionProvider"])
+        # One inference per session at a time (its threads are already spent inside); `sessions` calls at once.
+        self._sessions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(max(1, sessions)):
+            self._sessions.put(ort.InferenceSession(str(self.model), options, providers=["CPUExecutionProvider"]))
         self._presets = {self._voice_name(p): p for p in PRESETS}
-        self._lock = threading.Lock()  # one inference at a time: the threads are already spent inside
 
     def _voice_name(self, preset: Preset) -> str:
         return f"{self.base_name}-{preset.suffix}" if preset.suffix else self.base_name
@@ -107,8 +111,11 @@ class PiperEngine:
         }
         if self.num_speakers > 1:
             inputs["sid"] = np.array([list(self._presets).index(voice) % self.num_speakers], dtype=np.int64)
-        with self._lock:
-            audio = self.session.run(None, inputs)[0].reshape(-1)
+        session = self._sessions.get()
+        try:
+            audio = session.run(None, inputs)[0].reshape(-1)
+        finally:
+            self._sessions.put(session)
         return resample(audio, self.sample_rate * preset.pitch)
 
     def close(self) -> None:
