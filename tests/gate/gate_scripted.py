@@ -92,11 +92,12 @@ class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
 
     def Score(self, request, context):
         self.calls += 1
-        score = next((v for k, v in self.clipscore.items() if k in request.dialogue.text), self.default)
-        return metrics_pb2.ScoreResponse(
-            style=common_pb2.StyleMetrics(words=len(request.dialogue.text.split()), num_turns=2),
-            paper_style=common_pb2.StyleMetrics(words=len(request.dialogue.text.split()), num_turns=2),
-            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True))
+        text = request.generated.dialogue.text
+        score = next((v for k, v in self.clipscore.items() if k in text), self.default)
+        return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
+            style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
+            paper_style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
+            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True)))
 
 
 @dataclass
@@ -111,9 +112,9 @@ class ScriptedJudge(judge_pb2_grpc.JudgeServiceServicer):
         self.requests.append(request)
         outcome = self.outcomes[(len(self.requests) - 1) % len(self.outcomes)]
         criteria = list(request.criteria) or ["naturalness"]
-        return judge_pb2.CompareResponse(verdicts=[
+        return judge_pb2.CompareResponse(result=events_pb2.JudgementCompleted(verdicts=[
             events_pb2.Verdict(judge=j, criterion=c, outcome=outcome, outcome_ab=outcome, outcome_ba=outcome)
-            for j in self.judges for c in criteria])
+            for j in self.judges for c in criteria]))
 
 
 class Servers:

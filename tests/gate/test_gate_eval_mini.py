@@ -66,7 +66,7 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
                                                                                             2, 1, 0)
     assert cell["win_rate"] == pytest.approx(2.5 / 3)
     assert [r.criteria for r in judge.requests] == [["naturalness"]] * 3
-    assert {r.system_a for r in judge.requests} == {"alpha"}
+    assert {r.a.system for r in judge.requests} == {"alpha"}
 
     md = (out / "eval.md").read_text()
     assert "| Words | 10.0 | 12.0 |" in md.replace("  ", " ")

@@ -101,7 +101,7 @@ def test_promotes_a_winner_once_and_reports_it(kafka: KafkaSettings, tmp_path: P
         assert event.reason.startswith("promote: naturalness win rate 1.000")
         assert gen.active == "pod@2" and gen.updates == [("pod@2", "ACTION_PROMOTE")]
         assert sorted(gen.generated) == ["pod@1"] * 3 + ["pod@2"] * 3  # candidate vs the active adapter
-        assert {(r.system_a, r.system_b) for r in judge.requests} == {("pod@2", "pod@1")}
+        assert {(r.a.system, r.b.system) for r in judge.requests} == {("pod@2", "pod@1")}
 
         publish(kafka, "pod@2")  # the same immutable version again: decided already, nothing re-evaluated
         wait_for(lambda: consumed() == handled + 2)

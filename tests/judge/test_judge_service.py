@@ -197,17 +197,26 @@ def test_grpc_compare_and_invalid_argument(kafka, tmp_path) -> None:
     try:
         stub = judge_pb2_grpc.JudgeServiceStub(grpc.insecure_channel(f"127.0.0.1:{service.handle.grpc_port}"))
         req = judge_pb2.CompareRequest(
-            image_set_id="s",
-            a=common_pb2.Dialogue(text=PLAIN),
-            b=common_pb2.Dialogue(turns=[common_pb2.Turn(speaker="Ana", text="GOOD and vivid")]),
-            images=[common_pb2.ImageRef(uri=photo.as_uri(), caption="blue")],
+            a=events_pb2.DialogueGenerated(
+                image_set_id="s", correlation_id="c-s", system="plain", labels={"run": "a"},
+                dialogue=common_pb2.Dialogue(text=PLAIN),
+                images=[common_pb2.ImageRef(uri=photo.as_uri(), caption="blue")]),
+            b=events_pb2.DialogueGenerated(
+                image_set_id="s", system="good", labels={"run": "b", "side": "b"},
+                dialogue=common_pb2.Dialogue(turns=[common_pb2.Turn(speaker="Ana", text="GOOD and vivid")])),
             criteria=["engagement"],
         )
-        [v] = stub.Compare(req, timeout=60).verdicts
+        judgement = stub.Compare(req, timeout=60).result
+        # the JudgementCompleted the Kafka path publishes: ids, systems and labels (a's win) from the pair
+        assert (judgement.image_set_id, judgement.correlation_id, judgement.system_a, judgement.system_b) == (
+            "s", "c-s", "plain", "good")
+        assert dict(judgement.labels) == {"run": "a", "side": "b"} and judgement.completed_at.seconds > 0
+        [v] = judgement.verdicts
         assert v.outcome == events_pb2.OUTCOME_B_WINS and v.judge == "scripted:prefers-good"
         assert v.rubric_version == "v1" and service.judge.images_seen == 2  # one image, two orders
         for bad, reason in [
-            (judge_pb2.CompareRequest(a=common_pb2.Dialogue(text="x")), "must both have text"),
+            (judge_pb2.CompareRequest(a=events_pb2.DialogueGenerated(dialogue=common_pb2.Dialogue(text="x"))),
+             "must both have text"),
             (judge_pb2.CompareRequest(a=req.a, b=req.b, criteria=["beauty"]), "unknown criteria"),
             (judge_pb2.CompareRequest(a=req.a, b=req.b, judges=["openai:gpt-x"]), "not configured"),
         ]:

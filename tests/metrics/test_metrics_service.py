@@ -52,10 +52,12 @@ def refs(image_dir: Path, *names: str) -> list[common_pb2.ImageRef]:
 
 
 def test_score_over_grpc(stub: metrics_pb2_grpc.MetricsServiceStub, image_dir: Path) -> None:
-    req = metrics_pb2.ScoreRequest(dialogue=common_pb2.Dialogue(text=DIALOGUE),
-                                   images=refs(image_dir, "img0.png", "img1.png", "photo.jpg"),
-                                   distractors=refs(image_dir, "img4.png"))
-    resp = stub.Score(req, timeout=60)
+    generated = _generated(image_dir, "grpc-1", images=refs(image_dir, "img0.png", "img1.png", "photo.jpg"))
+    req = metrics_pb2.ScoreRequest(generated=generated, distractors=refs(image_dir, "img4.png"))
+    resp = stub.Score(req, timeout=60).result
+    # the MetricsComputed the Kafka path publishes: the event's ids and labels carried over
+    assert (resp.image_set_id, resp.correlation_id, resp.system, resp.adapter_id, dict(resp.labels)) == (
+        "grpc-1", "c-grpc-1", "tiny-test", "a@1", {"run": "t"})
     assert (resp.style.num_turns, resp.style.num_speakers, resp.paper_style.num_turns) == (3, 2, 3)
     assert resp.style.question_rate == pytest.approx(1 / 3)
     g = resp.grounding
@@ -78,7 +80,8 @@ def test_score_over_grpc(stub: metrics_pb2_grpc.MetricsServiceStub, image_dir: P
 )
 def test_bad_input_is_invalid_argument(stub: metrics_pb2_grpc.MetricsServiceStub, image_dir: Path,
                                        dialogue: common_pb2.Dialogue, images: list[str], reason: str) -> None:
-    req = metrics_pb2.ScoreRequest(dialogue=dialogue, images=refs(image_dir, *images))
+    req = metrics_pb2.ScoreRequest(generated=events_pb2.DialogueGenerated(dialogue=dialogue,
+                                                                          images=refs(image_dir, *images)))
     with pytest.raises(grpc.RpcError) as err:
         stub.Score(req, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -86,8 +89,8 @@ def test_bad_input_is_invalid_argument(stub: metrics_pb2_grpc.MetricsServiceStub
 
 
 def test_image_outside_the_roots_is_refused(stub: metrics_pb2_grpc.MetricsServiceStub) -> None:
-    req = metrics_pb2.ScoreRequest(dialogue=common_pb2.Dialogue(text=DIALOGUE),
-                                   images=[common_pb2.ImageRef(uri="file:///etc/hostname")])
+    req = metrics_pb2.ScoreRequest(generated=events_pb2.DialogueGenerated(
+        dialogue=common_pb2.Dialogue(text=DIALOGUE), images=[common_pb2.ImageRef(uri="file:///etc/hostname")]))
     with pytest.raises(grpc.RpcError) as err:
         stub.Score(req, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside" in err.value.details()

@@ -114,6 +114,12 @@ def _distractors(stories: Sequence[Story], index: int) -> list[common_pb2.ImageR
     return out[:DISTRACTOR_IMAGES]
 
 
+def story_event(story: Story, system: str, dialogue: common_pb2.Dialogue) -> events_pb2.DialogueGenerated:
+    """A story's dialogue by one system as the event the metrics and judge services take."""
+    return events_pb2.DialogueGenerated(image_set_id=f"eval-{story.story_id}", images=story.image_refs(),
+                                        dialogue=dialogue, system=system, status=common_pb2.STATUS_OK)
+
+
 def score_dialogue(clients: Clients, story: Story, system: str, dialogue: common_pb2.Dialogue,
                    distractors: Sequence[common_pb2.ImageRef], timeout: float) -> StoryScore:
     """One dialogue through MetricsService.Score (or the local style functions when the story has no photo)."""
@@ -121,12 +127,13 @@ def score_dialogue(clients: Clients, story: Story, system: str, dialogue: common
         paper, robust = _local_style(dialogue.text)
         return StoryScore(story.story_id, system, paper, robust, warnings=["no photo: style only, no grounding"])
     response: metrics_pb2.ScoreResponse = clients.metrics.Score(
-        metrics_pb2.ScoreRequest(dialogue=dialogue, images=story.image_refs(), distractors=distractors),
+        metrics_pb2.ScoreRequest(generated=story_event(story, system, dialogue), distractors=distractors),
         timeout=timeout)
-    score = StoryScore(story.story_id, system, style_dict(response.paper_style, PAPER_FIELDS),
-                       style_dict(response.style, ROBUST_FIELDS), warnings=list(response.warnings))
-    if response.HasField("grounding"):
-        g = response.grounding
+    scored = response.result
+    score = StoryScore(story.story_id, system, style_dict(scored.paper_style, PAPER_FIELDS),
+                       style_dict(scored.style, ROBUST_FIELDS), warnings=list(scored.warnings))
+    if scored.HasField("grounding"):
+        g = scored.grounding
         score.grounding = {n: float(getattr(g, n)) for n in GROUNDING_FIELDS}
         score.random_weights = g.random_weights
         score.clip_model = g.clip_model
@@ -156,10 +163,10 @@ def generate(clients: Clients, story: Story, adapter: str, *, speakers: Sequence
 def compare(clients: Clients, story: Story, a: common_pb2.Dialogue, b: common_pb2.Dialogue, system_a: str,
             system_b: str, criteria: Sequence[str], judges: Sequence[str], timeout: float) -> list[events_pb2.Verdict]:
     response: judge_pb2.CompareResponse = clients.judge.Compare(
-        judge_pb2.CompareRequest(image_set_id=f"eval-{story.story_id}", images=story.image_refs(), a=a, b=b,
-                                 system_a=system_a, system_b=system_b, criteria=list(criteria), judges=list(judges)),
+        judge_pb2.CompareRequest(a=story_event(story, system_a, a), b=story_event(story, system_b, b),
+                                 criteria=list(criteria), judges=list(judges)),
         timeout=timeout)
-    return list(response.verdicts)
+    return list(response.result.verdicts)
 
 
 def judge_cells(verdicts: Sequence[events_pb2.Verdict], system_a: str, system_b: str) -> list[JudgeCell]:

@@ -47,7 +47,7 @@ from vispod.gate.decision import (
 from vispod.gate.decisions_log import DecisionsLog
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evalset import Story
-from vispod.gate.evaluation import generate
+from vispod.gate.evaluation import generate, story_event
 from vispod.gate.settings import GateSettings
 from vispod.v1 import events_pb2, generator_pb2, judge_pb2, metrics_pb2
 
@@ -258,15 +258,15 @@ class Gate:
         scores = []
         for which, result in (("candidate", cand), ("baseline", base)):
             try:
-                response = self.clients.metrics.Score(
-                    metrics_pb2.ScoreRequest(dialogue=result.dialogue, images=story.image_refs()),
-                    timeout=deadline.timeout())
+                scored = self.clients.metrics.Score(
+                    metrics_pb2.ScoreRequest(generated=story_event(story, result.system, result.dialogue)),
+                    timeout=deadline.timeout()).result
             except grpc.RpcError as exc:
                 raise _rpc(f"scoring the {which} on story {story.story_id}", exc) from exc
-            score = response.grounding.clipscore if response.HasField("grounding") else None
+            score = scored.grounding.clipscore if scored.HasField("grounding") else None
             scores.append(score if score is not None and math.isfinite(score) else None)  # NaN is not a score
-            row[f"{which}_words"] = response.style.words
-            if response.HasField("grounding") and response.grounding.random_weights:
+            row[f"{which}_words"] = scored.style.words
+            if scored.HasField("grounding") and scored.grounding.random_weights:
                 note = "grounding from RANDOM CLIP weights"
                 if note not in ev.notes:
                     ev.notes.append(note)
@@ -278,13 +278,13 @@ class Gate:
     def _judge(self, story: Story, cand: events_pb2.DialogueGenerated, base: events_pb2.DialogueGenerated,
                candidate: str, baseline: str, ev: Evidence, row: dict, deadline: _Deadline) -> None:
         request = judge_pb2.CompareRequest(
-            image_set_id=f"gate-{story.story_id}", images=story.image_refs(), a=cand.dialogue, b=base.dialogue,
-            system_a=candidate, system_b=baseline, criteria=[self.criteria.criterion], judges=self.settings.judges)
+            a=story_event(story, candidate, cand.dialogue), b=story_event(story, baseline, base.dialogue),
+            criteria=[self.criteria.criterion], judges=self.settings.judges)
         try:
-            response = self.clients.judge.Compare(request, timeout=deadline.timeout())
+            judgement = self.clients.judge.Compare(request, timeout=deadline.timeout()).result
         except grpc.RpcError as exc:
             raise _rpc(f"judging story {story.story_id}", exc) from exc
-        outcomes = [outcome_for_a(v.outcome) for v in response.verdicts if v.criterion == self.criteria.criterion]
+        outcomes = [outcome_for_a(v.outcome) for v in judgement.verdicts if v.criterion == self.criteria.criterion]
         if not outcomes:
             raise EvaluationFailed(f"the judge returned no {self.criteria.criterion} verdict for story "
                                    f"{story.story_id}")

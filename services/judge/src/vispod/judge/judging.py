@@ -10,7 +10,7 @@ from vispod.judge.images import prepare_images
 from vispod.judge.protocol import JudgedVerdict, PairInput, Panel, photos_text
 from vispod.judge.rubrics import load_rubric
 from vispod.judge.settings import JudgeSettings
-from vispod.v1 import common_pb2
+from vispod.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,26 @@ def dialogue_text(dialogue: common_pb2.Dialogue) -> str:
     if dialogue.text.strip():
         return dialogue.text
     return "\n".join(f"{t.speaker or 'Speaker'}: {t.text}" for t in dialogue.turns if t.text.strip())
+
+
+def judgement_of(a: events_pb2.DialogueGenerated, b: events_pb2.DialogueGenerated) -> events_pb2.JudgementCompleted:
+    """The JudgementCompleted of a pair before its verdicts (gRPC and Kafka alike): the image set, a correlation
+    id, both systems, both sides' labels (a's win) and the time."""
+    out = events_pb2.JudgementCompleted(
+        image_set_id=a.image_set_id or b.image_set_id,
+        correlation_id=a.correlation_id or b.correlation_id,
+        system_a=a.system,
+        system_b=b.system,
+    )
+    out.completed_at.GetCurrentTime()
+    out.labels.update(dict(b.labels))
+    out.labels.update(dict(a.labels))
+    return out
+
+
+def pair_images(a: events_pb2.DialogueGenerated, b: events_pb2.DialogueGenerated) -> Sequence[common_pb2.ImageRef]:
+    """The images the judges see for a pair: a's, else b's."""
+    return a.images or b.images
 
 
 def build_panel(settings: JudgeSettings, judges: Sequence[str] | None = None) -> Panel:

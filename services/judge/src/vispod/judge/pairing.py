@@ -42,7 +42,7 @@ from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope, derived_id
 from vispod.common.topics import Topic
 from vispod.judge import metrics
-from vispod.judge.judging import Comparer, dialogue_text
+from vispod.judge.judging import Comparer, dialogue_text, judgement_of, pair_images
 from vispod.judge.live_win_rate import RecentWinRate
 from vispod.judge.settings import JudgeSettings
 from vispod.judge.state import DonePair, PairStore, PendingPair, Side
@@ -148,15 +148,7 @@ class PairingHandler:
     def _judge(self, pending: PendingPair) -> tuple[events_pb2.JudgementCompleted, str]:
         a = events_pb2.DialogueGenerated.FromString(pending.sides["a"].payload())
         b = events_pb2.DialogueGenerated.FromString(pending.sides["b"].payload())
-        out = events_pb2.JudgementCompleted(
-            image_set_id=pending.image_set_id,
-            correlation_id=a.correlation_id or b.correlation_id,
-            system_a=a.system,
-            system_b=b.system,
-            completed_at=_now(),
-        )
-        out.labels.update(dict(b.labels))
-        out.labels.update(dict(a.labels))
+        out = judgement_of(a, b)  # a and b share the pending pair's image set
         out.labels.pop(self.settings.side_label, None)  # each side had its own: meaningless on the pair
         out.labels["judge.pair_id"] = pending.pair_id
         failed = [
@@ -169,8 +161,7 @@ class PairingHandler:
         if not text_a.strip() or not text_b.strip():
             out.error = "empty dialogue: " + ", ".join(e.system for e, t in ((a, text_a), (b, text_b)) if not t.strip())
             return out, "failed_side"
-        images = a.images or b.images
-        verdicts = self.comparer.compare(images, text_a, text_b)
+        verdicts = self.comparer.compare(pair_images(a, b), text_a, text_b)
         out.verdicts.extend(v.to_proto() for v in verdicts)
         self.win_rate.record(pending.pair_id, verdicts)
         broken = [v for v in verdicts if v.errors]

@@ -1,4 +1,5 @@
-"""The metrics service: gRPC MetricsService.Score and the Kafka flow dialogue.generated -> metrics.computed."""
+"""The metrics service: gRPC MetricsService.Score and the Kafka flow dialogue.generated -> metrics.computed (the
+same DialogueGenerated in, the same MetricsComputed out, built by `metrics_computed`)."""
 
 from __future__ import annotations
 
@@ -35,18 +36,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         self.scorer = scorer
 
     def Score(self, request: metrics_pb2.ScoreRequest, context: grpc.ServicerContext) -> metrics_pb2.ScoreResponse:
+        """The MetricsComputed the Kafka path would publish for the event (input checked strictly)."""
+        event = request.generated
         try:
-            outcome = self.scorer.score(request.dialogue, request.images, request.distractors, strict=True,
-                                        path="grpc")
+            outcome = self.scorer.score(event.dialogue, event.images, request.distractors, strict=True, path="grpc")
         except InvalidArgument:
             prom.SCORED.labels("grpc", "invalid").inc()
             raise
         prom.SCORED.labels("grpc", "ok").inc()
-        response = metrics_pb2.ScoreResponse(style=outcome.style.to_proto(), paper_style=outcome.paper_style.to_proto(),
-                                             warnings=outcome.warnings)
-        if outcome.grounding is not None:
-            response.grounding.CopyFrom(outcome.grounding.to_proto())
-        return response
+        return metrics_pb2.ScoreResponse(result=metrics_computed(event, outcome))
 
 
 class DialogueHandler:
