@@ -73,7 +73,7 @@ def bench_render(engine_name: str, threads: int, source, repeats: int) -> dict[s
 def bench_stream(source, repeats: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     import grpc
 
-    from vispod.v1 import voice_pb2, voice_pb2_grpc
+    from vispod.v1 import events_pb2, voice_pb2, voice_pb2_grpc
     from vispod.voice.service import build
     from vispod.voice.settings import VoiceSettings
 
@@ -87,9 +87,10 @@ def bench_stream(source, repeats: int) -> dict[str, Any]:  # type: ignore[no-unt
             for _ in range(repeats + 1):  # the first call warms up
                 t0 = time.perf_counter()
                 arrivals, audio_s = [], 0.0
-                for chunk in stub.StreamRender(voice_pb2.RenderRequest(dialogue=source), timeout=600):
+                request = voice_pb2.RenderRequest(generated=events_pb2.DialogueGenerated(dialogue=source))
+                for chunk in stub.StreamRender(request, timeout=600):
                     arrivals.append(time.perf_counter() - t0)
-                    audio_s = chunk.end_seconds
+                    audio_s = chunk.timing.end_seconds
                 runs.append({"first_audio_s": round(arrivals[0], 3), "last_audio_s": round(arrivals[-1], 3),
                              "turns": len(arrivals), "audio_s": round(audio_s, 2)})
     finally:

@@ -53,12 +53,13 @@ def local_path(uri: str) -> Path:
 
 
 def test_render_stores_opus_and_wav(stub: voice_pb2_grpc.VoiceServiceStub, artifacts: Path) -> None:
-    reply = stub.Render(voice_pb2.RenderRequest(image_set_id="set-1", dialogue=excerpt_dialogue(),
-                                                voices={"Speaker 2": "joe-high"}, correlation_id="c-1",
-                                                images=[common_pb2.ImageRef(caption="an old white bus")]),
-                        timeout=120)
-    p = reply.podcast
+    generated = events_pb2.DialogueGenerated(image_set_id="set-1", dialogue=excerpt_dialogue(), correlation_id="c-1",
+                                             system="tiny-test", labels={"run": "t"},
+                                             images=[common_pb2.ImageRef(caption="an old white bus")])
+    reply = stub.Render(voice_pb2.RenderRequest(generated=generated, voices={"Speaker 2": "joe-high"}), timeout=120)
+    p = reply.podcast  # the PodcastRendered the Kafka path publishes: the event's ids, system and labels carried over
     assert (p.image_set_id, p.correlation_id, p.engine, p.sample_rate) == ("set-1", "c-1", "piper", 24000)
+    assert (p.system, dict(p.labels)) == ("tiny-test", {"run": "t"})
     assert {(v.speaker, v.voice) for v in p.voices} == {("Speaker 1", "joe-deep"), ("Speaker 2", "joe-high")}
     assert [t.index for t in p.turns] == [0, 1, 2, 3] and p.turns[-1].end_seconds == pytest.approx(p.duration_seconds,
                                                                                                     abs=0.01)
@@ -72,20 +73,24 @@ def test_render_stores_opus_and_wav(stub: voice_pb2_grpc.VoiceServiceStub, artif
     assert opus.read_bytes()[:4] == b"OggS" and b"OpusHead" in opus.read_bytes()[:100]
 
 
+def _request(dialogue: common_pb2.Dialogue, voices: dict[str, str] | None = None) -> voice_pb2.RenderRequest:
+    return voice_pb2.RenderRequest(generated=events_pb2.DialogueGenerated(dialogue=dialogue), voices=voices)
+
+
 def test_stream_yields_turn_by_turn(stub: voice_pb2_grpc.VoiceServiceStub) -> None:
     started = time.monotonic()
     arrivals, chunks = [], []
-    for chunk in stub.StreamRender(voice_pb2.RenderRequest(dialogue=excerpt_dialogue()), timeout=120):
+    for chunk in stub.StreamRender(_request(excerpt_dialogue()), timeout=120):
         arrivals.append(time.monotonic() - started)
         chunks.append(chunk)
-    assert [c.turn_index for c in chunks] == [0, 1, 2, 3]
+    assert [c.timing.index for c in chunks] == [0, 1, 2, 3]
     assert [c.voice for c in chunks] == ["joe-deep", "joe-bright", "joe-deep", "joe-bright"]
     for c in chunks:
         samples = np.frombuffer(c.pcm_s16le, dtype="<i2")
         assert c.sample_rate == 24000
-        assert len(samples) == pytest.approx((c.end_seconds - c.start_seconds) * 24000, abs=1)
+        assert len(samples) == pytest.approx((c.timing.end_seconds - c.timing.start_seconds) * 24000, abs=1)
         assert np.abs(samples).max() > 3000  # speech, not silence
-    assert chunks[1].start_seconds == pytest.approx(chunks[0].end_seconds + 0.35)
+    assert chunks[1].timing.start_seconds == pytest.approx(chunks[0].timing.end_seconds + 0.35)
     assert arrivals[0] < arrivals[-1] * 0.6, f"the first turn should arrive well before the end: {arrivals}"
 
 
@@ -102,7 +107,7 @@ def test_bad_requests_are_invalid_argument(stub: voice_pb2_grpc.VoiceServiceStub
                                            reason: str) -> None:
     for call in (stub.Render, lambda r, timeout: list(stub.StreamRender(r, timeout=timeout))):
         with pytest.raises(grpc.RpcError) as err:
-            call(voice_pb2.RenderRequest(**request_kw), timeout=30)
+            call(_request(**request_kw), timeout=30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert reason in err.value.details(), err.value.details()
 
@@ -181,7 +186,7 @@ def test_python_m_vispod_voice_serves_and_stops_on_sigterm(tmp_path: Path) -> No
         assert line.startswith("voice: grpc 127.0.0.1:"), (line, proc.poll())
         port = int(line.split()[2].split(":")[1])
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = voice_pb2_grpc.VoiceServiceStub(channel).Render(voice_pb2.RenderRequest(dialogue=SHORT), timeout=60)
+            reply = voice_pb2_grpc.VoiceServiceStub(channel).Render(_request(SHORT), timeout=60)
         assert {v.voice for v in reply.podcast.voices} == {"en-us+m3", "en-us+f3"}
         assert local_path(reply.podcast.artifact_uri).is_relative_to(tmp_path)
         proc.terminate()

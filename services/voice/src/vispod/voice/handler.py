@@ -22,9 +22,4 @@ class RenderHandler:
         prefix = self.podcaster.settings.voice_label_prefix
         voices = {k[len(prefix):]: v for k, v in msg.labels.items() if k.startswith(prefix)}
         # A DialogueError is an InvalidArgument: the bus dead-letters the event with the reason.
-        p = self.podcaster.plan_counted("kafka", msg.dialogue, voices, msg.images)
-        event = self.podcaster.render_counted("kafka", p, msg.image_set_id)
-        event.correlation_id = msg.correlation_id
-        event.system = msg.system
-        event.labels.update(msg.labels)
-        return [Output(Topic.PODCAST_RENDERED, event)]
+        return [Output(Topic.PODCAST_RENDERED, self.podcaster.render_event("kafka", msg, voices))]

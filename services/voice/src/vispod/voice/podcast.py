@@ -16,7 +16,7 @@ from vispod.voice import metrics
 from vispod.voice.audio import SAMPLE_RATE, to_pcm16
 from vispod.voice.dialogue import DialogueError, Limits, Plan, plan
 from vispod.voice.engines import Engine
-from vispod.voice.render import Rendered, Renderer
+from vispod.voice.render import Rendered, Renderer, Timing, TurnAudio
 from vispod.voice.settings import VoiceSettings
 
 
@@ -52,6 +52,17 @@ class Podcaster:
         metrics.PODCAST_SECONDS.observe(event.duration_seconds)
         return event
 
+    def render_event(self, path: str, generated: events_pb2.DialogueGenerated,
+                     voices: Mapping[str, str]) -> events_pb2.PodcastRendered:
+        """The PodcastRendered of a DialogueGenerated (Kafka and gRPC alike): its dialogue rendered and stored, its
+        image set, correlation id, system and labels carried over. A DialogueError is the caller's to fix."""
+        p = self.plan_counted(path, generated.dialogue, voices, generated.images)
+        event = self.render_counted(path, p, generated.image_set_id)
+        event.correlation_id = generated.correlation_id
+        event.system = generated.system
+        event.labels.update(generated.labels)
+        return event
+
     def render_to(self, p: Plan, out_dir: Path, title: str = "") -> Rendered:
         return self.renderer.render(p, out_dir, title)
 
@@ -67,10 +78,14 @@ class Podcaster:
 
     def stream(self, p: Plan) -> Iterator[voice_pb2.AudioChunk]:
         for part in self.renderer.turns(p):
-            yield voice_pb2.AudioChunk(turn_index=part.turn.index, speaker=part.turn.speaker, voice=part.voice,
-                                       pcm_s16le=to_pcm16(part.audio), sample_rate=SAMPLE_RATE,
-                                       start_seconds=part.start, end_seconds=part.end, text=part.turn.text,
-                                       image_refs=list(part.turn.image_refs))
+            yield voice_pb2.AudioChunk(timing=turn_timing(part), voice=part.voice, text=part.turn.text,
+                                       pcm_s16le=to_pcm16(part.audio), sample_rate=SAMPLE_RATE)
+
+
+def turn_timing(t: Timing | TurnAudio) -> events_pb2.TurnTiming:
+    """Where a turn sits on the podcast's timeline (a stored podcast's turns and a stream's chunks alike)."""
+    return events_pb2.TurnTiming(index=t.turn.index, speaker=t.turn.speaker, start_seconds=t.start, end_seconds=t.end,
+                                 image_refs=list(t.turn.image_refs))
 
 
 def describe(rendered: Rendered, p: Plan, engine: str, opus_uri: str, wav_uri: str,
@@ -81,9 +96,7 @@ def describe(rendered: Rendered, p: Plan, engine: str, opus_uri: str, wav_uri: s
         image_set_id=image_set_id, artifact_uri=opus_uri, wav_uri=wav_uri, duration_seconds=rendered.duration,
         sample_rate=SAMPLE_RATE, loudness_lufs=rendered.loudness_lufs, engine=engine,
         synthesis_seconds=rendered.synthesis_seconds, rendered_at=when,
-        turns=[events_pb2.TurnTiming(index=t.turn.index, speaker=t.turn.speaker, start_seconds=t.start,
-                                     end_seconds=t.end, image_refs=list(t.turn.image_refs))
-               for t in rendered.timings],
+        turns=[turn_timing(t) for t in rendered.timings],
         voices=[events_pb2.SpeakerVoice(speaker=s, voice=v, engine=engine) for s, v in p.voices.items()],
         chapters=[events_pb2.Chapter(image_index=i, title=title, start_seconds=start)
                   for i, title, start in rendered.chapters],

@@ -9,7 +9,6 @@ import grpc
 
 from vispod.v1 import voice_pb2, voice_pb2_grpc
 from vispod.voice import metrics
-from vispod.voice.dialogue import Plan
 from vispod.voice.podcast import Podcaster
 
 
@@ -17,17 +16,15 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
     def __init__(self, podcaster: Podcaster) -> None:
         self.podcaster = podcaster
 
-    def _plan(self, request: voice_pb2.RenderRequest, path: str) -> Plan:
-        return self.podcaster.plan_counted(path, request.dialogue, dict(request.voices), request.images)
-
     def Render(self, request: voice_pb2.RenderRequest, context: grpc.ServicerContext) -> voice_pb2.RenderResponse:
-        event = self.podcaster.render_counted("grpc", self._plan(request, "grpc"), request.image_set_id)
-        event.correlation_id = request.correlation_id
-        return voice_pb2.RenderResponse(podcast=event)
+        """The PodcastRendered the Kafka path would publish for the event."""
+        return voice_pb2.RenderResponse(podcast=self.podcaster.render_event("grpc", request.generated,
+                                                                            dict(request.voices)))
 
     def StreamRender(self, request: voice_pb2.RenderRequest,
                      context: grpc.ServicerContext) -> Iterator[voice_pb2.AudioChunk]:
-        p = self._plan(request, "stream")
+        generated = request.generated
+        p = self.podcaster.plan_counted("stream", generated.dialogue, dict(request.voices), generated.images)
         started = time.monotonic()
         try:
             for i, chunk in enumerate(self.podcaster.stream(p)):
