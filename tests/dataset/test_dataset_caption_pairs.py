@@ -93,3 +93,18 @@ def test_the_caption_sentence_can_stay_in_its_turn():
                    for k in (False, True))
     assert taken.captions == kept.captions
     assert "old red pier" not in taken.turns[0][2] and "old red pier" in kept.turns[0][2]
+
+
+def test_with_min_shared_the_caption_is_a_sentence_its_scene_talks_about():
+    reply = ("Fishing boats at sunrise sound lovely, the harbour must have been busy. "
+             "I remember the smell of the market more than anything, all that fresh bread.")
+    # By visual words alone the market sentence wins; nothing else in the scene mentions the market or bread.
+    assert scene_caption([A, reply])[0].startswith("i remember the smell of the market")
+    caption, idx, rest = scene_caption([A, reply], min_shared=2)
+    assert caption == "we drove to the old harbour at sunrise and the fishing boats were coming in ."
+    assert idx == 0 and rest.startswith("Honestly")
+    # A scene whose talk shares too little with any candidate sentence is counted, not silently dropped.
+    stats = PairStats()
+    assert pairs_from_dialogue(_dialogue([("ann", A), ("bo", B), ("ann", C), ("bo", D)]), scenes=2,
+                               min_shared=3, stats=stats) == []
+    assert stats.rejected["no_discussed_caption_sentence"] >= 1

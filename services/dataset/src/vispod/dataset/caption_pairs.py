@@ -28,12 +28,17 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from vispod.dataset.scoring import VISUAL_WORDS
+from vispod.dataset.scoring import VISUAL_WORDS, word_set
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])")
 _WORD = re.compile(r"[A-Za-z']+")
 _META = re.compile(r"\b(?:podcast|episode|listeners?|subscribe|speaker|host)\b", re.I)
 _SPACES = re.compile(r"\s+")
+_STOP = word_set("""
+    that this with have what they them their there then than were been from your just like really know think
+    about would could should because some very much when where which will also into even well only over make
+    going yeah okay sure thing things good great right
+""")
 # "Alex: an upbeat host" personas, varied per pair so the model follows the request's names and roles.
 PERSONAS: tuple[tuple[tuple[str, str], ...], ...] = (
     (("Speaker 1", ""), ("Speaker 2", ""), ("Speaker 3", ""), ("Speaker 4", "")),
@@ -102,8 +107,17 @@ def _visual_score(sentence: str) -> tuple[int, int]:
     return sum(w in VISUAL_WORDS for w in words), -abs(len(words) - 12)
 
 
-def scene_caption(texts: Sequence[str], min_left: int = 10) -> tuple[str, int, str] | None:
-    """(caption, index of the turn it came from, that turn without the sentence), or None."""
+def content_words(text: str) -> set[str]:
+    """Lower-case words of four letters or more, a plural's "s" dropped, stop words left out."""
+    words = (w.lower().strip("'") for w in _WORD.findall(text))
+    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words if len(w) >= 4 and w not in _STOP}
+
+
+def scene_caption(texts: Sequence[str], min_left: int = 10, min_shared: int = 0) -> tuple[str, int, str] | None:
+    """(caption, index of the turn it came from, that turn without the sentence), or None.
+
+    With `min_shared`, the caption must share at least that many content words with the rest of the scene
+    (the scene is *about* what its caption shows), and the sentences that share most are preferred."""
     candidates = []
     for i, text in enumerate(texts):
         sentences = _SENTENCE.split(text.strip())
@@ -112,7 +126,13 @@ def scene_caption(texts: Sequence[str], min_left: int = 10) -> tuple[str, int, s
             rest = " ".join(sentences[:j] + sentences[j + 1:])
             if 6 <= n <= 22 and not _META.search(sentence) and len(rest.split()) >= min_left \
                     and "?" not in sentence and _visual_score(sentence)[0] > 0:
-                candidates.append((_visual_score(sentence), -i, -j, sentence, i, rest))
+                shared = 0
+                if min_shared:
+                    others = " ".join([rest, *(t for k, t in enumerate(texts) if k != i)])
+                    shared = len(content_words(sentence) & content_words(others))
+                    if shared < min_shared:
+                        continue
+                candidates.append(((min(shared, 3), *_visual_score(sentence)), -i, -j, sentence, i, rest))
     if not candidates:
         return None
     best = max(candidates, key=lambda c: c[:3])
@@ -125,10 +145,11 @@ def clean_turn(text: str) -> str:
 
 def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scene: int = 2, min_turn_words: int = 20,
                         max_turn_words: int = 140, max_pairs: int = 2, stats: PairStats | None = None,
-                        keep_caption_sentence: bool = False) -> list[ScenePair]:
+                        keep_caption_sentence: bool = False, min_shared: int = 0) -> list[ScenePair]:
     """Non-overlapping windows of `scenes * turns_per_scene` turns, no speaker twice in a row → pairs (at most
     `max_pairs`). The caption's sentence is taken out of its turn unless `keep_caption_sentence` (then the turn
-    says what the scene's marker names, as people do when they talk about a photo)."""
+    says what the scene's marker names, as people do when they talk about a photo). `min_shared`: see
+    `scene_caption`."""
     stats = stats if stats is not None else PairStats()
     stats.dialogues += 1
     turns = [(sp, clean_turn(t)) for sp, t in dialogue.turns if clean_turn(t)]
@@ -143,9 +164,9 @@ def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scen
             stats.rejected[reason] += 1
             start += 1
             continue
-        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene, keep_caption_sentence)
+        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene, keep_caption_sentence, min_shared)
         if pair is None:
-            stats.rejected["no_caption_sentence"] += 1
+            stats.rejected["no_discussed_caption_sentence" if min_shared else "no_caption_sentence"] += 1
             start += 1
             continue
         out.append(pair)
@@ -171,13 +192,13 @@ def _window_rejection(window: list[tuple[str, str]], lo: int, hi: int) -> str | 
 
 
 def _make_pair(dialogue: SourceDialogue, start: int, window: list[tuple[str, str]], scenes: int,
-               turns_per_scene: int, keep_caption_sentence: bool = False) -> ScenePair | None:
+               turns_per_scene: int, keep_caption_sentence: bool = False, min_shared: int = 0) -> ScenePair | None:
     order = list(dict.fromkeys(sp for sp, _ in window))
     captions: list[str] = []
     turns: list[tuple[int, int, str]] = []
     for s in range(scenes):
         segment = window[s * turns_per_scene:(s + 1) * turns_per_scene]
-        found = scene_caption([t for _, t in segment])
+        found = scene_caption([t for _, t in segment], min_shared=min_shared)
         if found is None:
             return None
         caption, idx, rest = found

@@ -30,6 +30,10 @@ class DataProfile:
     paper_pairs: int
     seed: int = 7
     min_turn_words: int = 20
+    # A caption shares this many content words with the rest of its scene (the scene talks about its "image").
+    # 2 on the reference profile: training scenes whose caption some turn discusses (MiniLM, the evaluation's
+    # threshold) 61% -> 87%; held-out (20 stories x 3 seeds) coverage 0.860 -> 0.870, distinct-2 0.859 -> 0.869.
+    min_shared_words: int = 0
 
 
 def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
@@ -86,7 +90,7 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
         if sum(1 for p in pairs if p.source == "chitchat") >= profile.chitchat_pairs:
             break
         pairs += pairs_from_dialogue(d, scenes=2, min_turn_words=profile.min_turn_words, max_pairs=1,
-                                     stats=stats["chitchat"])
+                                     stats=stats["chitchat"], min_shared=profile.min_shared_words)
     paper, missing = ([], [])
     if dataset is not None and profile.paper_pairs:
         paper, missing = _paper_dialogues(dataset, split)
@@ -95,7 +99,7 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
         for d in paper:
             for scenes in (3, 2):
                 got = pairs_from_dialogue(d, scenes=scenes, min_turn_words=profile.min_turn_words, max_pairs=3,
-                                          stats=stats["paper-train"])
+                                          stats=stats["paper-train"], min_shared=profile.min_shared_words)
                 if got:
                     paper_pairs += got
                     break

@@ -67,7 +67,8 @@ PROFILES = {
     # ~125 training tokens/s on 2 cores, ~650 tokens a pair: quick ≈ 4 min, reference ≈ 16 min (+ ~30 s loading).
     "quick": TrainProfile("quick", DataProfile(chitchat_pairs=30, paper_pairs=30), max_steps=12, batch=4,
                           learning_rate=4e-4),
-    "reference": TrainProfile("reference", DataProfile(chitchat_pairs=100, paper_pairs=60), max_steps=28),
+    "reference": TrainProfile("reference", DataProfile(chitchat_pairs=120, paper_pairs=60, min_shared_words=2),
+                              max_steps=28),
 }
 
 Say = Callable[[str], None]
