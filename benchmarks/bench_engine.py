@@ -7,6 +7,8 @@ with the model's chat template), greedy, the same max new tokens:
    before each run: the service computes every request's prompt);
 3. vispod's `llamacpp` backend through the generator's gRPC service (Generate; one attempt, whole-transcript
    plan so the service's own scaffold adds nothing): completion tokens / wall time of the call;
+   2 and 3 run interleaved, `--repeats` times each, and report medians (this machine's speed drifts by a third
+   within minutes: run one after the other, the later one would be measured on a different machine);
 4. concurrency 4 through the service (batched decoding: one forward pass for all sequences) vs one stream;
 5. adapter swap with requests in flight: a LoRA (converted to GGUF once) loaded and the previous one retired
    while two requests stream; p50/p99 of the swap, every request must complete.
@@ -64,26 +66,31 @@ def bench_transformers(inp: GenerationInput) -> dict:
             "load_s": backend.load_seconds}
 
 
-def bench_bare(prompt_text: str, max_new_tokens: int, repeats: int) -> dict:
-    import llama_cpp
+class Bare:
+    """llama-cpp-python in-process with the engine's threads (its default decodes on half the cores)."""
 
-    started = time.perf_counter()
-    # The engine's threads (llama-cpp-python's default decodes on half the cores): the same work on the same cores.
-    threads = os.cpu_count() or 1
-    llm = llama_cpp.Llama(str(resolve_gguf("smollm2")), n_ctx=4096, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)
-    load = time.perf_counter() - started
-    runs = []
-    for _ in range(repeats):
+    def __init__(self, prompt_text: str, max_new_tokens: int) -> None:
+        import llama_cpp
+
+        started = time.perf_counter()
+        threads = os.cpu_count() or 1
+        self.llm = llama_cpp.Llama(str(resolve_gguf("smollm2")), n_ctx=4096, n_threads=threads,
+                                   n_threads_batch=threads, verbose=False)
+        self.load_s = time.perf_counter() - started
+        self.prompt_text, self.max_new_tokens = prompt_text, max_new_tokens
+        self.tokens = 0
+
+    def run(self) -> float:
         # Llama keeps the last prompt's cache and would skip computing a repeated prompt; the service computes
         # every request's prompt, so each run here starts from an empty cache too (the same work).
-        llm.reset()
+        self.llm.reset()
         t = time.perf_counter()
-        out = llm.create_completion(prompt_text, max_tokens=max_new_tokens, temperature=0.0, top_k=1)
-        runs.append(out["usage"]["completion_tokens"] / (time.perf_counter() - t))
-    llm.close()
-    return {"tok_s": statistics.median(runs), "runs": runs, "tokens": out["usage"]["completion_tokens"],
-            "load_s": load}
+        out = self.llm.create_completion(self.prompt_text, max_tokens=self.max_new_tokens, temperature=0.0, top_k=1)
+        self.tokens = out["usage"]["completion_tokens"]
+        return self.tokens / (time.perf_counter() - t)
+
+    def close(self) -> None:
+        self.llm.close()
 
 
 class Service:
@@ -118,12 +125,17 @@ class Service:
         self.handle.stop()
 
 
-def bench_service(svc: Service, repeats: int) -> dict:
-    runs = []
+def bench_side_by_side(bare: Bare, svc: Service, repeats: int) -> tuple[dict, dict]:
+    """Bare and service runs interleaved (bare, service, bare, …): a machine that speeds up or slows down
+    during the benchmark moves both alike. Medians of `repeats` runs each."""
+    bare_runs, svc_runs, tokens = [], [], 0
     for _ in range(repeats):
+        bare_runs.append(bare.run())
         result, seconds = svc.generate()
-        runs.append(result.usage.completion_tokens / seconds)
-    return {"tok_s": statistics.median(runs), "runs": runs, "tokens": result.usage.completion_tokens}
+        tokens = result.usage.completion_tokens
+        svc_runs.append(tokens / seconds)
+    return ({"tok_s": statistics.median(bare_runs), "runs": bare_runs, "tokens": bare.tokens, "load_s": bare.load_s},
+            {"tok_s": statistics.median(svc_runs), "runs": svc_runs, "tokens": tokens})
 
 
 def bench_concurrency(svc: Service) -> dict:
@@ -197,7 +209,7 @@ def bench_swap(svc: Service, root: Path, swaps: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-new-tokens", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--swaps", type=int, default=20)
     args = ap.parse_args()
     inp = prompt_input(args.max_new_tokens)
@@ -205,10 +217,10 @@ def main() -> int:
         root = Path(tmp)
         svc = Service(root, args.max_new_tokens)
         prompt_text = svc.app.backend.render_prompt(inp)
-        print("== bare llama-cpp-python", flush=True)
-        bare = bench_bare(prompt_text, args.max_new_tokens, args.repeats)
-        print("== vispod llamacpp through gRPC", flush=True)
-        service = bench_service(svc, args.repeats)
+        print("== bare llama-cpp-python and vispod llamacpp through gRPC, interleaved", flush=True)
+        runner = Bare(prompt_text, args.max_new_tokens)
+        bare, service = bench_side_by_side(runner, svc, args.repeats)
+        runner.close()
         print("== concurrency 4", flush=True)
         conc = bench_concurrency(svc)
         print("== adapter swaps", flush=True)
@@ -234,6 +246,7 @@ def main() -> int:
         "tokens": {"transformers": hf["tokens"], "bare": bare["tokens"], "vispod": service["tokens"]},
         "load_s": {"transformers": round(hf["load_s"], 2), "bare_llamacpp": round(bare["load_s"], 2)},
         "runs_tok_s": {"bare": [round(x, 2) for x in bare["runs"]], "vispod": [round(x, 2) for x in service["runs"]]},
+        "ratio_to_bare_per_pair": [round(v / b, 3) for b, v in zip(bare["runs"], service["runs"], strict=True)],
     }
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
