@@ -424,3 +424,20 @@ def test_on_retired_hook_and_reload_after_rollback(tmp_path, store):
     assert retired == ["a@1", "b@1"]
     assert reg.resolve("", "k").adapter_id == "a@1"
     assert loaded == ["a@1", "b@1", "a@1"], "the backend was asked to load the restored adapter again"
+
+
+def test_an_adapter_whose_files_are_gone_is_named_when_it_cannot_be_restored(tmp_path, store, caplog):
+    import shutil
+
+    reg = registry(tmp_path)
+    publish(reg, make(store, "gone@1"))
+    shutil.rmtree(store)
+    shutil.rmtree(tmp_path / "cache")
+    before = failures("restore")
+    with caplog.at_level("ERROR", logger="vispod.generator.adapters.registry"):
+        restarted = registry(tmp_path)
+    assert failures("restore") == before + 1
+    [line] = [r.getMessage() for r in caplog.records if "cannot be restored" in r.getMessage()]
+    assert "gone@1" in line, "the console line names the adapter, not only the structured fields"
+    with pytest.raises(AdapterUnavailable):
+        restarted.resolve("gone@1", "k")

@@ -242,5 +242,5 @@ class AdapterRegistry:
             except (AdapterRejected, OSError) as exc:
                 metrics.LOAD_FAILURES.labels("restore").inc()
                 self._broken.add(rec.adapter_id)
-                log.error("adapter cannot be restored; requests for it fail",
+                log.error("adapter %s cannot be restored (%s); requests for it fail", rec.adapter_id, exc,
                           extra={"adapter_id": rec.adapter_id, "error": str(exc)})
