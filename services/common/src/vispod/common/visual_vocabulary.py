@@ -149,7 +149,7 @@ def _normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
-def _plural(word: str) -> str:
+def plural(word: str) -> str:
     if word in _IRREGULAR_PLURALS:
         return _IRREGULAR_PLURALS[word]
     if re.search(r"(s|x|z|ch|sh)$", word):
@@ -163,7 +163,7 @@ def _forms(phrase: str) -> set[str]:
     words = _normalise(phrase).split()
     if not words:
         return set()
-    return {" ".join(words), " ".join([*words[:-1], _plural(words[-1])])}
+    return {" ".join(words), " ".join([*words[:-1], plural(words[-1])])}
 
 
 def imagenet_term(name: str) -> str:
