@@ -27,6 +27,7 @@ export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 setup: $(STAMP) $(GEN_STAMP)
 
 $(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirements/constraints.txt scripts/install-llama-cpp.sh
+	bash scripts/install-system-packages.sh demo
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/dev.txt
@@ -54,6 +55,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint tools
+	bash scripts/install-system-packages.sh test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -65,6 +67,7 @@ bench: setup
 	@echo "results in bench-results/*.json"
 
 demo: setup
+	bash scripts/install-system-packages.sh demo
 	$(VENV)/bin/vispod demo $(if $(STORY),--story $(STORY),) $(if $(STORE),--store $(STORE),)
 
 kafka-up: setup
