@@ -26,12 +26,12 @@ from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.story_folder import IMAGE_MIME, iter_stories, read_story
 from vispod.common.topics import Topic, dlq_topic
+from vispod.common.what_was_seen import seen_note
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.local_kafka import die_with_parent
 from vispod.devkit.local_stack import SHARED_DATASETS, UP_STATE
 from vispod.devkit.submit import build_event, describe, follow
-from vispod.gate.story_report import seen_note
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 VIST_SET = SHARED_DATASETS / "vist-podcast-50"

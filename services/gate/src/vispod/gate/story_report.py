@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from vispod.common.what_was_seen import seen_note
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, photo_img, png_img, table, write_atomic
 from vispod.v1 import common_pb2, events_pb2
 
@@ -111,20 +112,6 @@ def _words_plot(turns: Sequence[common_pb2.Turn]) -> bytes:
     ax.set_title("Words per turn, by speaker", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     return figure_png(fig)
-
-
-def seen_note(d: events_pb2.DialogueGenerated) -> str:
-    """What the model that wrote `d` saw of the photos, in one sentence."""
-    models = list(dict.fromkeys(m.name for ref in d.images for m in ref.perception.models))
-    by = f" ({', '.join(models)})" if models else ""
-    return {
-        events_pb2.INPUT_MODE_PIXELS: "The model read the photos' pixels.",
-        events_pb2.INPUT_MODE_CAPTIONS: "The model read the photos' captions, not their pixels.",
-        events_pb2.INPUT_MODE_FACTS: f"The model read machine-detected facts about the photos{by}, not their pixels "
-                                     "and no caption.",
-        events_pb2.INPUT_MODE_CAPTIONS_AND_FACTS: f"The model read the photos' captions and machine-detected facts"
-                                                  f"{by}, not their pixels.",
-    }.get(d.input_mode, "What the model saw of the photos is not recorded.")
 
 
 def _label(d: events_pb2.DialogueGenerated) -> str:
