@@ -26,6 +26,7 @@ from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.story_folder import IMAGE_MIME, iter_stories, read_story
 from vispod.common.topics import Topic, dlq_topic
+from vispod.common.visual_vocabulary import coco_category, concrete_nouns
 from vispod.common.what_was_seen import seen_note
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
@@ -171,6 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
             return 1
         compared = base_result[0] if base_result else None
         print(perception_statement(dialogue), flush=True)
+        print(discussed_statement(dialogue), flush=True)
         write_dialogue_json(out / "dialogue.json", dialogue)
         notes = models_statement(dialogue, got.get("metrics"), route.note).splitlines()
         audio = "" if args.no_audio else render_audio(dialogue, event, out)
@@ -239,6 +241,31 @@ def perception_statement(dialogue: events_pb2.DialogueGenerated) -> str:
              for ref in dialogue.images]
     return (f"perception (real weights): {', '.join(models)}\n"
             + "\n".join(f"  photo {i + 1}: {f}" for i, f in enumerate(found)))
+
+
+def objects_discussed(dialogue: events_pb2.DialogueGenerated) -> list[tuple[list[str], list[str]]]:
+    """Per photo: the object labels perception detected, and those its scene's turns name (a synonym or a kind
+    counts: "puppy" names a detected dog)."""
+    out = []
+    for i, ref in enumerate(dialogue.images):
+        detected = list(dict.fromkeys(o.label for o in ref.perception.objects))
+        said = " ".join(t.text for t in dialogue.dialogue.turns if i in t.image_refs)
+        named = {coco_category(term) for term in concrete_nouns(said)}
+        out.append((detected, [label for label in detected if label in named]))
+    return out
+
+
+def discussed_statement(dialogue: events_pb2.DialogueGenerated) -> str:
+    rows = objects_discussed(dialogue)
+    with_objects = [(d, n) for d, n in rows if d]
+    if not with_objects:
+        return "objects discussed: perception found no objects to discuss"
+    named = sum(1 for _, n in with_objects if n)
+    lines = [f"objects discussed: {named} of {len(with_objects)} photos with detected objects have them named in "
+             "their scene's turns"]
+    lines += [f"  photo {i + 1}: detected {', '.join(d) or 'nothing'}; named {', '.join(n) or 'none'}"
+              for i, (d, n) in enumerate(rows)]
+    return "\n".join(lines)
 
 
 def write_dialogue_json(path: Path, dialogue: events_pb2.DialogueGenerated) -> Path:
