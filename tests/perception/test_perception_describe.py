@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vispod.perception.describe import NOTHING, facts_phrase
+from vispod.perception.describe import NOTHING, facts_phrase, labels_shown
 from vispod.v1 import common_pb2
 
 
@@ -20,11 +20,17 @@ def test_objects_are_counted_in_order_of_confidence() -> None:
 
 def test_text_and_labels_follow_the_objects() -> None:
     facts = _facts([("umbrella", 0.7)], ["POLICE", "Main St"], ["police van", "cab"])
-    assert facts_phrase(facts) == 'an umbrella; text: "POLICE", "Main St"; looks like: police van, cab'
+    assert facts_phrase(facts, labels=True) == 'an umbrella; text: "POLICE", "Main St"; looks like: police van, cab'
 
 
 def test_imagenet_names_read_as_their_terms() -> None:
-    assert facts_phrase(_facts(labels=["tabby"])) == "looks like: tabby cat"
+    assert facts_phrase(_facts(labels=["tabby"]), labels=True) == "looks like: tabby cat"
+
+
+def test_labels_are_told_only_as_calibrated() -> None:
+    # On VIST photos no threshold made the classifier's labels as precise as the detector's objects.
+    assert labels_shown() is False
+    assert facts_phrase(_facts([("dog", 0.9)], labels=["seashore"])) == "a dog"
 
 
 def test_nothing_found_says_so() -> None:

@@ -26,6 +26,7 @@ from vispod.common.visual_vocabulary import coco_category, imagenet_term, suppor
 
 GRID = tuple(round(t, 2) for t in np.arange(0.20, 0.91, 0.05))
 BETA = 0.5
+MIN_GIVEN = 10
 TRANSCRIPTS = ("qwen3-vl-32b-sporc-lora", "qwen3-vl-235b-base")
 
 
@@ -73,6 +74,12 @@ def label_scores(runs: list[PhotoRun], refs: dict[str, frozenset[str]], t: float
     recall = right / len(runs) if runs else 0.0
     return {"threshold": t, "precision": round(precision, 4), "recall": round(recall, 4),
             "f_beta": round(f_beta(precision, recall), 4), "given": given, "right": right}
+
+
+def labels_in_prompt(labels: list[dict[str, float]], object_precision: float) -> bool:
+    """Image labels are facts the model is told only when some threshold makes them as precise as the detector's
+    objects (on enough photos to say so); otherwise they are recorded but not shown."""
+    return any(row["precision"] >= object_precision and row["given"] >= MIN_GIVEN for row in labels)
 
 
 def noise_model(runs: list[PhotoRun], refs: dict[str, frozenset[str]], t: float) -> dict[str, Any]:
@@ -133,6 +140,7 @@ def calibrate(dataset: Path) -> dict[str, Any]:
     labels = [label_scores(runs, refs, t) for t in GRID]
     best_object = max(objects, key=lambda row: (row["f_beta"], row["threshold"]))
     best_label = max(labels, key=lambda row: (row["f_beta"], row["threshold"]))
+    in_prompt = labels_in_prompt(labels, best_object["precision"])
     return {
         "what": "perception thresholds and detector noise, calibrated by `vispod perception calibrate`",
         "data": {"set": "vist-podcast-50", "rule": "stories outside the evaluation split (not every photo "
@@ -141,7 +149,9 @@ def calibrate(dataset: Path) -> dict[str, Any]:
                               "(both models saw the photos)"},
         "criterion": f"F{BETA} of story-level label sets against the reference (precision weighs more)",
         "objects": {"min_score": best_object["threshold"], "grid": objects},
-        "labels": {"min_score": best_label["threshold"], "grid": labels},
+        "labels": {"min_score": best_label["threshold"], "in_prompt": in_prompt, "grid": labels,
+                   "in_prompt_rule": f"shown to the text model only where a threshold reaches the detector's "
+                                     f"precision ({best_object['precision']}) on at least {MIN_GIVEN} photos"},
         "text": {"min_score": 0.5, "source": "PP-OCRv4's own recognition-score default in rapidocr (no text "
                                               "reference exists in the data)"},
         "noise": noise_model(runs, refs, best_object["threshold"]),
