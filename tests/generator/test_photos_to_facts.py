@@ -10,9 +10,12 @@ import skimage.data
 from gen_helpers import GOOD_DIALOGUE, Reply, generator_settings
 from PIL import Image
 
+from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.topics import Topic, dlq_topic
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.backends.openai import OpenAIBackend
 from vispod.generator.engine import Generator
+from vispod.generator.service import build
 from vispod.v1 import common_pb2, events_pb2
 
 
@@ -74,3 +77,33 @@ def test_a_submitters_facts_are_replaced_by_perceptions_own(photo_dir: Path, eng
     r = _generator(photo_dir, engine).generate(ev)
     assert "elephant" not in {o.label for o in r.images[2].perception.objects}
     assert "elephant" not in engine.requests[0]["messages"][1]["content"]
+
+
+def test_facts_travel_on_the_bus_end_to_end(photo_dir: Path, engine, kafka) -> None:
+    """Captionless photos published on Kafka: the DialogueGenerated on the real broker carries each photo's facts
+    and the models that made them; a photo that cannot be read is dead-lettered with the reason."""
+    engine.default = Reply(GOOD_DIALOGUE)
+    s = generator_settings(photo_dir, kafka, backend="openai", openai_url=engine.url, text_only=True)
+    handle = build(s).start()
+    broken = _event(photo_dir)
+    broken.image_set_id = "unreadable"
+    broken.images[1].uri = (photo_dir / "missing.jpg").as_uri()
+    publisher = EventPublisher(kafka, "test")
+    results = EventReader(kafka, [Topic.DIALOGUE_GENERATED])
+    dlq = EventReader(kafka, [dlq_topic("generator", kafka.topic_prefix)])
+    try:
+        publisher.publish(Topic.IMAGESET_SUBMITTED, broken)
+        publisher.publish(Topic.IMAGESET_SUBMITTED, _event(photo_dir))
+        got = results.read(1, timeout=120)
+        letters = dlq.read(1, timeout=30)
+    finally:
+        publisher.close()
+        results.close()
+        dlq.close()
+        handle.stop()
+    r = got[0].message
+    assert r.image_set_id == "photos-1" and r.input_mode == events_pb2.INPUT_MODE_FACTS
+    assert "cat" in {o.label for o in r.images[0].perception.objects}
+    assert [m.name for m in r.images[1].perception.models] == ["ssd-mobilenet-v2-coco", "pp-ocrv4",
+                                                              "efficientnet-lite0-imagenet"]
+    assert letters[0].message.error_kind == "invalid" and "missing.jpg" in letters[0].message.error
