@@ -10,6 +10,9 @@ from pathlib import Path
 import vispod.common
 
 REPO = Path(__file__).resolve().parents[2]
+# The services built as images, as the Makefile lists them.
+IMAGE_SERVICES = re.search(r"^IMAGE_SERVICES \?= (.+)$", (REPO / "Makefile").read_text(encoding="utf-8"),
+                           re.M).group(1).split()  # type: ignore[union-attr]
 RUNTIME = Path(vispod.common.__file__).parent
 RUNTIME_PACKAGES = {"common", "v1"}  # vispod.v1: the generated stubs, shipped in vispod-common
 NOT_IN_IMAGES = {"devkit", "dataset"}
@@ -87,7 +90,13 @@ def test_the_runtime_depends_on_no_other_vispod_package() -> None:
 
 
 def test_images_copy_the_runtime_and_one_service_only() -> None:
-    copies = re.findall(r"^COPY (?!--from)(\S+)", (REPO / "Dockerfile").read_text(encoding="utf-8"), re.M)
-    assert sorted(copies) == ["protos/", "services/${SERVICE}/", "services/common/"]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    copies = re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M)
+    # perception is a library (no service of its own): copied, installed only for the services that need it.
+    assert sorted(copies) == ["protos/", "services/${SERVICE}/", "services/common/", "services/perception/"]
+    users = sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.toml")
+                   if p.parent.name in IMAGE_SERVICES and "vispod-perception" in p.read_text(encoding="utf-8"))
+    installed_for = re.findall(r'(\w+)\) with="\./services/perception"', dockerfile)
+    assert users == installed_for == ["generator"]
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert {"services/devkit", "services/dataset"} <= set(ignored)
