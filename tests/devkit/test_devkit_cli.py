@@ -83,7 +83,7 @@ def test_describe_says_what_the_model_saw() -> None:
         dialogue=common_pb2.Dialogue(turns=[common_pb2.Turn(speaker="Alex", text="Look at that fair!")]))
     text = describe(Envelope("id", msg.DESCRIPTOR.full_name, "s", "t", msg))
     assert "[STATUS_OK]" in text and "Alex: Look at that fair!" in text
-    assert "captions; it saw no pixels" in text
+    assert "captions, not their pixels" in text
     failed = events_pb2.DialogueGenerated(status=common_pb2.STATUS_FAILED, error="one speaker only",
                                           random_weights=True)
     text = describe(Envelope("id", failed.DESCRIPTOR.full_name, "s", "t", failed))
