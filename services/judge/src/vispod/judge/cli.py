@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     per_story = []
     started = time.monotonic()
     for i, story in enumerate(stories, 1):
-        story_records, story_doc = _judge_story(panel, settings, story, args.a, args.b, wants_images)
+        images = _story_images(story, settings) if wants_images else []
+        story_records, story_doc = _judge_story(panel, settings, story, args.a, args.b, images)
         records += story_records
         per_story.append(story_doc)
         print(f"[{i}/{len(stories)}] {story.name}: "
@@ -151,21 +152,29 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_settings(JudgeSettings, **overrides)
 
 
-def _judge_story(panel, settings, story: Path, a: str, b: str, wants_images: bool):  # type: ignore[no-untyped-def]
+def _story_images(story: Path, settings):  # type: ignore[no-untyped-def]
+    """The story's photos as the judges get them (bounded in number, side and bytes)."""
+    from vispod.judge.images import prepare_images
+
+    raw = [p.read_bytes() for p in _photos(story)]
+    return prepare_images(
+        raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
+    )
+
+
+def _photos(story: Path) -> list[Path]:
+    return sorted(story.glob("image_*.jpg"))
+
+
+def _judge_story(panel, settings, story: Path, a: str, b: str, images: list):  # type: ignore[no-untyped-def]
     """One story's verdicts: the statistics' records and the story's entry in the JSON report."""
     from vispod.judge import stats
-    from vispod.judge.images import prepare_images
     from vispod.judge.protocol import PairInput, photos_text
 
     text_a = (story / f"{a}.txt").read_text(encoding="utf-8")
     text_b = (story / f"{b}.txt").read_text(encoding="utf-8")
-    photos = sorted(story.glob("image_*.jpg"))
-    raw = [p.read_bytes() for p in photos] if wants_images else []
-    images = prepare_images(
-        raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
-    )
-    verdicts = panel.compare(PairInput(text_a, text_b, photos_text(_captions(story), len(photos)), images),
-                             settings.criteria)
+    pair = PairInput(text_a, text_b, photos_text(_captions(story), len(_photos(story))), images)
+    verdicts = panel.compare(pair, settings.criteria)
     len_a, len_b = len(text_a.split()), len(text_b.split())
     records = [stats.Record(story.name, v.judge, v.criterion, v.outcome, v.outcome_ab, v.outcome_ba, len_a, len_b)
                for v in verdicts]
