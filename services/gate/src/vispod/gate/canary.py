@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import InvalidEvent, Output
+from vispod.common.bus import Output
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
 from vispod.common.signing import Signer
@@ -134,7 +135,7 @@ class CanaryMonitor:
     def handle(self, env: Envelope) -> list[Output]:
         m = env.message
         if not isinstance(m, events_pb2.MetricsComputed):
-            raise InvalidEvent(f"expected MetricsComputed, got {type(m).__name__}")
+            raise InvalidArgument(f"expected MetricsComputed, got {type(m).__name__}")
         if GATE_LABEL in m.labels:
             return []
         with self._lock:
