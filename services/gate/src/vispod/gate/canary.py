@@ -25,7 +25,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vispod.common.bus import Output
-from vispod.common.errors import InvalidArgument
+from vispod.common.errors import InvalidArgument, Unavailable
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
 from vispod.common.signing import Signer
@@ -125,7 +125,7 @@ class CanaryMonitor:
             try:
                 listing = self.generator.ListAdapters(generator_pb2.ListAdaptersRequest(), timeout=self.rpc_timeout_s)
             except grpc.RpcError as exc:   # transient: the bus retries this event
-                raise RuntimeError(f"generator ListAdapters: {exc.code().name}") from exc
+                raise Unavailable(f"generator ListAdapters: {exc.code().name}") from exc
             canary = next((a for a in listing.adapters if a.state == S.ADAPTER_STATE_CANARY), None)
             self._routing = Routing(canary.adapter_id if canary else "", canary.canary_share if canary else 0.0,
                                     listing.active_adapter_id)
