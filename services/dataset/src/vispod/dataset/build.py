@@ -12,6 +12,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from vispod.dataset.clients import SynthClient, SynthesisError, SynthOutcome
 from vispod.dataset.episodes import LoadReport
 from vispod.dataset.excerpts import Excerpt, ExcerptConfig, ExcerptStats, iter_excerpts
@@ -244,8 +246,6 @@ def build_dataset(
     writer: ScenePromptWriter | None = None,
 ) -> BuildResult:
     """Build `cfg.n` pairs into `cfg.out`, or finish a build that was interrupted there."""
-    from tqdm import tqdm
-
     scorer = scorer or HeuristicScorer()
     writer = writer or HeuristicPromptWriter()
     dd = DatasetDir(cfg.out)
