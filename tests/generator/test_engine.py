@@ -110,13 +110,14 @@ def test_bad_images_are_invalid_argument(story_dir, engine, tmp_path) -> None:
 
 
 def test_default_speakers_and_caption_mode(story_dir, engine) -> None:
-    gen = _generator(story_dir, engine, text_only=True)
+    gen = _generator(story_dir, engine, text_only=True, text_input="captions")
     r = gen.generate(make_event(story_dir, n=3))
     assert r.input_mode == events_pb2.INPUT_MODE_CAPTIONS and r.status == common_pb2.STATUS_OK
     assert [s.name for s in r.dialogue.speakers] == ["Speaker 1", "Speaker 2"]
+    assert not any(ref.HasField("perception") for ref in r.images)      # captions only: no perception ran
     content = engine.requests[0]["messages"][1]["content"]
     assert isinstance(content, str) and "Scene 3: a dog ran across the park" in content  # text only: a plain string
     ev = make_event(story_dir, n=2)
     ev.images[1].caption = ""
-    with pytest.raises(InvalidArgument, match="no caption or alt text"):
+    with pytest.raises(InvalidArgument, match=r"no caption or alt text.*captions\+facts describes photos"):
         gen.generate(ev)

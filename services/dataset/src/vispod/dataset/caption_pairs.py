@@ -145,11 +145,13 @@ def clean_turn(text: str) -> str:
 
 def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scene: int = 2, min_turn_words: int = 20,
                         max_turn_words: int = 140, max_pairs: int = 2, stats: PairStats | None = None,
-                        keep_caption_sentence: bool = False, min_shared: int = 0) -> list[ScenePair]:
+                        keep_caption_sentence: bool = False, min_shared: int = 0,
+                        captions: bool = True) -> list[ScenePair]:
     """Non-overlapping windows of `scenes * turns_per_scene` turns, no speaker twice in a row → pairs (at most
     `max_pairs`). The caption's sentence is taken out of its turn unless `keep_caption_sentence` (then the turn
     says what the scene's marker names, as people do when they talk about a photo). `min_shared`: see
-    `scene_caption`."""
+    `scene_caption`. Without `captions` the scenes get no caption (their facts come from their words:
+    vispod.dataset.scene_facts) and the turns stay whole."""
     stats = stats if stats is not None else PairStats()
     stats.dialogues += 1
     turns = [(sp, clean_turn(t)) for sp, t in dialogue.turns if clean_turn(t)]
@@ -164,7 +166,8 @@ def pairs_from_dialogue(dialogue: SourceDialogue, *, scenes: int, turns_per_scen
             stats.rejected[reason] += 1
             start += 1
             continue
-        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene, keep_caption_sentence, min_shared)
+        pair = _make_pair(dialogue, start, window, scenes, turns_per_scene, keep_caption_sentence, min_shared,
+                          captions)
         if pair is None:
             stats.rejected["no_discussed_caption_sentence" if min_shared else "no_caption_sentence"] += 1
             start += 1
@@ -192,12 +195,17 @@ def _window_rejection(window: list[tuple[str, str]], lo: int, hi: int) -> str | 
 
 
 def _make_pair(dialogue: SourceDialogue, start: int, window: list[tuple[str, str]], scenes: int,
-               turns_per_scene: int, keep_caption_sentence: bool = False, min_shared: int = 0) -> ScenePair | None:
+               turns_per_scene: int, keep_caption_sentence: bool = False, min_shared: int = 0,
+               with_captions: bool = True) -> ScenePair | None:
     order = list(dict.fromkeys(sp for sp, _ in window))
     captions: list[str] = []
     turns: list[tuple[int, int, str]] = []
     for s in range(scenes):
         segment = window[s * turns_per_scene:(s + 1) * turns_per_scene]
+        if not with_captions:
+            captions.append("")
+            turns += [(s, order.index(sp), text) for sp, text in segment]
+            continue
         found = scene_caption([t for _, t in segment], min_shared=min_shared)
         if found is None:
             return None

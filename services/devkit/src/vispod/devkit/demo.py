@@ -3,9 +3,10 @@
 A LoRA adapter for SmolLM2 (the one `make mini-paper` promoted, else a quick one trained here once and cached),
 a local broker and the services (`vispod up`), the adapter published on the bus as the trainer Job does, the
 story published on Kafka, the tuned dialogue and its metrics printed, the base model's dialogue beside it, and
-an HTML report and `dialogue.json` written. It says plainly which models were real: SmolLM2-135M-Instruct is
-real and reads captions, not pixels; the CLIP model that scores grounding is random-initialised (no CLIP
-weights exist offline).
+an HTML report and `dialogue.json` written. The story is its photos alone by default (captions only with
+--captions): SmolLM2-135M-Instruct (real) reads what perception (a real COCO detector, OCR and ImageNet
+classifier) found in each photo, and the report draws those facts on the photos. It says plainly which models
+were real; the CLIP model that scores grounding is random-initialised (no CLIP weights exist offline).
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ import grpc
 
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
-from vispod.common.story_folder import iter_stories
+from vispod.common.story_folder import IMAGE_MIME, iter_stories, read_story
 from vispod.common.topics import Topic, dlq_topic
+from vispod.common.visual_vocabulary import coco_category, concrete_nouns
+from vispod.common.what_was_seen import seen_note
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.local_kafka import die_with_parent
@@ -55,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--timeout", type=float, default=420.0)
     p.add_argument("--no-audio", action="store_true", help="skip rendering the podcast's audio for the report")
+    p.add_argument("--captions", action="store_true",
+                   help="send the story's captions too (default: the photos alone, as a person sends them)")
     p.add_argument("--store", choices=STORES, default="files",
                    help="adapter store: local folders (files) or signed versions on a local S3 server (s3)")
     p.set_defaults(func=run_demo)
@@ -62,12 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def pick_story(story: Path | None, out: Path) -> tuple[Path, str]:
     if story:
-        if not (story / "story.json").exists() and not any(story.glob("*.jpg")):
-            raise SystemExit(f"{story}: not a story folder (no story.json or images)")
+        if not story.is_dir() or not read_story(story).images:
+            raise SystemExit(f"{story}: no photos there ({', '.join(sorted(IMAGE_MIME))} files, or a story.json)")
         return story.resolve(), f"story {story}"
     if VIST_SET.exists():
         for story in iter_stories(VIST_SET, "story_*"):
-            # The embedded text model reads captions: take the first story with every photo and caption.
+            # The first story with all five photos (its captions are sent only with --captions).
             if story.meta.get("complete") and story.fully_captioned:
                 return story.folder, f"VIST story {story.story_id} from {VIST_SET}"
     print(f"note: {VIST_SET} is absent; using an example story made from bundled photos", flush=True)
@@ -142,8 +147,13 @@ def run_demo(args: argparse.Namespace) -> int:
         ns = argparse.Namespace(folder=story, speaker=DEMO_SPEAKERS, target_words=DEMO_TARGET_WORDS, style="",
                                 language="en", adapter=route.request_adapter, seed=7)
         event = build_event(ns, state)  # the story's photos are staged where the services may read them
+        if not args.captions:
+            for ref in event.images:
+                ref.caption = ""
+        print(f"sending {len(event.images)} photos" + (" with their captions" if args.captions else
+              ", no captions: the model reads what perception finds in them"), flush=True)
         base_result: list[events_pb2.DialogueGenerated] = []
-        base = threading.Thread(target=lambda: base_result.append(generate_base(generator, event)), daemon=True)
+        base = threading.Thread(target=generate_base, args=(generator, event, base_result), daemon=True)
         base.start()
         reader = EventReader(kafka, [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED,
                                      dlq_topic("generator", kafka.topic_prefix)], from_beginning=False)
@@ -161,6 +171,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"the demo produced no dialogue; logs in {out / 'up'}", flush=True)
             return 1
         compared = base_result[0] if base_result else None
+        print(perception_statement(dialogue), flush=True)
+        print(discussed_statement(dialogue), flush=True)
         write_dialogue_json(out / "dialogue.json", dialogue)
         notes = models_statement(dialogue, got.get("metrics"), route.note).splitlines()
         audio = "" if args.no_audio else render_audio(dialogue, event, out)
@@ -174,15 +186,20 @@ def run_demo(args: argparse.Namespace) -> int:
         stack.stop()
 
 
-def generate_base(address: str, event: events_pb2.ImageSetSubmitted) -> events_pb2.DialogueGenerated:
-    """The same request on the base model (GeneratorService.Generate with adapter "base")."""
+def generate_base(address: str, event: events_pb2.ImageSetSubmitted,
+                  results: list[events_pb2.DialogueGenerated]) -> None:
+    """The same request on the base model (GeneratorService.Generate with adapter "base"), appended to `results`;
+    a refusal is one line on the console (the tuned request on the bus reports it too)."""
     request = events_pb2.ImageSetSubmitted()
     request.CopyFrom(event)
     request.adapter = "base"
     request.image_set_id = f"{event.image_set_id}-base"
-    with grpc.insecure_channel(address) as channel:
-        stub = generator_pb2_grpc.GeneratorServiceStub(channel)
-        return stub.Generate(generator_pb2.GenerateRequest(image_set=request), timeout=600).result
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+            results.append(stub.Generate(generator_pb2.GenerateRequest(image_set=request), timeout=600).result)
+    except grpc.RpcError as exc:
+        print(f"base model: {exc.code().name}: {exc.details()}", flush=True)
 
 
 def render_audio(dialogue: events_pb2.DialogueGenerated, event: events_pb2.ImageSetSubmitted, out: Path) -> str:
@@ -203,9 +220,60 @@ def render_audio(dialogue: events_pb2.DialogueGenerated, event: events_pb2.Image
     return player
 
 
+def perception_json(facts: common_pb2.Perception) -> dict[str, object]:
+    def box(b: common_pb2.Box) -> list[float]:
+        return [round(b.x_min, 4), round(b.y_min, 4), round(b.x_max, 4), round(b.y_max, 4)]
+
+    return {"objects": [{"label": o.label, "score": round(o.score, 4), "box": box(o.box)} for o in facts.objects],
+            "text": [{"text": t.text, "score": round(t.score, 4), "box": box(t.box)} for t in facts.text],
+            "labels": [{"label": lab.label, "score": round(lab.score, 4)} for lab in facts.labels],
+            "models": [{"task": m.task, "name": m.name, "weights_sha256": m.weights_sha256,
+                        "random_weights": m.random_weights} for m in facts.models]}
+
+
+def perception_statement(dialogue: events_pb2.DialogueGenerated) -> str:
+    """The console's line on what perception ran and found."""
+    models = list(dict.fromkeys(f"{m.name} ({m.task})" for ref in dialogue.images for m in ref.perception.models))
+    if not models:
+        return "perception: none ran (the model read " + (
+            "the pixels)" if dialogue.input_mode == events_pb2.INPUT_MODE_PIXELS else "captions only)")
+    found = [", ".join(list(dict.fromkeys(o.label for o in ref.perception.objects))[:4]) or "nothing"
+             for ref in dialogue.images]
+    return (f"perception (real weights): {', '.join(models)}\n"
+            + "\n".join(f"  photo {i + 1}: {f}" for i, f in enumerate(found)))
+
+
+def objects_discussed(dialogue: events_pb2.DialogueGenerated) -> list[tuple[list[str], list[str]]]:
+    """Per photo: the object labels perception detected, and those its scene's turns name (a synonym or a kind
+    counts: "puppy" names a detected dog)."""
+    out = []
+    for i, ref in enumerate(dialogue.images):
+        detected = list(dict.fromkeys(o.label for o in ref.perception.objects))
+        said = " ".join(t.text for t in dialogue.dialogue.turns if i in t.image_refs)
+        named = {coco_category(term) for term in concrete_nouns(said)}
+        out.append((detected, [label for label in detected if label in named]))
+    return out
+
+
+def discussed_statement(dialogue: events_pb2.DialogueGenerated) -> str:
+    rows = objects_discussed(dialogue)
+    with_objects = [(d, n) for d, n in rows if d]
+    if not with_objects:
+        return "objects discussed: perception found no objects to discuss"
+    named = sum(1 for _, n in with_objects if n)
+    lines = [f"objects discussed: {named} of {len(with_objects)} photos with detected objects have them named in "
+             "their scene's turns"]
+    lines += [f"  photo {i + 1}: detected {', '.join(d) or 'nothing'}; named {', '.join(n) or 'none'}"
+              for i, (d, n) in enumerate(rows)]
+    return "\n".join(lines)
+
+
 def write_dialogue_json(path: Path, dialogue: events_pb2.DialogueGenerated) -> Path:
     doc = {"turns": [{"speaker": t.speaker, "text": t.text, "image_refs": list(t.image_refs)}
                      for t in dialogue.dialogue.turns],
+           "images": [{"ref": ref.uri, "caption": ref.caption or None,
+                       "perception": perception_json(ref.perception) if ref.perception.models else None}
+                      for ref in dialogue.images],
            "system": dialogue.system or dialogue.model, "adapter": dialogue.adapter_id,
            "model": dialogue.model, "random_weights": dialogue.random_weights,
            "input": events_pb2.InputMode.Name(dialogue.input_mode).removeprefix("INPUT_MODE_").lower()}
@@ -231,8 +299,7 @@ def models_statement(dialogue: events_pb2.DialogueGenerated, metrics: events_pb2
                      adapter_note: str = "") -> str:
     lines = ["Which models were real:"]
     weights = "RANDOM weights" if dialogue.random_weights else "real weights"
-    seen = "read the photos' captions, not their pixels" if dialogue.input_mode == events_pb2.INPUT_MODE_CAPTIONS \
-        else "read the pixels"
+    seen = seen_note(dialogue).removeprefix("The model ").rstrip(".")
     adapter = f" + LoRA adapter {dialogue.adapter_id}" if dialogue.adapter_id else " (base model)"
     lines.append(f"- dialogue: {dialogue.model}{adapter} ({weights}), backend {dialogue.backend}, {seen}")
     if adapter_note:

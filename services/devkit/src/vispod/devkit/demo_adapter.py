@@ -42,9 +42,11 @@ class Route:
 def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
     try:
         promoted = json.loads(PROMOTED.read_text())
-        if Path(promoted["record"]["adapter_dir"]).is_dir():
+        # Only an adapter trained on facts fits the demo's photos (an older one read captions).
+        facts = promoted["record"]["data"]["profile"].get("scene_input") == "facts"
+        if facts and Path(promoted["record"]["adapter_dir"]).is_dir():
             return DemoAdapter(promoted["record"], promoted["decision"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError):
         pass
     record = ensure_adapter(PROFILES["quick"], dataset or vist_podcast_dir(), out / "adapter")
     return DemoAdapter(record, None)

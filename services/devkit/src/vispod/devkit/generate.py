@@ -22,6 +22,11 @@ from vispod.devkit.submit import add_image_set_arguments
 DATASET = DatasetSettings().vist_podcast_50
 
 
+TEXT_INPUT = {"captions": "each image's caption",
+              "captions+facts": "each image's caption where given and what perception finds in it",
+              "facts": "only what perception finds in each image"}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="write a podcast dialogue for a photo story, in-process")
     p.add_argument("images", nargs="*", type=Path, help="image files in story order (or use --story)")
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vispod.common.errors import InvalidArgument
     from vispod.common.settings import ImageAccessSettings, load_settings
+    from vispod.common.what_was_seen import seen_short
     from vispod.generator.adapters import AdapterRegistry
     from vispod.generator.backends import BackendUnavailable, make_backend
     from vispod.generator.engine import Generator
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         registry = AdapterRegistry(state / "state", state / "cache", base_id)
     generator = Generator(settings, backend, registry)
     if backend.input_mode == events_pb2.INPUT_MODE_CAPTIONS:
-        print("note: text-only model — it reads each image's caption, not its pixels", file=sys.stderr)
+        print(f"note: text-only model — it reads {TEXT_INPUT[settings.text_input]}, not pixels", file=sys.stderr)
     if backend.random_weights:
         print("note: the model has RANDOM weights — the text below means nothing", file=sys.stderr)
     print(f"{len(event.images)} images, story order; writing…\n", file=sys.stderr, flush=True)
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         backend.close()
     if args.json:
         print(json.dumps(json_format.MessageToDict(result, preserving_proto_field_name=True), indent=2))
-    mode = "captions (not pixels)" if result.input_mode == events_pb2.INPUT_MODE_CAPTIONS else "pixels"
+    mode = seen_short(result.input_mode)
     status = common_pb2.Status.Name(result.status)
     print(f"[{status}] model={result.model} backend={result.backend} adapter={result.adapter_id or '(base)'} "
           f"read {mode}; {len(result.dialogue.turns)} turns, {len(result.dialogue.text.split())} words, "

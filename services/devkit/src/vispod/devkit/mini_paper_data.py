@@ -34,6 +34,9 @@ class DataProfile:
     # 2 on the reference profile: training scenes whose caption some turn discusses (MiniLM, the evaluation's
     # threshold) 61% -> 87%; held-out (20 stories x 3 seeds) coverage 0.860 -> 0.870, distinct-2 0.859 -> 0.869.
     min_shared_words: int = 0
+    # What a scene's "photo" is in the instruction: facts derived from the scene's words with the detector's noise
+    # (vispod.dataset.scene_facts; what a photo without caption gives at serving time), or a caption sentence.
+    scene_input: str = "facts"
 
 
 def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
@@ -45,6 +48,37 @@ def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], word
                           num_images=len(captions), target_words=max(50, round(words, -1)), language="en",
                           style="", captions=list(captions), version="v1", plan="scenes")
     return prompt.system, prompt.user
+
+
+def facts_prompt_fn(texts: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
+    """The generator's instruction for scenes described by their facts, exactly as it renders it when serving."""
+    from vispod.generator.prompting import build_prompt
+    from vispod.v1 import common_pb2
+
+    prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in speakers],
+                          num_images=len(texts), target_words=max(50, round(words, -1)), language="en",
+                          style="", captions=list(texts), version="v1", plan="scenes", facts=True)
+    return prompt.system, prompt.user
+
+
+def with_facts(pairs: list, rng: random.Random) -> tuple[list, dict[str, int]]:
+    """Each pair's scenes described by synthetic facts from their own words (the facts' phrase stands where a
+    caption stood: in the instruction and in the scene's marker, as the generator writes them)."""
+    from dataclasses import replace
+
+    from vispod.dataset.scene_facts import scene_facts
+    from vispod.perception.describe import NOTHING, facts_phrase
+
+    out, counts = [], {"scenes": 0, "scenes_without_facts": 0, "objects": 0}
+    for pair in pairs:
+        texts = [" ".join(t for s, _, t in pair.turns if s == scene) for scene in range(len(pair.captions))]
+        facts = [scene_facts(text, rng) for text in texts]
+        phrases = tuple(facts_phrase(f) for f in facts)
+        counts["scenes"] += len(facts)
+        counts["scenes_without_facts"] += sum(p == NOTHING for p in phrases)
+        counts["objects"] += sum(len(f.objects) for f in facts)
+        out.append(replace(pair, captions=phrases))
+    return out, counts
 
 
 def _chitchat_dialogues():
@@ -82,6 +116,7 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
 
     check_no_overlap(split.train, split.eval)
     rng = random.Random(profile.seed)
+    facts = profile.scene_input == "facts"
     stats = {"chitchat": PairStats(), "paper-train": PairStats()}
     chitchat, chitchat_report = _chitchat_dialogues()
     rng.shuffle(chitchat)
@@ -90,7 +125,8 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
         if sum(1 for p in pairs if p.source == "chitchat") >= profile.chitchat_pairs:
             break
         pairs += pairs_from_dialogue(d, scenes=2, min_turn_words=profile.min_turn_words, max_pairs=1,
-                                     stats=stats["chitchat"], min_shared=profile.min_shared_words)
+                                     stats=stats["chitchat"], min_shared=profile.min_shared_words,
+                                     captions=not facts)
     paper, missing = ([], [])
     if dataset is not None and profile.paper_pairs:
         paper, missing = _paper_dialogues(dataset, split)
@@ -99,17 +135,27 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
         for d in paper:
             for scenes in (3, 2):
                 got = pairs_from_dialogue(d, scenes=scenes, min_turn_words=profile.min_turn_words, max_pairs=3,
-                                          stats=stats["paper-train"], min_shared=profile.min_shared_words)
+                                          stats=stats["paper-train"], min_shared=profile.min_shared_words,
+                                          captions=not facts)
                 if got:
                     paper_pairs += got
                     break
         rng.shuffle(paper_pairs)
         pairs += paper_pairs[:profile.paper_pairs]
     rng.shuffle(pairs)
+    fact_counts: dict[str, int] = {}
+    if facts:
+        pairs, fact_counts = with_facts(pairs, rng)
     card = {
-        "what": "caption → scene-by-scene podcast dialogue pairs for a text-only model (SmolLM2-135M-Instruct)",
-        "images": "NONE: no text-to-image weights exist offline. Each scene's caption is one sentence of the real "
-                  "dialogue (its most visual one), taken out of the turn; the caption plays the synthesized image.",
+        "what": ("facts" if facts else "caption") + " → scene-by-scene podcast dialogue pairs for a text-only model "
+                "(SmolLM2-135M-Instruct)",
+        "images": "NONE: no text-to-image weights exist offline. " + (
+            "Each scene's photo is what a detector would report of it: the COCO/ImageNet things its turns name, "
+            "with the real detector's measured misses, false detections and scores (vispod.dataset.scene_facts, "
+            "calibration.json); real photos go through the real detector at serving time." if facts else
+            "Each scene's caption is one sentence of the real dialogue (its most visual one), taken out of the "
+            "turn; the caption plays the synthesized image."),
+        "facts": fact_counts,
         "sources": {"chitchat-dataset": {"licence": "MIT", "dialogues_read": len(chitchat), "load": chitchat_report,
                                          "windows": stats["chitchat"].as_dict()},
                     "vist-podcast-50 paper transcripts (train split only)": {
@@ -123,6 +169,10 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
     # Bare "[Scene N]" markers in the targets: measured better than caption markers with the caption's sentence
     # taken out (coverage 0.65 vs 0.79) or kept (coverage 0.91 but 5 of 16 dialogues echo a caption); with
     # min_shared_words=2 too (caption markers: coverage 0.81 vs 0.89 on the 20 stories' first seed).
+    if facts:   # the generator's own markers: "[Scene N: facts]", as it writes them before a scene's turns
+        from vispod.generator.scene_plan import scene_marker
+
+        return write_pairs(out_dir, pairs, facts_prompt_fn, card, marker=scene_marker)
     return write_pairs(out_dir, pairs, prompt_fn, card)
 
 

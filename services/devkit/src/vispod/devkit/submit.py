@@ -21,6 +21,7 @@ from vispod.common.events import Envelope
 from vispod.common.settings import KafkaSettings
 from vispod.common.story_folder import IMAGE_MIME, read_story
 from vispod.common.topics import Topic, dlq_topic
+from vispod.common.what_was_seen import seen_note
 from vispod.v1 import common_pb2, events_pb2
 
 
@@ -108,8 +109,8 @@ def describe(env: Envelope) -> str:
                 f"input={events_pb2.InputMode.Name(m.input_mode)} latency={m.latency_seconds:.1f}s "
                 f"tokens={m.usage.completion_tokens}")
         notes = []
-        if m.input_mode == events_pb2.INPUT_MODE_CAPTIONS:
-            notes.append("note: a text-only model wrote this from the image captions; it saw no pixels")
+        if m.input_mode != events_pb2.INPUT_MODE_PIXELS:
+            notes.append(f"note: {seen_note(m)}")
         if m.random_weights:
             notes.append("note: the model has RANDOM weights; the text is meaningless by design")
         if m.status == common_pb2.STATUS_FAILED:

@@ -26,6 +26,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 .notes li{margin:.2rem 0}.warn{color:#a40000;font-weight:600}
 .photo{display:flex;gap:1rem;margin:1rem 0;padding:.5rem;border:1px solid #e5e5e5;border-radius:6px}
 .photo img{max-width:320px;height:auto;border-radius:4px}.photo .turns{flex:1}
+.shot{position:relative;display:inline-block;line-height:0}.shot img{display:block}
+.box{position:absolute;border:3px solid #ff00c8;box-sizing:border-box}
+.box span{position:absolute;left:0;top:0;background:#ff00c8;color:#fff;font-size:.7rem;line-height:1.2;
+  padding:0 .2rem;white-space:nowrap}
+.facts{font-size:.85rem;color:#333;margin:.3rem 0}.facts b{font-weight:600}
 .turn{margin:.3rem 0}.spk{font-weight:600}.cap{color:#555;font-style:italic;font-size:.9rem}
 .badge{display:inline-block;background:#e8eefc;border-radius:3px;padding:0 .3rem;font-size:.75rem;margin-left:.3rem}
 img.plot{max-width:100%}

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from vispod.common.what_was_seen import seen_note
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, photo_img, png_img, table, write_atomic
 from vispod.v1 import common_pb2, events_pb2
 
@@ -26,18 +27,48 @@ def _turn_html(turn: common_pb2.Turn) -> str:
     return f'<div class="turn"><span class="spk">{esc(turn.speaker)}:</span> {esc(turn.text)}{badges}</div>'
 
 
-def _photos_section(images: Sequence[Path], captions: Sequence[str], turns: Sequence[common_pb2.Turn]) -> str:
+def _boxes_html(facts: common_pb2.Perception) -> str:
+    """The detected objects as boxes over the photo (positions in % of the photo, as the boxes are normalised)."""
+    out = []
+    for o in facts.objects:
+        b = o.box
+        style = (f"left:{100 * b.x_min:.2f}%;top:{100 * b.y_min:.2f}%;width:{100 * (b.x_max - b.x_min):.2f}%;"
+                 f"height:{100 * (b.y_max - b.y_min):.2f}%")
+        out.append(f'<div class="box" style="{style}"><span>{esc(o.label)} {o.score:.2f}</span></div>')
+    return "".join(out)
+
+
+def _facts_html(facts: common_pb2.Perception) -> str:
+    """What perception found, and which models found it."""
+    if not facts.models:
+        return ""
+    objects = ", ".join(f"{esc(o.label)} ({o.score:.2f})" for o in facts.objects) or "none"
+    rows = [f"<b>Detected objects:</b> {objects}"]
+    if facts.text:
+        read = ", ".join(f"&ldquo;{esc(t.text)}&rdquo; ({t.score:.2f})" for t in facts.text)
+        rows.append(f"<b>Text read:</b> {read}")
+    if facts.labels:
+        rows.append("<b>Looks like:</b> " + ", ".join(f"{esc(lab.label)} ({lab.score:.2f})" for lab in facts.labels))
+    weights = "RANDOM weights" if any(m.random_weights for m in facts.models) else "real weights"
+    rows.append(f"<b>Models:</b> {esc(', '.join(m.name for m in facts.models))} ({weights})")
+    return '<div class="facts">' + "<br>".join(rows) + "</div>"
+
+
+def _photos_section(images: Sequence[Path], captions: Sequence[str], turns: Sequence[common_pb2.Turn],
+                    facts: Sequence[common_pb2.Perception] = ()) -> str:
     blocks = []
     for i, path in enumerate(images):
         about = [t for t in turns if i in t.image_refs]
         caption = captions[i] if i < len(captions) else ""
+        seen = facts[i] if i < len(facts) else common_pb2.Perception()
         turns_html = "".join(_turn_html(t) for t in about) or '<p class="cap">No turn refers to this photo.</p>'
         try:
-            img = photo_img(Path(path), f"photo {i + 1}")
+            img = f'<div class="shot">{photo_img(Path(path), f"photo {i + 1}")}{_boxes_html(seen)}</div>'
         except OSError as exc:
             img = f'<p class="warn">photo {i + 1} unreadable: {esc(exc)}</p>'
-        blocks.append(f'<div class="photo"><div>{img}<div class="cap">Photo {i + 1}: {esc(caption)}</div></div>'
-                      f'<div class="turns">{turns_html}</div></div>')
+        label = f"Photo {i + 1}: {esc(caption)}" if caption else f"Photo {i + 1} (no caption)"
+        blocks.append(f'<div class="photo"><div>{img}<div class="cap">{label}</div></div>'
+                      f'<div class="turns">{_facts_html(seen)}{turns_html}</div></div>')
     return "".join(blocks)
 
 
@@ -106,8 +137,7 @@ def render_story_report(out_path: Path, story_dir: Path | None, images: list[Pat
     all_notes = list(notes)
     if dialogue.random_weights:
         all_notes.append(f"The dialogue was written by {dialogue.model or 'a model'} with RANDOM weights.")
-    if dialogue.input_mode == events_pb2.INPUT_MODE_CAPTIONS:
-        all_notes.append("The model read the photos' captions, not their pixels.")
+    all_notes.append(seen_note(dialogue))
     if metrics is not None and metrics.HasField("grounding") and metrics.grounding.random_weights:
         all_notes.append("CLIP weights are RANDOM: the grounding numbers measure nothing.")
     all_notes = list(dict.fromkeys(all_notes))
@@ -124,7 +154,9 @@ def render_story_report(out_path: Path, story_dir: Path | None, images: list[Pat
         body.append(f'<p class="warn">Generation failed: {esc(dialogue.error)}</p>')
     if audio_html:
         body += ["<h2>Listen: the podcast, one voice per speaker</h2>", audio_html]
-    body += ["<h2>Photos and the turns that discuss them</h2>", _photos_section(images, captions, turns),
+    seen = [ref.perception for ref in dialogue.images]
+    body += ["<h2>Photos, what perception found, and the turns that discuss them</h2>",
+             _photos_section(images, captions, turns, seen),
              "<h2>The whole dialogue</h2>"]
     body.append("".join(_turn_html(t) for t in turns) if turns
                 else f"<pre>{esc(dialogue.dialogue.text)}</pre>")

@@ -28,8 +28,10 @@ from vispod.generator.backends.base import Backend, BackendError, BackendUnavail
 from vispod.generator.parsing import TranscriptParser, render
 from vispod.generator.prompting import build_prompt, speaker_label
 from vispod.generator.request import Job, prepare
+from vispod.generator.scene_inputs import scene_inputs
 from vispod.generator.scene_plan import scene_steps
 from vispod.generator.settings import GeneratorSettings
+from vispod.perception.perceiver import NoPerception, Perceiver, PhotoPerceiver
 from vispod.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,17 @@ class GenerationCancelled(Exception):
 
 
 class Generator:
-    def __init__(self, settings: GeneratorSettings, backend: Backend, registry, fetcher: ImageFetcher | None = None):
+    def __init__(self, settings: GeneratorSettings, backend: Backend, registry, fetcher: ImageFetcher | None = None,
+                 perceiver: Perceiver | None = None):
         self.settings = settings
         self.backend = backend
         self.registry = registry
         self.fetcher = fetcher or ImageFetcher(settings.images)
         self._slots = threading.BoundedSemaphore(settings.concurrency)
+        # A text-only model reads facts about the photos (unless told to read captions only); a VLM sees them.
+        reads_facts = self.text_only and settings.text_input != "captions"
+        self.perceiver: Perceiver = perceiver or (PhotoPerceiver(settings.perception) if reads_facts
+                                                  else NoPerception())
 
     @property
     def text_only(self) -> bool:
@@ -96,9 +103,15 @@ class Generator:
         adapter_id = adapter.adapter_id if adapter else ""
         now = Timestamp()
         now.GetCurrentTime()
+        images = []
+        for submitted in ev.images:
+            ref = common_pb2.ImageRef()
+            ref.CopyFrom(submitted)
+            ref.ClearField("perception")       # facts are perception's own, never a submitter's
+            images.append(ref)
         return events_pb2.DialogueGenerated(
             image_set_id=ev.image_set_id, tenant=ev.tenant, correlation_id=ev.correlation_id,
-            images=list(ev.images), model=self.backend.model, backend=self.backend.name, adapter_id=adapter_id,
+            images=images, model=self.backend.model, backend=self.backend.name, adapter_id=adapter_id,
             system=f"{self.backend.model}@{adapter_id}" if adapter_id else self.backend.model,
             prompt_version=self.settings.prompt_version, input_mode=self.backend.input_mode,
             labels=dict(ev.labels), generated_at=now, random_weights=self.backend.random_weights,
@@ -118,6 +131,12 @@ class Generator:
             return _failed(result, f"adapter unavailable: {exc}")
         result = self._base_result(job, adapter)
         deadline = started + s.generation_deadline_s
+        scenes_in = scene_inputs(job, s.text_input, self.perceiver) if self.text_only else None
+        if scenes_in is not None:
+            result.input_mode = scenes_in.input_mode
+            for ref, facts in zip(result.images, scenes_in.facts, strict=False):
+                ref.perception.CopyFrom(facts)
+        texts = scenes_in.texts if scenes_in is not None else None
         reason = ""
         scenes = s.plan == "scenes" and getattr(self.backend, "supports_steps", False)
         for attempt in range(1, s.max_attempts + 1):
@@ -128,8 +147,9 @@ class Generator:
             on_attempt(attempt, reason)
             prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
                                   language=job.language, style=ev.style_instructions,
-                                  captions=job.captions if self.text_only else None, version=s.prompt_version,
-                                  retry_reason=reason, plan="scenes" if scenes else "whole")
+                                  captions=texts, version=s.prompt_version, retry_reason=reason,
+                                  plan="scenes" if scenes else "whole",
+                                  facts=scenes_in is not None and scenes_in.shows_facts)
             inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
                                   image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
@@ -138,11 +158,11 @@ class Generator:
                 # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),
                                         turns_per_scene=s.turns_per_scene, target_words=job.target_words,
-                                        captions=job.captions)
+                                        captions=texts or ())
             elif s.prefill_first_label and self.backend.supports_prefill:
                 # Starting the answer with the first label keeps small models in the transcript format.
                 inp.prefill = f"{speaker_label(0)}:"
-            parser = TranscriptParser(job.speaker_names, job.captions, len(ev.images))
+            parser = TranscriptParser(job.speaker_names, texts or job.captions, len(ev.images))
             parser.feed(inp.prefill)
             raw: list[str] = [inp.prefill]
             try:

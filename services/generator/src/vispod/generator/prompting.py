@@ -45,8 +45,9 @@ def language_name(tag: str) -> str:
 
 def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_words: int, language: str,
                  style: str, captions: list[str] | None, version: str, retry_reason: str = "",
-                 plan: str = "whole") -> Prompt:
-    """captions None: the model sees the pixels; else one caption (or alt text) per image, in story order."""
+                 plan: str = "whole", facts: bool = False) -> Prompt:
+    """captions None: the model sees the pixels; else one text per image, in story order: its caption (or alt
+    text), or with `facts` what perception detected in it (with its caption where one was given)."""
     labels = [speaker_label(i) for i in range(len(speakers))]
     label_list = ", ".join(f'"{label}:"' for label in labels)
     lines = []
@@ -61,7 +62,8 @@ def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_
         scenes = _template(version, "scenes_pixels.txt").substitute(num_images=num_images)
     else:
         scene_lines = "\n".join(f"Scene {i + 1}: {c.strip()}" for i, c in enumerate(captions))
-        scenes = _template(version, "scenes_captions.txt").substitute(num_images=num_images, scene_lines=scene_lines)
+        template = "scenes_facts.txt" if facts else "scenes_captions.txt"
+        scenes = _template(version, template).substitute(num_images=num_images, scene_lines=scene_lines)
     style_line = f"- Style: {style.strip()}\n" if style.strip() else ""
     user = _template(version, "user.txt").substitute(
         scenes=scenes.strip() + "\n", target_words=target_words, num_speakers=len(speakers), label_list=label_list,

