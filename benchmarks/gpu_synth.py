@@ -1,8 +1,8 @@
 """gpu-synth: images/s of an SD-1.5-sized, random-initialised text-to-image stack on one CUDA GPU.
 
-Self-contained (torch, diffusers, transformers only; no weights, no network): builds a UNet with the
-Stable Diffusion 1.5 configuration (~860M parameters), the SD VAE and a CLIP ViT-L-sized text encoder
-with random weights directly on the GPU, then times, per batch size (default 1 and 4) at 512×512:
+No weights, no network: builds a UNet with the Stable Diffusion 1.5 configuration (~860M parameters), the
+SD VAE and a CLIP ViT-L-sized text encoder with random weights directly on the GPU (vispod.synth.tiny.SD15, the
+builder of the tiny test pipeline), then times, per batch size (default 1 and 4) at 512×512:
 - unet_step: one denoising step with classifier-free guidance (the UNet sees 2×batch latents);
 - end_to_end: text encoding + `steps` DDIM steps with guidance + VAE decode → images/s.
 Random weights draw noise; the timings are those of the real architecture. Not run in CI.
@@ -21,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -43,10 +44,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vispod.synth.tiny import sd15_scheduler
+    from vispod.synth.tiny import SD15, random_sd_modules, sd15_scheduler
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_synth: no CUDA device; this benchmark is for a GPU machine", file=sys.stderr)
@@ -56,31 +55,13 @@ def main() -> int:
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     t0 = time.perf_counter()
+    shape = replace(SD15, image_side=args.size)
     with device:
-        # diffusers' defaults are the SD 1.5 UNet: blocks (320, 640, 1280, 1280), 2 layers, cross-attn 768.
-        unet = UNet2DConditionModel(sample_size=args.size // 8, cross_attention_dim=768, attention_head_dim=8)
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=args.size,
-        )
-        text = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                max_position_embeddings=77,
-            )
-        )
+        text, vae, unet = random_sd_modules(shape)
     unet, vae, text = (m.to(dtype).eval() for m in (unet, vae, text))
     build_s = time.perf_counter() - t0
     scheduler = sd15_scheduler()
-    latent = args.size // 8
+    latent = shape.latent_side
 
     def sync_time(fn) -> float:  # type: ignore[no-untyped-def]
         if cuda:

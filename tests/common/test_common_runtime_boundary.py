@@ -3,9 +3,10 @@ layout, and images carry it plus one service, never the developer kit or the dat
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from import_graph import imported_modules
 
 import vispod.common
 
@@ -19,23 +20,6 @@ NOT_IN_IMAGES = {"devkit", "dataset"}
 SERVICES = ("synth", "generator", "metrics", "judge", "trainer", "gate", "voice")
 
 
-def _imported_modules(path: Path, src: Path) -> list[tuple[int, str]]:
-    """Every module an `import` or `from … import` in `path` names (relative imports resolved from `src`)."""
-    package = ".".join(path.relative_to(src).with_suffix("").parts[:-1])
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parent, base] if base else parent)
-            # `from vispod import gate` imports the package vispod.gate
-            found += [(node.lineno, f"{base}.{alias.name}" if base == "vispod" else base) for alias in node.names]
-    return found
-
-
 def _vispod_package(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if parts[0] == "vispod" and len(parts) > 1 else None
@@ -46,7 +30,7 @@ def _offenders(root: Path, allowed) -> list[str]:  # type: ignore[no-untyped-def
     src = root.parent.parent
     return [f"{path.relative_to(src)}:{line} imports {module}"
             for path in sorted(root.rglob("*.py"))
-            for line, module in _imported_modules(path, src)
+            for line, module in imported_modules(path, src)
             if (pkg := _vispod_package(module)) is not None and not allowed(pkg)]
 
 

@@ -7,12 +7,13 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
 from gate_scripted import ScriptedGenerator, ScriptedJudge, ScriptedMetrics, Servers
 
 from vispod.common.events import Envelope
 from vispod.gate.clients import Clients
 from vispod.gate.evalset import load_eval_set
-from vispod.gate.gate import Gate
+from vispod.gate.gate import EvaluationFailed, Gate, _Deadline
 from vispod.gate.settings import GateSettings
 from vispod.v1 import events_pb2
 
@@ -91,3 +92,32 @@ def test_waits_for_a_generator_that_comes_up_late_and_refuses_nan_grounding(tmp_
     # a NaN CLIPScore is no measurement: the candidate wins every verdict, yet is not promoted blind
     assert out.message.state == S.ADAPTER_STATE_CANDIDATE and "grounding was not measured" in out.message.reason
     assert "grounding_delta" not in out.message.evidence
+
+
+class _BudgetSpentAfter(_Deadline):
+    """The evaluation budget, spent after `calls` RPC timeouts were handed out."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__(60.0, 5.0)
+        self.calls = calls
+
+    def timeout(self) -> float:
+        self.calls -= 1
+        if self.calls < 0:
+            raise EvaluationFailed(f"evaluation exceeded its budget of {self.seconds:g} s")
+        return self.rpc_timeout
+
+
+def test_a_spent_budget_fails_the_evaluation_not_the_candidates_stories(tmp_path: Path, builtin_set: Path,
+                                                                         servers: Servers) -> None:
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
+                 servers.serve(ScriptedJudge()))
+    # Spent once the adapters were listed: the budget ends the evaluation (it once counted as a loss per story).
+    with pytest.raises(EvaluationFailed, match="budget"):
+        gate._evaluate("pod@1", _BudgetSpentAfter(1))
+    gen.failing.add("pod@1")   # a FAILED dialogue is the candidate's loss, and the evaluation goes on
+    evidence = gate._evaluate("pod@1", _BudgetSpentAfter(100))
+    assert evidence.outcomes == [["loss"]] * 3 and all("malformed output" in n for n in evidence.notes)
+    gate.clients.close()

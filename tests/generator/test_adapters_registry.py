@@ -11,9 +11,8 @@ import pytest
 from lifecycle_keys import identities
 from prometheus_client import REGISTRY
 
-from vispod.common.bus import InvalidEvent
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
-from vispod.common.grpc_server import InvalidArgument
 from vispod.common.lifecycle_signing import sign_command
 from vispod.devkit.testing.adapter_files import make_fake_adapter_files, published_event
 from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable, AdapterVersion
@@ -107,7 +106,7 @@ def test_bad_artifacts_are_rejected_and_change_nothing(tmp_path, store, tamper, 
         msg.adapter_id, msg.name, msg.version = "../evil@1", "", ""
     before_state = (tmp_path / "state" / "adapters.json").read_text()
     before = failures(reason)
-    with pytest.raises(InvalidEvent, match=reason):
+    with pytest.raises(InvalidArgument, match=reason):
         publish(reg, msg)
     assert failures(reason) == before + 1
     assert states(reg) == {"good@1": "ACTIVE"}
@@ -125,7 +124,7 @@ def test_symlink_out_of_the_artifact_folder_is_rejected(tmp_path, store):
     secret.write_text((store / "link" / "1" / "adapter_config.json").read_text())
     (store / "link" / "1" / "adapter_config.json").unlink()
     (store / "link" / "1" / "adapter_config.json").symlink_to(secret)
-    with pytest.raises(InvalidEvent, match="bad_path"):
+    with pytest.raises(InvalidArgument, match="bad_path"):
         publish(reg, msg)
 
 
@@ -133,14 +132,14 @@ def test_file_roots_confine_artifacts(tmp_path, store):
     from vispod.generator.adapters import ArtifactFetcher
 
     reg = registry(tmp_path, artifact_fetcher=ArtifactFetcher(file_roots=[tmp_path / "elsewhere"]))
-    with pytest.raises(InvalidEvent, match="outside the allowed artifact roots"):
+    with pytest.raises(InvalidArgument, match="outside the allowed artifact roots"):
         publish(reg, make(store, "a@1"))
 
 
 def test_base_model_check_modes(tmp_path, store):
     msg = make(store, "a@1", base="/somewhere/else/tiny-qwen3-vl")
     strict = AdapterRegistry(tmp_path / "s1", tmp_path / "c1", BASE, base_model_check="strict")
-    with pytest.raises(InvalidEvent, match="base_model_mismatch"):
+    with pytest.raises(InvalidArgument, match="base_model_mismatch"):
         publish(strict, msg)
     assert publish(registry(tmp_path), msg), "name mode: the same model folder name is the same base"
     other = make(store, "b@1", base="/models/other")
@@ -178,7 +177,7 @@ def test_immutable_ids_and_redelivery(tmp_path, store):
     # A different artifact under the same id: refused, the registered one stays.
     other = make(store / "x", "sporc@1", seed=5)
     before = failures("id_conflict")
-    with pytest.raises(InvalidEvent, match="id_conflict"):
+    with pytest.raises(InvalidArgument, match="id_conflict"):
         publish(reg, other)
     assert failures("id_conflict") == before + 1
     assert states(reg) == {"sporc@1": "ACTIVE"}
@@ -327,7 +326,7 @@ def test_gate_decisions_are_applied_idempotently(tmp_path, store):
     assert states(reg) == {"a@1": "ACTIVE", "b@1": "REJECTED"}
     decision("b@1", events_pb2.ADAPTER_STATE_ACTIVE)       # never un-reject
     assert reg.active_adapter_id == "a@1"
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidArgument):
         decision("b@1", events_pb2.ADAPTER_STATE_CANARY, share=0.0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gen_helpers import GOOD_DIALOGUE, Reply, generator_settings, make_event
 
-from vispod.common.grpc_server import InvalidArgument
+from vispod.common.errors import InvalidArgument
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.backends.openai import OpenAIBackend
 from vispod.generator.engine import Generator

@@ -11,7 +11,9 @@ import pytest
 from vispod.common.embedded_models import resolve_gguf
 from vispod.generator.backends import llamacpp_engine
 from vispod.generator.backends.base import Step
-from vispod.generator.backends.llamacpp_engine import MIN_SHARED_PREFIX, LlamaEngine, Sampling
+from vispod.generator.backends.llamacpp_engine import LlamaEngine
+from vispod.generator.backends.llamacpp_prefix import MIN_SHARED_PREFIX
+from vispod.generator.backends.llamacpp_sampler import Sampling
 
 INSTRUCTIONS = ("<|im_start|>system\nYou are two podcast hosts who talk about a family's photos, one photo at a "
                 "time, in a warm and curious tone. Keep every turn to two or three sentences.<|im_end|>\n"

@@ -73,6 +73,10 @@ def test_grpc_streams_each_turn_then_the_result(story_dir, kafka, engine) -> Non
         with pytest.raises(grpc.RpcError) as err:
             stub.Generate(generator_pb2.GenerateRequest(image_set=ev), timeout=60)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        engine.replies = [Reply(status=503)] * 5
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.StreamGenerate(generator_pb2.GenerateRequest(image_set=ev), timeout=60))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "503" in err.value.details()
     finally:
         handle.stop()
 

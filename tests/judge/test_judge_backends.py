@@ -10,7 +10,7 @@ from judge_fake_apis import KEY, FakeAPI, always, prefers
 from PIL import Image
 
 from vispod.common.http_retry import parse_retry_after
-from vispod.judge.backends import BackendError, RetryPolicy, build_backend
+from vispod.judge.backends import JudgeBackendError, RetryPolicy, build_backend
 from vispod.judge.images import prepare_images
 from vispod.judge.protocol import PairInput, Panel
 from vispod.judge.rubrics import load_rubric
@@ -190,5 +190,5 @@ def test_unknown_judge_or_criterion_is_refused() -> None:
 
 
 def test_backend_error_carries_no_key() -> None:
-    err = BackendError("x")
+    err = JudgeBackendError("x")
     assert not err.retryable

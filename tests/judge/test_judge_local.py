@@ -43,9 +43,9 @@ def test_junk_from_a_random_model_is_retried_once_then_invalid(tiny_model: Path)
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
-    from vispod.judge.backends import BackendError
+    from vispod.judge.backends import JudgeBackendError
 
-    with pytest.raises(BackendError, match="does not exist"):
+    with pytest.raises(JudgeBackendError, match="does not exist"):
         build_backend("local", JudgeSettings(local_model_path=tmp_path / "nope"))
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from judge_scripted import ScriptedJudge
 
-from vispod.common.bus import InvalidEvent
+from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.judge.judging import Comparer
 from vispod.judge.pairing import PairingHandler, match
@@ -37,7 +37,7 @@ def test_match_rules() -> None:
     assert match(_ev("nobody"), s) == []
     labelled = match(_ev("x", **{"judge.pair": "run1", "judge.side": "B"}), s)
     assert [(x.pair_id, x.side) for x in labelled] == [("label:run1", "b")]
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidArgument):
         match(_ev("x", **{"judge.pair": "run1"}), s)
     with pytest.raises(ValueError):
         JudgeSettings(pairs=[{"a": "same", "b": "same"}])
@@ -70,7 +70,7 @@ def test_redelivered_completing_event_re_emits_without_judging_again(tmp_path) -
     assert again.message == first.message and judge.calls == 2
     # a new event for a judged pair: dropped
     assert list(handler(_env("e-a2", _ev("cand", "Speaker 1: GOOD")))) == []
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidArgument):
         list(handler(_env("e-x", _ev("cand", image_set=""))))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_SIZE, TINY_STEPS, synth_settings
+from prometheus_client import REGISTRY
 
 from vispod.common.settings import KafkaSettings
 from vispod.dataset.build import BuildConfig, BuildConfigMismatch, BuildResult, SynthParams, build_dataset
@@ -21,6 +22,7 @@ from vispod.dataset.layout import sha256_bytes
 from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout
 from vispod.synth.engine import Synthesizer
 from vispod.synth.service import build
+from vispod.v1 import events_pb2
 
 PARAMS = SynthParams(width=TINY_SIZE, height=TINY_SIZE, steps=TINY_STEPS, guidance=5.0)
 
@@ -95,6 +97,22 @@ def test_local_build_three_pairs_then_rerun_is_a_no_op(sporc: Path, tmp_path: Pa
     assert _build(sporc, tmp_path / "twin", local_client).dataset_sha256 == first.dataset_sha256
     with pytest.raises(BuildConfigMismatch, match="seed"):
         _build(sporc, out, local_client, seed=2)
+
+
+def _count(outcome: str) -> float:
+    return REGISTRY.get_sample_value("vispod_synth_requests_total", {"source": "local", "outcome": outcome}) or 0.0
+
+
+def test_the_local_client_refuses_and_counts_as_the_service_does(local_client) -> None:  # type: ignore[no-untyped-def]
+    ok, invalid = _count("ok"), _count("invalid")
+    good = events_pb2.SynthesisRequested(request_id="r1", prompts=["a red kite", "a green field"], width=TINY_SIZE,
+                                         height=TINY_SIZE, steps=TINY_STEPS, seed=3)
+    outcome = local_client.run([good])["r1"]
+    assert len(outcome.images) == 2 and all(png.startswith(b"\x89PNG") for png in outcome.images)
+    assert outcome.random_weights is True
+    with pytest.raises(SynthesisError, match=r"request r2 refused: width: 36 is not a multiple of 8"):
+        local_client.run([events_pb2.SynthesisRequested(request_id="r2", prompts=["x"], width=36, height=32)])
+    assert (_count("ok"), _count("invalid")) == (ok + 1, invalid + 1)
 
 
 def test_torn_line_and_orphan_record_are_repaired(sporc: Path, tmp_path: Path, local_client) -> None:  # type: ignore[no-untyped-def]

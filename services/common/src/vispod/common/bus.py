@@ -30,7 +30,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from vispod.common import events
-from vispod.common.errors import InvalidArgument, status_of
+from vispod.common.errors import status_of
 from vispod.common.events import Envelope, EventDecodeError
 from vispod.common.lru import LRU
 from vispod.common.settings import KafkaSettings
@@ -57,11 +57,6 @@ class Output:
     topic: Topic
     message: Message
     key: bytes | None = None   # default: the message's own key (events.event_key), else the input's
-
-
-# The old name of errors.InvalidArgument on the Kafka side (a permanent error: dead-lettered at once);
-# new code raises InvalidArgument (or another vispod.common.errors class) whatever the transport.
-InvalidEvent = InvalidArgument
 
 
 Handler = Callable[[Envelope], Iterable[Output]]

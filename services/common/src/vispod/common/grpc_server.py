@@ -17,12 +17,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
-from vispod.common.errors import InvalidArgument, Status, VispodError
+from vispod.common.errors import Status, VispodError
 from vispod.common.settings import GrpcTlsSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GRPC_CODES", "GrpcServer", "GrpcService", "InvalidArgument", "admin_denial", "client_channel"]
+__all__ = ["GRPC_CODES", "GrpcServer", "GrpcService", "admin_denial", "client_channel"]
 
 REQUESTS = Counter("vispod_grpc_requests_total", "gRPC requests by method and status code",
                    ["service", "method", "code"])

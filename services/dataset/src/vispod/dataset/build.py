@@ -12,7 +12,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from vispod.dataset.clients import SynthClient, SynthesisError, SynthOutcome
+from vispod.dataset.episodes import LoadReport
 from vispod.dataset.excerpts import Excerpt, ExcerptConfig, ExcerptStats, iter_excerpts
 from vispod.dataset.layout import DatasetDir, atomic_write, canonical_json, sha256_bytes
 from vispod.dataset.prompts import (
@@ -24,7 +27,7 @@ from vispod.dataset.prompts import (
     human_turn,
 )
 from vispod.dataset.scoring import HeuristicScorer, VisualizabilityScorer
-from vispod.dataset.sporc import LoadReport, iter_episodes
+from vispod.dataset.sporc import iter_episodes
 from vispod.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -243,8 +246,6 @@ def build_dataset(
     writer: ScenePromptWriter | None = None,
 ) -> BuildResult:
     """Build `cfg.n` pairs into `cfg.out`, or finish a build that was interrupted there."""
-    from tqdm import tqdm
-
     scorer = scorer or HeuristicScorer()
     writer = writer or HeuristicPromptWriter()
     dd = DatasetDir(cfg.out)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from vispod.dataset.sporc import LoadReport, SporcEpisode, SporcTurn
+from vispod.dataset.episodes import LoadReport, SporcEpisode, SporcTurn
 
 PACKAGE = "chitchat_dataset"
 

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from vispod.common.settings import KafkaSettings
-from vispod.synth.limits import RequestError, request_from_proto
+from vispod.common import events
+from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.errors import InvalidArgument
+from vispod.common.images import ImageFetcher
+from vispod.common.settings import ImageAccessSettings, KafkaSettings
+from vispod.common.topics import Topic, dlq_topic
+from vispod.synth.engine import Synthesizer
 from vispod.v1 import common_pb2, events_pb2
 
 
@@ -37,27 +42,20 @@ class SynthClient(Protocol):
 
 
 class LocalSynthClient:
-    """Runs the synth engine in this process (same validation and seeds as the service)."""
+    """Runs the synth engine in this process (Synthesizer.draw: the service's validation, seeds and counters)."""
 
     mode = "local"
 
-    def __init__(self, synthesizer: object) -> None:
-        from vispod.synth.engine import Synthesizer
-
-        assert isinstance(synthesizer, Synthesizer)
+    def __init__(self, synthesizer: Synthesizer) -> None:
         self.synth = synthesizer
 
     def run(self, requests: Sequence[events_pb2.SynthesisRequested]) -> dict[str, SynthOutcome]:
-        from vispod.synth import metrics
-
         out = {}
         for msg in requests:
             try:
-                req = request_from_proto(msg, self.synth.settings)
-            except RequestError as exc:
+                rendered = self.synth.draw(msg, "local")
+            except InvalidArgument as exc:
                 raise SynthesisError(f"request {msg.request_id} refused: {exc}") from exc
-            rendered = self.synth.render(req)
-            metrics.IMAGES.labels("local").inc(len(rendered))
             out[msg.request_id] = SynthOutcome([r.png for r in rendered], self.synth.model, self.synth.random_weights)
         return out
 
@@ -75,11 +73,6 @@ class KafkaSynthClient:
     mode = "kafka"
 
     def __init__(self, kafka: KafkaSettings, artifact_roots: Sequence[Path], timeout_s: float = 600.0) -> None:
-        from vispod.common.bus import EventPublisher, EventReader
-        from vispod.common.images import ImageFetcher
-        from vispod.common.settings import ImageAccessSettings
-        from vispod.common.topics import Topic, dlq_topic
-
         self.timeout_s = timeout_s
         self._dlq = dlq_topic("synth", kafka.topic_prefix)
         # Positioned at the end before anything is published: only answers to this run's requests are read.
@@ -89,8 +82,6 @@ class KafkaSynthClient:
         self._fetcher = ImageFetcher(ImageAccessSettings(file_roots=list(artifact_roots), max_pixels=64_000_000))
 
     def run(self, requests: Sequence[events_pb2.SynthesisRequested]) -> dict[str, SynthOutcome]:
-        from vispod.common import events
-
         pending = {m.request_id: m for m in requests}
         for msg in requests:
             # A fresh event id each time: a rerun must not be swallowed by the consumer's duplicate filter.

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from vispod.dataset.episodes import SporcEpisode
 from vispod.dataset.scoring import HeuristicScorer, VisualizabilityScorer
-from vispod.dataset.sporc import SporcEpisode
 
 _SPACES = re.compile(r"\s+")
 

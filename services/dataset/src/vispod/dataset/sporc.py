@@ -22,77 +22,22 @@ by reason, with a few examples.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from vispod.dataset.chitchat import is_chitchat_file, iter_chitchat
+from vispod.dataset.episodes import LoadReport, SporcEpisode, SporcTurn
 
 Layout = Literal["jsonl", "parquet", "chitchat"]
 EPISODES_FILE = "episodeLevelData"
 TURNS_FILE = "speakerTurnData"
-_MAX_EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class SporcTurn:
-    speaker: str  # diarisation label, e.g. SPEAKER_00
-    text: str
-    start: float | None = None
-    end: float | None = None
-    role: str = ""  # host | guest | neither
-    name: str = ""
-
-
-@dataclass
-class SporcEpisode:
-    episode_id: str
-    mp3url: str
-    podcast_id: str = ""
-    title: str = ""
-    podcast_title: str = ""
-    language: str | None = None
-    explicit: bool | None = None
-    overlap_prop_duration: float | None = None
-    turns: list[SporcTurn] = field(default_factory=list)
-
-
-@dataclass
-class LoadReport:
-    """What was read and what was skipped, by reason."""
-
-    layout: str = ""
-    episodes_read: int = 0
-    turns_read: int = 0
-    malformed: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def bad(self, reason: str, where: str) -> None:
-        self.malformed[reason] += 1
-        seen = self.examples.setdefault(reason, [])
-        if len(seen) < _MAX_EXAMPLES:
-            seen.append(where)
-
-    @property
-    def malformed_total(self) -> int:
-        return sum(self.malformed.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "layout": self.layout,
-            "episodes_read": self.episodes_read,
-            "turns_read": self.turns_read,
-            "malformed_total": self.malformed_total,
-            "malformed": dict(sorted(self.malformed.items())),
-            "examples": {k: v for k, v in sorted(self.examples.items())},
-        }
 
 
 def episode_id_for(mp3url: str) -> str:
     """SPoRC's episode id: md5(mp3_url)[:16] (the Parquet layout's convention, applied to both)."""
-    import hashlib
-
     return hashlib.md5(mp3url.encode("utf-8")).hexdigest()[:16]
 
 
@@ -105,8 +50,6 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def detect_layout(path: Path) -> Layout:
-    from vispod.dataset.chitchat import is_chitchat_file
-
     path = Path(path)
     if is_chitchat_file(path):
         return "chitchat"
@@ -129,8 +72,6 @@ def iter_episodes(path: Path | str, report: LoadReport | None = None) -> Iterato
     if layout == "jsonl":
         yield from _iter_jsonl(path, report)
     elif layout == "chitchat":
-        from vispod.dataset.chitchat import iter_chitchat
-
         yield from iter_chitchat(path, report)
     else:
         yield from _iter_parquet(path, report)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vispod.devkit.mini_paper_loop import (
-    CACHE,
     PROFILES,
+    PROMOTED,
     ensure_adapter,
     publish,
     publish_decision,
@@ -24,8 +24,6 @@ from vispod.devkit.mini_paper_loop import (
     wait_registered,
     wait_state,
 )
-
-PROMOTED = CACHE / "promoted.json"
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,6 @@ class Route:
     adapter_id: str
     request_adapter: str                 # "" when the adapter serves by default (promoted), else its id
     note: str
-
-
-def record_promotion(record: dict[str, Any], decision: dict[str, Any], results: Path) -> None:
-    PROMOTED.parent.mkdir(parents=True, exist_ok=True)
-    PROMOTED.write_text(json.dumps({"record": record, "decision": decision, "results": str(results)}, indent=1,
-                                   default=str))
 
 
 def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:

@@ -34,6 +34,7 @@ from vispod.common.lifecycle_signing import local_identities
 from vispod.devkit.mini_paper_data import DataProfile, build, cache_key
 
 CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
+PROMOTED = CACHE / "promoted.json"   # the adapter the last run's gate promoted: `vispod demo` serves it
 ADAPTER_NAME = "mini-paper"
 SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
 TARGET_WORDS = 700
@@ -339,6 +340,12 @@ def publish_decision(kafka, adapter_id: str, decision: dict[str, Any], keys: Pat
         publisher.close()
 
 
+def record_promotion(record: dict[str, Any], decision: dict[str, Any], results: Path) -> None:
+    PROMOTED.parent.mkdir(parents=True, exist_ok=True)
+    PROMOTED.write_text(json.dumps({"record": record, "decision": decision, "results": str(results)}, indent=1,
+                                   default=str))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mini-paper", help="the paper's claim in miniature on real weights (train, generate, "
                                           "evaluate, gate)")
@@ -360,7 +367,6 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
     from vispod.common.bus import ensure_topics
     from vispod.common.settings import KafkaSettings
     from vispod.devkit import local_kafka
-    from vispod.devkit.demo_adapter import record_promotion
     from vispod.gate.mini_paper import SystemInfo, SystemRun, reference_runs
     from vispod.gate.mini_paper import run as evaluate_and_report
     from vispod.gate.splits import load_split

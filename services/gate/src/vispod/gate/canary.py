@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import InvalidEvent, Output
+from vispod.common.bus import Output
+from vispod.common.errors import InvalidArgument, Unavailable
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
 from vispod.common.signing import Signer
@@ -124,7 +125,7 @@ class CanaryMonitor:
             try:
                 listing = self.generator.ListAdapters(generator_pb2.ListAdaptersRequest(), timeout=self.rpc_timeout_s)
             except grpc.RpcError as exc:   # transient: the bus retries this event
-                raise RuntimeError(f"generator ListAdapters: {exc.code().name}") from exc
+                raise Unavailable(f"generator ListAdapters: {exc.code().name}") from exc
             canary = next((a for a in listing.adapters if a.state == S.ADAPTER_STATE_CANARY), None)
             self._routing = Routing(canary.adapter_id if canary else "", canary.canary_share if canary else 0.0,
                                     listing.active_adapter_id)
@@ -134,7 +135,7 @@ class CanaryMonitor:
     def handle(self, env: Envelope) -> list[Output]:
         m = env.message
         if not isinstance(m, events_pb2.MetricsComputed):
-            raise InvalidEvent(f"expected MetricsComputed, got {type(m).__name__}")
+            raise InvalidArgument(f"expected MetricsComputed, got {type(m).__name__}")
         if GATE_LABEL in m.labels:
             return []
         with self._lock:

@@ -148,14 +148,18 @@ def image_set_request(story: Story, adapter: str, speakers: Sequence[str], targe
         correlation_id=f"eval-{story.story_id}-{adapter or 'active'}", seed=seed, labels=labels)
 
 
+class GenerationFailed(RuntimeError):
+    """The generator answered with a FAILED dialogue; the message gives the story, the adapter and the reason."""
+
+
 def generate(clients: Clients, story: Story, adapter: str, *, speakers: Sequence[str], target_words: int,
              seed: int, timeout: float, labels: dict[str, str] | None = None) -> events_pb2.DialogueGenerated:
-    """One dialogue from GeneratorService.Generate; raises RuntimeError when generation failed."""
+    """One dialogue from GeneratorService.Generate; GenerationFailed when the generator's answer is FAILED."""
     request = generator_pb2.GenerateRequest(
         image_set=image_set_request(story, adapter, speakers, target_words, seed, labels or {}))
     result = clients.generator.Generate(request, timeout=timeout).result
     if result.status != common_pb2.STATUS_OK:
-        raise RuntimeError(f"generation failed for story {story.story_id} ({adapter or 'active'}): "
+        raise GenerationFailed(f"generation failed for story {story.story_id} ({adapter or 'active'}): "
                            f"{result.error or 'no reason given'}")
     return result
 
@@ -241,7 +245,7 @@ def _generate_all(stories: Sequence[Story], clients: Clients, options: EvalOptio
             except grpc.RpcError as exc:
                 result.notes.append(f"story {story.story_id} / {system}: generation failed: {_rpc_reason(exc)}")
                 continue
-            except RuntimeError as exc:  # a FAILED DialogueGenerated: the reason says so
+            except GenerationFailed as exc:  # a FAILED DialogueGenerated: the reason says so
                 result.notes.append(str(exc))
                 continue
             target = options.out_dir / "transcripts" / f"story_{story.story_id}" / f"{system}.txt"

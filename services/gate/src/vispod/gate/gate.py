@@ -47,7 +47,7 @@ from vispod.gate.decision import (
 from vispod.gate.decisions_log import DecisionsLog
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evalset import Story
-from vispod.gate.evaluation import generate, story_event
+from vispod.gate.evaluation import GenerationFailed, generate, story_event
 from vispod.gate.settings import GateSettings
 from vispod.v1 import events_pb2, generator_pb2, judge_pb2, metrics_pb2
 
@@ -231,7 +231,7 @@ class Gate:
                                 seed=s.seed, timeout=deadline.timeout(), labels={"vispod.gate": candidate})
             except grpc.RpcError as exc:
                 raise _rpc(f"generating story {story.story_id} with {candidate}", exc) from exc
-            except RuntimeError as exc:  # the candidate produced no usable dialogue: that is a loss
+            except GenerationFailed as exc:  # the candidate produced no usable dialogue: that is a loss
                 ev.outcomes.append([LOSS])
                 row["outcome"] = "candidate failed to generate"
                 ev.notes.append(str(exc))
@@ -243,7 +243,7 @@ class Gate:
                                 timeout=deadline.timeout(), labels={"vispod.gate": candidate})
             except grpc.RpcError as exc:
                 raise _rpc(f"generating story {story.story_id} with {baseline}", exc) from exc
-            except RuntimeError as exc:
+            except GenerationFailed as exc:
                 row["outcome"] = "baseline failed to generate: story skipped"
                 ev.notes.append(str(exc))
                 ev.stories.append(row)

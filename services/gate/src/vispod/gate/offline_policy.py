@@ -1,7 +1,7 @@
 """The offline promotion policy: promote a candidate on measured evidence, without an LLM judge.
 
-Inputs are story-level bootstrap intervals (bootstrap.py) of differences candidate − other system. Over the
-policy's metrics — format validity rate, caption coverage and distinct-2 by default, all "higher is better":
+Inputs are story-level bootstrap intervals (vispod.common.statistics) of differences candidate − other system.
+Over the policy's metrics — format validity rate, caption coverage and distinct-2 by default, all "higher is better":
 
 - *improved*: the 95% interval's lower bound is above 0;
 - *not worse*: the 95% interval's upper bound is at least 0, i.e. the data do not show the candidate worse at

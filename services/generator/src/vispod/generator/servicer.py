@@ -8,7 +8,6 @@ import threading
 import grpc
 
 from vispod.common.grpc_server import GrpcService
-from vispod.generator.backends.base import BackendUnavailable
 from vispod.generator.engine import GenerationCancelled, Generator
 from vispod.v1 import generator_pb2, generator_pb2_grpc
 
@@ -19,13 +18,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
 
+    # A failed generation raises: BackendUnavailable and the other vispod errors get their status code from the
+    # shared interceptor (vispod.common.grpc_server), as in every service.
     def Generate(self, request: generator_pb2.GenerateRequest, context: grpc.ServicerContext):
         gone = _caller_gone(context)
         try:
             result = self.generator.generate(request.image_set, cancelled=gone.is_set)
-        except BackendUnavailable as exc:
-            _unavailable(context, exc)
-            return generator_pb2.GenerateResponse()
         except GenerationCancelled:
             context.set_code(grpc.StatusCode.CANCELLED)
             return generator_pb2.GenerateResponse()
@@ -57,9 +55,6 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         finally:
             gone.set()  # the client stopped reading (cancel, deadline): stop the worker too
         result = outcome[0]
-        if isinstance(result, BackendUnavailable):
-            _unavailable(context, result)
-            return
         if isinstance(result, GenerationCancelled):
             context.set_code(grpc.StatusCode.CANCELLED)
             return
@@ -79,12 +74,6 @@ def _caller_gone(context: grpc.ServicerContext) -> threading.Event:
     gone = threading.Event()
     context.add_callback(gone.set)
     return gone
-
-
-def _unavailable(context: grpc.ServicerContext, exc: Exception) -> None:
-    # set_code rather than abort(): the shared interceptor would turn abort's bare Exception into INTERNAL.
-    context.set_code(grpc.StatusCode.UNAVAILABLE)
-    context.set_details(str(exc))
 
 
 # Methods that change what is served: only callers with an admin identity (vispod.common.grpc_server).

@@ -58,31 +58,22 @@ def _captions(story: Path) -> list[str]:
         return []
 
 
-def run(args: argparse.Namespace) -> int:
-    from vispod.common.settings import load_settings
-    from vispod.judge import stats
-    from vispod.judge.images import prepare_images
-    from vispod.judge.judging import build_panel
-    from vispod.judge.protocol import PairInput, photos_text
-    from vispod.judge.settings import JudgeSettings
+_VERDICT_FIELDS = ("judge", "criterion", "outcome", "outcome_ab", "outcome_ba", "rationale", "prompt_tokens",
+                   "completion_tokens", "cost_usd", "errors")
+TIE_POLICY = ("win_rate counts ties as half over valid verdicts; win_rate_excl_ties drops ties; "
+              "invalid verdicts are counted, never in a denominator")
 
-    if not args.pairs.is_dir():
-        hint = " (the shared VIST podcast set is absent on this machine)" if str(args.pairs) == EXAMPLE_SET else ""
-        print(f"vispod judge: {args.pairs} is not a folder{hint}", file=sys.stderr)
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: every installed package's CLI module is imported when `vispod` starts, and the panel pulls in
+    # the judges' HTTP and model code.
+    from vispod.judge import stats
+    from vispod.judge.judging import build_panel
+
+    if (refusal := _refusal(args)) is not None:
+        print(f"vispod judge: {refusal}", file=sys.stderr)
         return 2
-    if args.a == args.b:
-        print("vispod judge: --a and --b must differ", file=sys.stderr)
-        return 2
-    overrides: dict[str, object] = {"consume": False}
-    if args.judges:
-        overrides["judges"] = args.judges
-    if args.criteria:
-        overrides["criteria"] = args.criteria
-    if args.rubric:
-        overrides["rubric_version"] = args.rubric
-    if args.no_images:
-        overrides["send_images"] = False
-    settings = load_settings(JudgeSettings, **overrides)
+    settings = _settings(args)
     stories, skipped = _stories(args.pairs, args.a, args.b)
     if args.limit:
         stories = stories[: args.limit]
@@ -98,60 +89,16 @@ def run(args: argparse.Namespace) -> int:
     per_story = []
     started = time.monotonic()
     for i, story in enumerate(stories, 1):
-        text_a = (story / f"{args.a}.txt").read_text(encoding="utf-8")
-        text_b = (story / f"{args.b}.txt").read_text(encoding="utf-8")
-        photos = sorted(story.glob("image_*.jpg"))
-        raw = [p.read_bytes() for p in photos] if wants_images else []
-        images = prepare_images(
-            raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
-        )
-        pair = PairInput(text_a, text_b, photos_text(_captions(story), len(photos)), images)
-        verdicts = panel.compare(pair, settings.criteria)
-        len_a, len_b = len(text_a.split()), len(text_b.split())
-        for v in verdicts:
-            records.append(
-                stats.Record(story.name, v.judge, v.criterion, v.outcome, v.outcome_ab, v.outcome_ba, len_a, len_b)
-            )
-        per_story.append(
-            {
-                "story": story.name,
-                "words_a": len_a,
-                "words_b": len_b,
-                "verdicts": [
-                    {
-                        k: getattr(v, k)
-                        for k in (
-                            "judge",
-                            "criterion",
-                            "outcome",
-                            "outcome_ab",
-                            "outcome_ba",
-                            "rationale",
-                            "prompt_tokens",
-                            "completion_tokens",
-                            "cost_usd",
-                            "errors",
-                        )
-                    }
-                    for v in verdicts
-                ],
-            }
-        )
-        print(
-            f"[{i}/{len(stories)}] {story.name}: "
-            + ", ".join(f"{v.judge}/{v.criterion}={v.outcome}" for v in verdicts),
-            file=sys.stderr,
-            flush=True,
-        )
+        images = _story_images(story, settings) if wants_images else []
+        story_records, story_doc = _judge_story(panel, settings, story, args.a, args.b, images)
+        records += story_records
+        per_story.append(story_doc)
+        print(f"[{i}/{len(stories)}] {story.name}: "
+              + ", ".join(f"{v['judge']}/{v['criterion']}={v['outcome']}" for v in story_doc["verdicts"]),
+              file=sys.stderr, flush=True)
     report = stats.summarize(records)
     print(f"A = {args.a}   B = {args.b}   stories = {len(stories)}   rubric = {settings.rubric_version}")
     print(stats.format_table(report))
-    usage = {}
-    for s in per_story:
-        for v in s["verdicts"]:
-            u = usage.setdefault(v["judge"], {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
-            for k in u:
-                u[k] += v[k]
     if args.out:
         doc = {
             "a": args.a,
@@ -165,9 +112,8 @@ def run(args: argparse.Namespace) -> int:
             "random_weight_judges": random_judges,
             "images_sent": wants_images,
             "seconds": round(time.monotonic() - started, 1),
-            "tie_policy": "win_rate counts ties as half over valid verdicts; win_rate_excl_ties drops ties; "
-            "invalid verdicts are counted, never in a denominator",
-            "usage": usage,
+            "tie_policy": TIE_POLICY,
+            "usage": _usage(per_story),
             "report": report.to_dict(),
             "per_story": per_story,
         }
@@ -177,3 +123,72 @@ def run(args: argparse.Namespace) -> int:
     for backend in panel.backends.values():
         backend.close()
     return 0
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot be judged, or None."""
+    if not args.pairs.is_dir():
+        hint = " (the shared VIST podcast set is absent on this machine)" if str(args.pairs) == EXAMPLE_SET else ""
+        return f"{args.pairs} is not a folder{hint}"
+    if args.a == args.b:
+        return "--a and --b must differ"
+    return None
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """JudgeSettings (VISPOD_JUDGE_*) with the command line's choices on top."""
+    from vispod.common.settings import load_settings
+    from vispod.judge.settings import JudgeSettings
+
+    overrides: dict[str, object] = {"consume": False}
+    if args.judges:
+        overrides["judges"] = args.judges
+    if args.criteria:
+        overrides["criteria"] = args.criteria
+    if args.rubric:
+        overrides["rubric_version"] = args.rubric
+    if args.no_images:
+        overrides["send_images"] = False
+    return load_settings(JudgeSettings, **overrides)
+
+
+def _story_images(story: Path, settings):  # type: ignore[no-untyped-def]
+    """The story's photos as the judges get them (bounded in number, side and bytes)."""
+    from vispod.judge.images import prepare_images
+
+    raw = [p.read_bytes() for p in _photos(story)]
+    return prepare_images(
+        raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
+    )
+
+
+def _photos(story: Path) -> list[Path]:
+    return sorted(story.glob("image_*.jpg"))
+
+
+def _judge_story(panel, settings, story: Path, a: str, b: str, images: list):  # type: ignore[no-untyped-def]
+    """One story's verdicts: the statistics' records and the story's entry in the JSON report."""
+    from vispod.judge import stats
+    from vispod.judge.protocol import PairInput, photos_text
+
+    text_a = (story / f"{a}.txt").read_text(encoding="utf-8")
+    text_b = (story / f"{b}.txt").read_text(encoding="utf-8")
+    pair = PairInput(text_a, text_b, photos_text(_captions(story), len(_photos(story))), images)
+    verdicts = panel.compare(pair, settings.criteria)
+    len_a, len_b = len(text_a.split()), len(text_b.split())
+    records = [stats.Record(story.name, v.judge, v.criterion, v.outcome, v.outcome_ab, v.outcome_ba, len_a, len_b)
+               for v in verdicts]
+    doc = {"story": story.name, "words_a": len_a, "words_b": len_b,
+           "verdicts": [{k: getattr(v, k) for k in _VERDICT_FIELDS} for v in verdicts]}
+    return records, doc
+
+
+def _usage(per_story: list[dict]) -> dict[str, dict[str, float]]:
+    """Tokens and cost per judge over every verdict."""
+    usage: dict[str, dict[str, float]] = {}
+    for story in per_story:
+        for v in story["verdicts"]:
+            u = usage.setdefault(v["judge"], {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+            for k in u:
+                u[k] += v[k]
+    return usage

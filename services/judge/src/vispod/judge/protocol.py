@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vispod.judge import metrics
-from vispod.judge.backends.base import BackendError, JudgeBackend, JudgeImage, JudgePrompt
+from vispod.judge.backends.base import JudgeBackend, JudgeBackendError, JudgeImage, JudgePrompt
 from vispod.judge.rubrics import Rubric
 from vispod.judge.settings import Price
 from vispod.judge.stats import INVALID, TIE, A, B, combine_orders
@@ -132,7 +132,7 @@ class Panel:
             started = time.perf_counter()
             try:
                 completion = backend.complete(JudgePrompt(self.rubric.system, text, images, attempt))
-            except BackendError as exc:
+            except JudgeBackendError as exc:
                 metrics.REQUESTS.labels(backend.name, "error").inc()
                 result.error, result.retryable = str(exc), exc.retryable
                 result.rationale = f"judge error: {exc}"[:400]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import SettingsConfigDict
 
 from vispod.common.settings import ServiceSettings
-from vispod.judge.rubrics import CRITERIA
+from vispod.judge.rubrics import CRITERIA, load_rubric
 
 JUDGE_KINDS = ("openai", "vllm", "anthropic", "gemini", "tgi", "local")
 
@@ -140,8 +140,6 @@ class JudgeSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _criteria_in_rubric(self) -> JudgeSettings:
-        from vispod.judge.rubrics import load_rubric
-
         rubric = load_rubric(self.rubric_version)
         unknown = [c for c in self.criteria if c not in rubric.criteria]
         if unknown:

@@ -13,18 +13,22 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vispod.common.random_weights import has_random_weights
 from vispod.synth import metrics
-from vispod.synth.limits import RequestError, SynthRequest
+from vispod.synth.limits import RequestError, SynthRequest, request_from_proto
 from vispod.synth.settings import SynthSettings
+from vispod.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 PNG_MIME = "image/png"
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -144,10 +148,24 @@ class Synthesizer:
 
     def synthesize(self, req: SynthRequest, store: Any, source: str) -> SynthResult:
         """Render, write each PNG to the content-addressed artifact store, and count it."""
+
+        def render_and_store() -> list[StoredImage]:
+            return [StoredImage(store.put_bytes(r.png, ".png"), r.sha256, r.seed) for r in self.render(req)]
+
+        stored, seconds = self._counted(source, render_and_store)
+        return SynthResult(stored, self.model, seconds, self.random_weights)
+
+    def draw(self, msg: events_pb2.SynthesisRequested, source: str = "local") -> list[RenderedImage]:
+        """The PNGs for one SynthesisRequested in this process, stored nowhere: validated with the service's limits
+        (RequestError, an InvalidArgument, when they refuse it) and counted like a service request under `source`.
+        The in-process path of the dataset builder."""
+        rendered, _ = self._counted(source, lambda: self.render(request_from_proto(msg, self.settings)))
+        return rendered
+
+    def _counted(self, source: str, work: Callable[[], list[_T]]) -> tuple[list[_T], float]:
         began = time.perf_counter()
         try:
-            rendered = self.render(req)
-            stored = [StoredImage(store.put_bytes(r.png, ".png"), r.sha256, r.seed) for r in rendered]
+            images = work()
         except RequestError:
             metrics.REQUESTS.labels(source, "invalid").inc()
             raise
@@ -156,6 +174,6 @@ class Synthesizer:
             raise
         seconds = time.perf_counter() - began
         metrics.REQUESTS.labels(source, "ok").inc()
-        metrics.IMAGES.labels(source).inc(len(stored))
+        metrics.IMAGES.labels(source).inc(len(images))
         metrics.REQUEST_SECONDS.labels(source).observe(seconds)
-        return SynthResult(stored, self.model, seconds, self.random_weights)
+        return images, seconds

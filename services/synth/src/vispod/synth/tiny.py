@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vispod.common.random_weights import write_marker
 
@@ -49,6 +51,87 @@ def write_tiny_clip_tokenizer(out_dir: Path) -> Path:
     return out_dir
 
 
+@dataclass(frozen=True)
+class SDShape:
+    """The sizes of a Stable-Diffusion-style stack: a UNet, a VAE and a CLIP text encoder."""
+
+    image_side: int
+    vae_channels: tuple[int, ...]        # one VAE block each; every block but the last halves the side
+    unet_channels: tuple[int, ...]
+    unet_cross_attention: tuple[bool, ...]   # per UNet down block (the up blocks mirror them)
+    layers_per_block: int
+    norm_groups: int
+    attention_head_dim: int
+    text_width: int                      # also the UNet's cross-attention width
+    text_layers: int
+    text_heads: int
+    text_intermediate: int
+    vocab_size: int = 49408
+
+    @property
+    def latent_side(self) -> int:
+        return self.image_side // 2 ** (len(self.vae_channels) - 1)
+
+
+# Stable Diffusion 1.5's architecture (~860M UNet parameters; CLIP ViT-L/14's text encoder): the GPU benchmark's.
+SD15 = SDShape(image_side=512, vae_channels=(128, 256, 512, 512), unet_channels=(320, 640, 1280, 1280),
+               unet_cross_attention=(True, True, True, False), layers_per_block=2, norm_groups=32,
+               attention_head_dim=8, text_width=768, text_layers=12, text_heads=12, text_intermediate=3072)
+# The tiny pipeline's: a few hundred thousand parameters.
+TINY = SDShape(image_side=64, vae_channels=(8, 16), unet_channels=(16, 32), unet_cross_attention=(True, False),
+               layers_per_block=1, norm_groups=4, attention_head_dim=4, text_width=32, text_layers=2, text_heads=4,
+               text_intermediate=37)
+
+
+def random_sd_modules(shape: SDShape, tokenizer: Any = None) -> tuple[Any, Any, Any]:
+    """Random-initialised (text encoder, VAE, UNet) of `shape`, built in that order (torch's seed decides the
+    weights); the text encoder takes the tokenizer's vocabulary and special tokens when one is given."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    special = {} if tokenizer is None else {"bos_token_id": tokenizer.bos_token_id,
+                                            "eos_token_id": tokenizer.eos_token_id,
+                                            "pad_token_id": tokenizer.pad_token_id}
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=shape.vocab_size if tokenizer is None else len(tokenizer),
+            hidden_size=shape.text_width,
+            intermediate_size=shape.text_intermediate,
+            num_hidden_layers=shape.text_layers,
+            num_attention_heads=shape.text_heads,
+            max_position_embeddings=77,
+            projection_dim=shape.text_width,
+            **special,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(shape.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(shape.vae_channels),
+        block_out_channels=shape.vae_channels,
+        layers_per_block=shape.layers_per_block,
+        latent_channels=4,
+        norm_num_groups=shape.norm_groups,
+        sample_size=shape.image_side,
+    )
+    down = tuple("CrossAttnDownBlock2D" if cross else "DownBlock2D" for cross in shape.unet_cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if cross else "UpBlock2D" for cross in reversed(shape.unet_cross_attention))
+    unet = UNet2DConditionModel(
+        sample_size=shape.latent_side,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=shape.layers_per_block,
+        block_out_channels=shape.unet_channels,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=shape.text_width,
+        attention_head_dim=shape.attention_head_dim,
+        norm_num_groups=shape.norm_groups,
+    )
+    return text_encoder, vae, unet
+
+
 def sd15_scheduler():  # type: ignore[no-untyped-def]
     """Stable Diffusion 1.5's DDIM schedule (the tiny pipeline's and the GPU benchmark's)."""
     from diffusers import DDIMScheduler
@@ -63,52 +146,15 @@ def build_tiny_sd_pipeline(out_dir: Path | str, seed: int = 0, sample_size: int 
     `sample_size` is the default image side in pixels (the VAE downsamples by 2 here, not 8).
     """
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = CLIPTokenizer.from_pretrained(str(write_tiny_clip_tokenizer(Path(tmp))), model_max_length=77)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=sample_size,
-    )
-    latent = sample_size // 2
-    unet = UNet2DConditionModel(
-        sample_size=latent,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
+    text_encoder, vae, unet = random_sd_modules(replace(TINY, image_side=sample_size), tokenizer)
     scheduler = sd15_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,

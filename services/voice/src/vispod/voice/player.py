@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vispod.v1 import common_pb2, events_pb2
+from vispod.voice.engines import build_engine
+from vispod.voice.podcast import Podcaster, describe
 from vispod.voice.settings import VoiceSettings
 
 _STYLE = (".vp-turns{list-style:none;padding:0}.vp-turns li{padding:.2em .4em;border-radius:4px;cursor:pointer}"
@@ -54,9 +56,6 @@ def podcast_player(dialogue: common_pb2.Dialogue, out_dir: Path, images: Sequenc
                    settings: VoiceSettings | None = None) -> str:
     """Renders the dialogue in-process to <out_dir>/podcast.opus and returns the player for a page saved in
     out_dir (the audio is referenced relatively). Raises DialogueError / EngineError with the reason."""
-    from vispod.voice.engines import build_engine
-    from vispod.voice.podcast import Podcaster, describe
-
     # Rendered once, in the foreground: every core speaks a turn (the service's default is one per replica).
     settings = settings or VoiceSettings(consume=False, synthesis_workers=min(4, os.cpu_count() or 1))
     engine = build_engine(settings)

@@ -11,7 +11,7 @@ Per story and system:
 - the paper's style table in paper and robust modes (plain means over all stories).
 A system may give several dialogues (samples, e.g. seeds) per story: the story's row is then the mean of its
 samples (format validity becomes the story's valid share), so that the story stays the statistical unit.
-Every headline number gets a 95% story-level bootstrap interval (bootstrap.py); comparisons are paired
+Every headline number gets a 95% story-level bootstrap interval (vispod.common.statistics); comparisons are paired
 differences tuned − other on the stories both have.
 """
 

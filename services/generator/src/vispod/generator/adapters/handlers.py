@@ -1,6 +1,6 @@
 """The thin transports of the adapter registry: Kafka events and gRPC admin calls become lifecycle commands.
 
-Errors map once: an invalid event → InvalidEvent, an unauthorised command → PermissionDenied (both dead-lettered
+Errors map once: an invalid event → InvalidArgument, an unauthorised command → PermissionDenied (both dead-lettered
 at once with the reason, the consumer goes on); a refused admin call → InvalidArgument (gRPC INVALID_ARGUMENT).
 """
 
@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vispod.common.bus import InvalidEvent, Output
-from vispod.common.errors import PermissionDenied
+from vispod.common.bus import Output
+from vispod.common.errors import InvalidArgument, PermissionDenied
 from vispod.common.events import Envelope
-from vispod.common.grpc_server import InvalidArgument
 from vispod.common.lifecycle_signing import sign_command, verify_command
 from vispod.common.signing import SignatureInvalid, Signer
 from vispod.common.topics import Topic
@@ -72,10 +71,10 @@ def adapter_info(rec: AdapterRecord) -> generator_pb2.AdapterInfo:
 # --- Kafka: adapter.published ------------------------------------------------------------------
 def handle_published(reg: AdapterRegistry, env: Envelope) -> list[Output]:
     """Fetch, verify, register as CANDIDATE; the CANDIDATE event is returned as an Output (published with
-    the offset commit). InvalidEvent (→ DLQ) for a rejected artifact; other errors are transient (retried)."""
+    the offset commit). InvalidArgument (→ DLQ) for a rejected artifact; other errors are transient (retried)."""
     msg = env.message
     if not isinstance(msg, events_pb2.AdapterPublished):
-        raise InvalidEvent(f"expected AdapterPublished, got {type(msg).__name__}")
+        raise InvalidArgument(f"expected AdapterPublished, got {type(msg).__name__}")
     try:
         adapter_id, manifest = reg.installer.check_event(msg)
     except AdapterRejected as exc:
@@ -116,7 +115,7 @@ def notice_key(adapter_id: str, actor: str = NOTIFIER) -> bytes:
 def _redelivery(existing: AdapterRecord, manifest: dict[str, str], env: Envelope) -> list[Output]:
     if existing.file_sha256 != manifest:
         metrics.LOAD_FAILURES.labels("id_conflict").inc()
-        raise InvalidEvent(f"id_conflict: {existing.adapter_id} is already published with other files; "
+        raise InvalidArgument(f"id_conflict: {existing.adapter_id} is already published with other files; "
                            "adapter ids are immutable, publish a new version")
     # Same content: nothing changes. The very same event redelivered (its commit may have been lost)
     # re-creates its CANDIDATE output; the bus derives the same event id, so readers can de-duplicate.
@@ -127,11 +126,11 @@ def _redelivery(existing: AdapterRecord, manifest: dict[str, str], env: Envelope
     return []
 
 
-def _rejected(adapter_id: str, exc: AdapterRejected) -> InvalidEvent:
+def _rejected(adapter_id: str, exc: AdapterRejected) -> InvalidArgument:
     metrics.LOAD_FAILURES.labels(exc.reason).inc()
     log.warning("adapter rejected", extra={"adapter_id": adapter_id, "reason": exc.reason,
                                            "detail": exc.detail[:300]})
-    return InvalidEvent(f"adapter {adapter_id or '?'} rejected: {exc}")
+    return InvalidArgument(f"adapter {adapter_id or '?'} rejected: {exc}")
 
 
 # --- Kafka: adapter.lifecycle ------------------------------------------------------------------
@@ -141,7 +140,7 @@ def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
     Emits nothing: the decision is already on the topic."""
     msg = env.message
     if not isinstance(msg, events_pb2.AdapterLifecycleChanged):
-        raise InvalidEvent(f"expected AdapterLifecycleChanged, got {type(msg).__name__}")
+        raise InvalidArgument(f"expected AdapterLifecycleChanged, got {type(msg).__name__}")
     if reg.is_own_event(env.id):
         return []
     if msg.actor == NOTIFIER and not msg.signature:
@@ -167,11 +166,11 @@ def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
         split_adapter_id(msg.adapter_id)
         target = state_name(msg.state)
     except ValueError as exc:
-        raise InvalidEvent(f"bad lifecycle event: {exc}") from exc
+        raise InvalidArgument(f"bad lifecycle event: {exc}") from exc
     if target not in STATES:
-        raise InvalidEvent(f"bad lifecycle event: state {target}")
+        raise InvalidArgument(f"bad lifecycle event: state {target}")
     if target == CANARY and not 0 < msg.canary_share <= 1:
-        raise InvalidEvent(f"bad lifecycle event: canary_share {msg.canary_share}")
+        raise InvalidArgument(f"bad lifecycle event: canary_share {msg.canary_share}")
     decision = Decide(msg.adapter_id, target, identity, msg.reason or f"{identity} decision",
                       msg.canary_share, env.id)
     result = reg.execute(decision)

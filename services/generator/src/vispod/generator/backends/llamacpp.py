@@ -17,7 +17,9 @@ from typing import Literal
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.adapters.gguf_lora import BaseInfo, LoraConversionError, cached_gguf, read_base
 from vispod.generator.backends.base import CAPTIONS, BackendError, GenerationInput, GenerationStream, Step
-from vispod.generator.backends.llamacpp_engine import EngineError, LlamaEngine, Sampling
+from vispod.generator.backends.llamacpp_engine import LlamaEngine
+from vispod.generator.backends.llamacpp_native import LlamaEngineError
+from vispod.generator.backends.llamacpp_sampler import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class LlamaCppBackend:
         try:
             self.engine = LlamaEngine(model_path, n_parallel=n_parallel, n_ctx_per_seq=n_ctx_per_seq,
                                       n_threads=n_threads, share_prefixes=share_prompt_prefix)
-        except EngineError as exc:
+        except LlamaEngineError as exc:
             raise BackendError(str(exc)) from exc
         self.model = model_path.stem
         self.model_path = model_path
@@ -90,7 +92,7 @@ class LlamaCppBackend:
             return self._base
 
     def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
-        """Convert (once, cached) and load the adapter; LoraConversionError/EngineError when it does not fit."""
+        """Convert (once, cached) and load the adapter; LoraConversionError/LlamaEngineError when it does not fit."""
         if self.engine.has_adapter(adapter.adapter_id):
             return
         path = cached_gguf(adapter.local_path, self._base_info(), self.adapter_cache_dir)
@@ -105,7 +107,7 @@ class LlamaCppBackend:
         if inp.adapter is not None:
             try:
                 self.on_adapter_loaded(inp.adapter)
-            except (LoraConversionError, EngineError) as exc:
+            except (LoraConversionError, LlamaEngineError) as exc:
                 raise AdapterUnavailable(f"adapter {inp.adapter.adapter_id} cannot be applied to "
                                          f"{self.model}: {exc}") from exc
             adapter = inp.adapter.adapter_id
@@ -119,14 +121,14 @@ class LlamaCppBackend:
             es = self.engine.submit(prompt, steps, sampling, adapter)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
-        except EngineError as exc:
+        except LlamaEngineError as exc:
             raise AdapterUnavailable(str(exc)) from exc
         result = GenerationStream(iter(()), prompt_tokens=len(prompt))
 
         def chunks() -> Iterator[str]:
             try:
                 yield from es
-            except EngineError as exc:
+            except LlamaEngineError as exc:
                 raise BackendError(f"llama.cpp generation failed: {exc}") from exc
             finally:
                 es.close()

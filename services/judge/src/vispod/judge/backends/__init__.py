@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from vispod.judge.backends.base import (
-    BackendError,
     Completion,
     JudgeBackend,
+    JudgeBackendError,
     JudgeImage,
     JudgePrompt,
     RetryPolicy,
@@ -13,9 +13,9 @@ from vispod.judge.backends.base import (
 from vispod.judge.settings import JudgeSettings, parse_judge_spec
 
 __all__ = [
-    "BackendError",
     "Completion",
     "JudgeBackend",
+    "JudgeBackendError",
     "JudgeImage",
     "JudgePrompt",
     "RetryPolicy",

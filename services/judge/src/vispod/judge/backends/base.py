@@ -32,7 +32,7 @@ class Completion:
     completion_tokens: int = 0
 
 
-class BackendError(RuntimeError):
+class JudgeBackendError(RuntimeError):
     """A judge call failed for good (retries spent, or a permanent error such as 401)."""
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
@@ -40,12 +40,12 @@ class BackendError(RuntimeError):
         self.retryable = retryable
 
     @classmethod
-    def gave_up(cls, message: str) -> BackendError:
+    def gave_up(cls, message: str) -> JudgeBackendError:
         """Retries spent on a remote that may answer later."""
         return cls(message, retryable=True)
 
 
-__all__ = ["BackendError", "Completion", "JudgeBackend", "JudgeImage", "JudgePrompt", "RemoteJudge", "RetryPolicy"]
+__all__ = ["Completion", "JudgeBackend", "JudgeBackendError", "JudgeImage", "JudgePrompt", "RemoteJudge", "RetryPolicy"]
 
 
 class JudgeBackend(ABC):
@@ -60,7 +60,7 @@ class JudgeBackend(ABC):
 
     @abstractmethod
     def complete(self, prompt: JudgePrompt) -> Completion:
-        """One reply to the prompt; raises BackendError when the call fails for good."""
+        """One reply to the prompt; raises JudgeBackendError when the call fails for good."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients or models."""
@@ -81,5 +81,5 @@ class RemoteJudge(JudgeBackend):
 
     def with_retries(self, attempt: Callable[[], Completion]) -> Completion:
         """`attempt` raises Retry, ConnectionError or TimeoutError to be tried again; retries are counted."""
-        return self.retry.call(attempt, self.name, exhausted=BackendError.gave_up,
+        return self.retry.call(attempt, self.name, exhausted=JudgeBackendError.gave_up,
                                on_retry=lambda reason: metrics.RETRIES.labels(self.name, reason).inc())

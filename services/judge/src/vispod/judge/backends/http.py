@@ -10,7 +10,7 @@ import httpx
 
 from vispod.common.http_retry import Retry, check_status
 from vispod.common.logging import redact
-from vispod.judge.backends.base import BackendError, Completion, JudgePrompt, RemoteJudge
+from vispod.judge.backends.base import Completion, JudgeBackendError, JudgePrompt, RemoteJudge
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class HttpJudge(RemoteJudge):
             check_status(resp.status_code, resp.headers, _snippet(resp))
             if resp.status_code >= 400:
                 # 400/401/403/404...: the request or the key is wrong; retrying will not help.
-                raise BackendError(f"{self.name}: HTTP {resp.status_code}: {_snippet(resp)}")
+                raise JudgeBackendError(f"{self.name}: HTTP {resp.status_code}: {_snippet(resp)}")
             try:
                 return self.parse(resp.json())
             except (ValueError, KeyError, TypeError, IndexError) as exc:

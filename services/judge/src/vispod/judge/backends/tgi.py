@@ -15,7 +15,7 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from vispod.common.http_retry import Retry, check_status
-from vispod.judge.backends.base import BackendError, Completion, JudgePrompt, RemoteJudge
+from vispod.judge.backends.base import Completion, JudgeBackendError, JudgePrompt, RemoteJudge
 from vispod.judge.images import data_url
 
 try:  # huggingface_hub >= 1.x talks through httpx-compatible clients
@@ -78,7 +78,7 @@ class TGIJudge(RemoteJudge):
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 check_status(status, exc.response.headers if exc.response is not None else None)
-                raise BackendError(f"{self.name}: HTTP {status}") from exc
+                raise JudgeBackendError(f"{self.name}: HTTP {status}") from exc
             except InferenceTimeoutError as exc:
                 raise TimeoutError("timeout") from exc
             except _TransportError as exc:
