@@ -149,27 +149,34 @@ class CaptionGrounder:
             raise ValueError(f"turn_photos has {len(turn_photos)} entries for {len(turns)} turns")
         kept = [i for i, t in enumerate(turns) if t.strip()]
         sims = self.similarities(list(captions), [turns[i] for i in kept])
-        best_sim: list[float | None] = []
-        best_turn: list[int | None] = []
-        for row in sims:
-            if row:
-                j = max(range(len(row)), key=row.__getitem__)
-                best_sim.append(float(row[j]))
-                best_turn.append(kept[j])
-            else:
-                best_sim.append(None)
-                best_turn.append(None)
-        discussed = tuple(s is not None and s >= self.threshold for s in best_sim)
-        hits = n = 0
-        if turn_photos is not None and captions:
-            for col, i in enumerate(kept):
-                photo = turn_photos[i]
-                if photo is None or not 0 <= photo < len(captions):
-                    continue  # no known photo (an index outside the story is not a known photo)
-                n += 1
-                column = [sims[c][col] for c in range(len(captions))]
-                hits += max(range(len(column)), key=column.__getitem__) == photo
-        return CaptionGrounding(
-            best_similarity=tuple(best_sim), best_turn=tuple(best_turn), discussed=discussed,
-            coverage=sum(discussed) / len(captions) if captions else None,
-            retrieval_hits=hits, retrieval_n=n, threshold=self.threshold, weights=self.weights)
+        return grounding_of(sims, kept, turn_photos, self.threshold, self.weights)
+
+
+def grounding_of(sims: Sequence[Sequence[float]], kept: Sequence[int], turn_photos: Sequence[int | None] | None,
+                 threshold: float, weights: str) -> CaptionGrounding:
+    """CaptionGrounding from caption×turn similarities (`sims` rows: captions; columns: the non-blank turns,
+    whose indices among all turns are `kept`)."""
+    best_sim: list[float | None] = []
+    best_turn: list[int | None] = []
+    for row in sims:
+        if row:
+            j = max(range(len(row)), key=row.__getitem__)
+            best_sim.append(float(row[j]))
+            best_turn.append(kept[j])
+        else:
+            best_sim.append(None)
+            best_turn.append(None)
+    discussed = tuple(s is not None and s >= threshold for s in best_sim)
+    hits = n = 0
+    if turn_photos is not None and sims:
+        for col, i in enumerate(kept):
+            photo = turn_photos[i]
+            if photo is None or not 0 <= photo < len(sims):
+                continue  # no known photo (an index outside the story is not a known photo)
+            n += 1
+            column = [sims[c][col] for c in range(len(sims))]
+            hits += max(range(len(column)), key=column.__getitem__) == photo
+    return CaptionGrounding(
+        best_similarity=tuple(best_sim), best_turn=tuple(best_turn), discussed=discussed,
+        coverage=sum(discussed) / len(sims) if sims else None,
+        retrieval_hits=hits, retrieval_n=n, threshold=threshold, weights=weights)
