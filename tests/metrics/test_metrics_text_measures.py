@@ -28,8 +28,12 @@ def test_aligned_scenes_beat_their_shuffled_captions(caption_grounder: CaptionGr
     wrong = aligned_grounding(caption_grounder, CAPTIONS, SCENES, [[1], [2], [0]])
     assert wrong is not None and wrong.margin < 0 and wrong.caption.coverage == right.caption.coverage
     assert (right.caption.retrieval_hits, wrong.caption.retrieval_hits) == (3, 0)
-    assert aligned_grounding(caption_grounder, [CAPTIONS[0], "", ""], SCENES, [[0], [1], [2]]) is None
-    assert aligned_grounding(caption_grounder, CAPTIONS, SCENES, [[], [], []]) is None  # no scene
+    alone = aligned_grounding(caption_grounder, [CAPTIONS[0], "", ""], SCENES, [[0], [1], [2]])
+    assert alone is not None and alone.scenes == 0 and alone.caption.coverage == 1.0  # no other caption to shuffle
+    unreferenced = aligned_grounding(caption_grounder, CAPTIONS, SCENES, [[], [], []])
+    assert unreferenced is not None and (unreferenced.scenes, unreferenced.margin) == (0, 0.0)
+    assert unreferenced.caption.coverage == right.caption.coverage  # coverage needs no scene
+    assert aligned_grounding(caption_grounder, ["", "", ""], SCENES, [[0], [1], [2]]) is None
     with pytest.raises(ValueError, match="turn_photos"):
         aligned_grounding(caption_grounder, CAPTIONS, SCENES, [[0]])
 

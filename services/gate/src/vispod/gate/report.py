@@ -1,7 +1,5 @@
-"""Reports: the evaluation table (`vispod eval`) as Markdown, CSV and HTML with plots.
-
-Also the entry points of the other two reports, so users import one module:
-`render_story_report` (one dialogue, for `vispod demo`) and `render_decisions_report` (the gate's decisions).
+"""Reports: the evaluation table (`vispod eval`) as Markdown, CSV and HTML with plots; `render_decisions_report`
+(the gate's decisions) is re-exported. The one-dialogue report of `vispod demo` is vispod.evaluation.story_report.
 """
 
 from __future__ import annotations
@@ -15,9 +13,8 @@ from pathlib import Path
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, EvalResult, JudgeCell
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table, write_atomic
-from vispod.gate.story_report import render_story_report
 
-__all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "render_story_report", "write_eval_report"]
+__all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "write_eval_report"]
 
 # The paper's published means (FACTS.md): fine-tuned Qwen3-VL-32B vs Qwen3-VL-235B base.
 PUBLISHED: dict[str, dict[str, float]] = {

