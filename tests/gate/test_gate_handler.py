@@ -3,10 +3,12 @@ without evaluating again, a generator that comes up late is waited for, NaN evid
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
 
+import pytest
 from gate_scripted import ScriptedGenerator, ScriptedJudge, ScriptedMetrics, Servers
 
 from vispod.common.events import Envelope
@@ -91,3 +93,35 @@ def test_waits_for_a_generator_that_comes_up_late_and_refuses_nan_grounding(tmp_
     # a NaN CLIPScore is no measurement: the candidate wins every verdict, yet is not promoted blind
     assert out.message.state == S.ADAPTER_STATE_CANDIDATE and "grounding was not measured" in out.message.reason
     assert "grounding_delta" not in out.message.evidence
+
+
+PLAN = """version: 1
+decision:
+  min_superior: 1
+  metrics:
+    - {metric: format.valid, role: superiority, delta: 0.05}
+    - {metric: hallucination.rate, role: non_inferiority, delta: 0.05, better: lower}
+"""
+
+
+@pytest.mark.parametrize(("rates", "decision", "clue"), [
+    ({"pod@1": 0.10, "base": 0.10}, "promote", "plan: non-inferior to base"),
+    ({"pod@1": 0.40, "base": 0.10}, "reject", "but the plan's rule: inferior or unmeasured against base: "
+                                              "hallucination.rate"),
+    ({"base": 0.10}, "reject", "unmeasured against base: hallucination.rate"),
+])
+def test_with_a_plan_the_live_gate_also_needs_the_policy_guard(tmp_path: Path, builtin_set: Path, servers: Servers,
+                                                              rates: dict, decision: str, clue: str) -> None:
+    """The judges prefer the candidate every time; the plan's rule (vispod.gate.policy, the mini-paper's) still
+    rejects it when the metrics service finds it hallucinating more than δ beyond the active model."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics(hallucination=rates)),
+                 servers.serve(ScriptedJudge()), canary_share=0, plan_file=plan)
+    entry = gate.evaluate_and_record("pod@1")
+    assert entry["decision"] == decision and clue in entry["reason"], entry["reason"]
+    assert entry["plan_sha256"] == hashlib.sha256(PLAN.encode()).hexdigest()
+    assert "win rate" in entry["reason"]  # the judged rule still applies; the plan's guard comes on top
+    gate.clients.close()

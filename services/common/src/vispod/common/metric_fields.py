@@ -74,4 +74,24 @@ def values(metrics: events_pb2.MetricsComputed, section: str) -> dict[str, float
     return {f.name: float(getattr(part, f.name)) for f in sections()[section]}
 
 
+# Fields that mean nothing when their message says nothing was scored (`scenes` 0).
+_UNDEFINED_WITHOUT_SCENES = ("aligned", "shuffled", "margin")
+
+
+def flat_values(metrics: events_pb2.MetricsComputed,
+                skip: tuple[str, ...] = ("paper_style",)) -> dict[str, float | None]:
+    """Every metric as `<section>.<field>` -> number; None where the section is unset or the value undefined
+    (the aligned-grounding margin of a dialogue with no scene scored)."""
+    out: dict[str, float | None] = {}
+    for section, fields in sections().items():
+        if section in skip:
+            continue
+        numbers = values(metrics, section)
+        for f in fields:
+            out[f.key] = None if numbers is None else numbers[f.name]
+    if metrics.HasField("aligned_grounding") and metrics.aligned_grounding.scenes == 0:
+        out.update({f"aligned_grounding.{name}": None for name in _UNDEFINED_WITHOUT_SCENES})
+    return out
+
+
 PAPER_TABLE = tuple(f.name for f in fields_of(common_pb2.StyleMetrics.DESCRIPTOR) if f.paper_table)

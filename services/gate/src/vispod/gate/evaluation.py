@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from vispod.common.metric_fields import PAPER_TABLE, metric_names
 from vispod.gate.clients import Clients, outcome_for_a
 from vispod.gate.decision import WinRate, win_rate
 from vispod.gate.evalset import Story
@@ -23,12 +24,10 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, judge_pb2, metrics_
 
 log = logging.getLogger(__name__)
 
-PAPER_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns")
-ROBUST_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns", "num_speakers",
-                 "speaker_balance", "longest_monologue_share", "question_rate", "repeated_4gram_rate",
-                 "image_mention_rate")
-GROUNDING_FIELDS = ("clipscore", "clipscore_hessel", "paper_clipscore", "retrieval_accuracy",
-                    "retrieval_accuracy_distractors")
+# From the proto descriptors (fields marked `(vispod.v1.metric)`): a new metric field shows up without an edit here.
+PAPER_FIELDS = PAPER_TABLE
+ROBUST_FIELDS = metric_names(common_pb2.StyleMetrics)
+GROUNDING_FIELDS = metric_names(common_pb2.GroundingMetrics)
 # Other stories' photos sent as distractors for the retrieval accuracy.
 DISTRACTOR_IMAGES = 10
 RANDOM_CLIP_NOTE = "CLIP weights are RANDOM (no real CLIP weights offline): the grounding numbers measure nothing"

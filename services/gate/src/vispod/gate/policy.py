@@ -13,8 +13,10 @@ path promotes, it promotes by this rule. The rule comes from the plan's `decisio
 - *inferior*: neither; *unmeasured*: no story had a value on both sides — never superior, never non-inferior;
 - `decide`: promote iff at least `min_superior` of the superiority metrics are superior and every metric of the
   rule is superior or non-inferior.
-- `decide_promotion`: the paper's claim as the gate's question — the candidate must beat the bigger base model
-  (`decide` on candidate − bigger base) and be non-inferior to the model serving now on every metric.
+- `non_inferior_to`: the guard — every metric at least non-inferior to the model serving now. The live gate
+  (with a plan) applies it to the candidate against the active model, on the metrics service's numbers.
+- `decide_promotion`: the paper's claim as the mini-paper's question — the candidate must beat the bigger base
+  model (`decide` on candidate − bigger base) and pass the guard against the model serving now.
 
 Directions are applied before classifying: for a lower-is-better metric (hallucination rate) the difference is
 negated, so "superior" always means better.
@@ -24,9 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from vispod.common.statistics import PairedComparison, non_inferior
+import yaml
+
+from vispod.common.statistics import PairedComparison, non_inferior, paired_comparison
 from vispod.gate.decision import PROMOTE, REJECT, Decision
 
 SUPERIORITY, NON_INFERIORITY = "superiority", "non_inferiority"
@@ -86,6 +91,26 @@ class DecisionRule:
                 f"{self.confidence:.0%} interval above 0, exact sign test p < {self.alpha:g}, ≥ {self.min_differing} "
                 f"stories differing) and every metric is at least non-inferior (estimate and lower bound above "
                 f"−δ): {margins}; the story is the unit")
+
+
+def load_rule(plan_file: Path) -> DecisionRule:
+    """The decision rule of a plan file (its `decision` block)."""
+    try:
+        doc = yaml.safe_load(Path(plan_file).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanRuleError(f"cannot read plan {plan_file}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("decision"), dict):
+        raise PlanRuleError(f"{plan_file}: no decision block")
+    return DecisionRule.from_plan(doc["decision"])
+
+
+def comparisons_of(candidate: Mapping[str, Mapping[str, float | None]],
+                   other: Mapping[str, Mapping[str, float | None]], rule: DecisionRule,
+                   n_resamples: int = 2000, seed: int = 0) -> dict[str, PairedComparison]:
+    """Per metric of the rule, candidate − other paired by story; inputs: story id -> metric -> value."""
+    return {m: paired_comparison({s: row.get(m) for s, row in candidate.items()},
+                                 {s: row.get(m) for s, row in other.items()}, n_resamples=n_resamples, seed=seed,
+                                 confidence=rule.confidence) for m in rule.names}
 
 
 @dataclass(frozen=True)
@@ -160,25 +185,32 @@ def decide(comparisons: Mapping[str, PairedComparison], rule: DecisionRule, cand
     return PolicyDecision(PROMOTE, (summary, *reasons), candidate, baseline, verdicts, evidence)
 
 
+def non_inferior_to(comparisons: Mapping[str, PairedComparison], rule: DecisionRule, candidate: str,
+                    other: str) -> PolicyDecision:
+    """Promote iff the candidate is at least non-inferior to `other` on every metric of the rule (`comparisons`:
+    candidate − other) — the guard against the model serving now, offline and live."""
+    verdicts = {m.metric: classify(comparisons.get(m.metric), m, rule) for m in rule.metrics}
+    reasons = tuple(f"against {other}: {_describe(m, comparisons.get(m.metric), verdicts[m.metric])}"
+                    for m in rule.metrics)
+    evidence = {f"{m}_inferior": float(v == INFERIOR) for m, v in verdicts.items()}
+    regressions = [m for m, v in verdicts.items() if v in (INFERIOR, UNMEASURED)]
+    if regressions:
+        return PolicyDecision(REJECT, (f"inferior or unmeasured against {other}: {', '.join(regressions)}",
+                                       *reasons), candidate, other, verdicts, evidence)
+    return PolicyDecision(PROMOTE, (f"non-inferior to {other}", *reasons), candidate, other, verdicts, evidence)
+
+
 def decide_promotion(claim: Mapping[str, PairedComparison], active: Mapping[str, PairedComparison],
                      rule: DecisionRule, candidate: str, bigger_base: str, active_name: str) -> PolicyDecision:
     """Promote iff the candidate beats `bigger_base` (`claim`: candidate − bigger base) and is non-inferior to
     the active model on every metric of the rule (`active`: candidate − active)."""
     beats = decide(claim, rule, candidate, bigger_base)
-    guard = {m.metric: classify(active.get(m.metric), m, rule) for m in rule.metrics}
-    regressions = [m for m, v in guard.items() if v in (INFERIOR, UNMEASURED)]
-    guard_reasons = tuple(f"against the active {active_name}: {_describe(m, active.get(m.metric), guard[m.metric])}"
-                          for m in rule.metrics)
-    evidence = {**beats.evidence, **{f"active_{m}_inferior": float(v == INFERIOR) for m, v in guard.items()}}
-    problems = []
-    if not beats.promote:
-        problems.append(beats.reasons[0])
-    if regressions:
-        problems.append(f"inferior or unmeasured against the active {active_name}: {', '.join(regressions)}")
+    guard = non_inferior_to(active, rule, candidate, f"the active {active_name}")
+    evidence = {**beats.evidence, **{f"active_{k}": v for k, v in guard.evidence.items()}}
+    problems = [r.reasons[0] for r in (beats, guard) if not r.promote]
+    reasons = (*beats.reasons[1:], *guard.reasons[1:])
     if problems:
-        return PolicyDecision(REJECT, (f"reject {candidate}: " + "; ".join(problems), *beats.reasons[1:],
-                                       *guard_reasons), candidate, bigger_base, beats.verdicts, evidence)
-    summary = (f"promote {candidate}: {beats.reasons[0].removeprefix('promote ')}; non-inferior to the active "
-               f"{active_name}")
-    return PolicyDecision(PROMOTE, (summary, *beats.reasons[1:], *guard_reasons), candidate, bigger_base,
-                          beats.verdicts, evidence)
+        return PolicyDecision(REJECT, (f"reject {candidate}: " + "; ".join(problems), *reasons), candidate,
+                              bigger_base, beats.verdicts, evidence)
+    summary = f"promote {candidate}: {beats.reasons[0].removeprefix('promote ')}; {guard.reasons[0]}"
+    return PolicyDecision(PROMOTE, (summary, *reasons), candidate, bigger_base, beats.verdicts, evidence)

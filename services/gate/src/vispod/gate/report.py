@@ -23,6 +23,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "qwen3-vl-235b-base": {"words": 918.6, "distinct_2": 0.854, "avg_turn_length": 38.0, "switch_rate": 27.0,
                            "num_turns": 24.5, "clipscore": 20.39},
 }
+# Display names only; which metrics exist comes from the proto descriptors (evaluation.py's field lists).
 LABELS = {
     "words": "Words", "distinct_2": "Distinct-2", "avg_turn_length": "Avg turn length (words)",
     "switch_rate": "Switch rate (/1,000 words)", "num_turns": "Turns", "num_speakers": "Speakers",
@@ -36,6 +37,11 @@ LABELS = {
 # Published precision: the paper's table rounds to these decimals.
 DECIMALS = {"words": 1, "distinct_2": 3, "avg_turn_length": 1, "switch_rate": 1, "num_turns": 1, "clipscore": 2,
             "paper_clipscore": 2, "clipscore_hessel": 3}
+
+
+def label(name: str) -> str:
+    """A metric's display name: a nicer one where written, else the proto field's name."""
+    return LABELS.get(name, name)
 
 
 def fmt(name: str, value: float) -> str:
@@ -63,13 +69,13 @@ def paper_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
             headers.append(f"{s} (published)")
     rows = []
     for name in PAPER_FIELDS:
-        row = [LABELS[name]]
+        row = [label(name)]
         for s in result.systems:
             row.append(fmt(name, result.mean(s, "paper", name)))
             if s in PUBLISHED:
                 row.append(fmt(name, PUBLISHED[s][name]))
         rows.append(row)
-    row = [LABELS["paper_clipscore"] + _random_suffix(result)]
+    row = [label("paper_clipscore") + _random_suffix(result)]
     for s in result.systems:
         row.append(fmt("paper_clipscore", result.mean(s, "grounding", "paper_clipscore")))
         if s in PUBLISHED:
@@ -82,7 +88,7 @@ def robust_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     headers = ["Metric"] + [f"{s} ({mode})" for s in result.systems for mode in ("paper", "robust")]
     rows = []
     for name in ROBUST_FIELDS:
-        row = [LABELS[name]]
+        row = [label(name)]
         for s in result.systems:
             row.append(fmt(name, result.mean(s, "paper", name)) if name in PAPER_FIELDS else "–")
             row.append(fmt(name, result.mean(s, "robust", name)))
@@ -92,7 +98,7 @@ def robust_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
 
 def grounding_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     headers = ["Metric"] + [s for s in result.systems]
-    rows = [[LABELS[n] + _random_suffix(result)] + [fmt(n, result.mean(s, "grounding", n)) for s in result.systems]
+    rows = [[label(n) + _random_suffix(result)] + [fmt(n, result.mean(s, "grounding", n)) for s in result.systems]
             for n in GROUNDING_FIELDS]
     rows.append(["Stories scored"] + [str(result.count(s, "grounding")) for s in result.systems])
     return headers, rows
@@ -213,7 +219,7 @@ def _style_plot(result: EvalResult) -> bytes:
             ax.bar([x + i * width for x in (0, 1)], [0 if math.isnan(v) else v for v in values], width,
                    label=system)
         ax.set_xticks([x + width * (len(result.systems) - 1) / 2 for x in (0, 1)], ["paper mode", "robust"])
-        ax.set_title(LABELS[name], fontsize=9)
+        ax.set_title(label(name), fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.08))
     return figure_png(fig)
@@ -224,7 +230,7 @@ def _per_story_plot(result: EvalResult) -> bytes:
     for ax, (section, name) in zip(axes, (("robust", "avg_turn_length"), ("paper", "words")), strict=True):
         data = [[s.__dict__[section][name] for s in result.of(system)] or [0] for system in result.systems]
         ax.boxplot(data, tick_labels=result.systems)
-        ax.set_title(f"{LABELS[name]} per story ({section})", fontsize=9)
+        ax.set_title(f"{label(name)} per story ({section})", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     return figure_png(fig)
 

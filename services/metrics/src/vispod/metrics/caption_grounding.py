@@ -67,6 +67,24 @@ def model_dir() -> Path:
     return folder
 
 
+_LOADED: dict[Path, tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_model(folder: Path) -> tuple[Any, Any]:
+    """(tokenizer, model) of a model folder, loaded once per process (read-only at inference: safe to share)."""
+    with _LOAD_LOCK:
+        if folder not in _LOADED:
+            os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder never needs the hub; make sure nothing tries
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+            _LOADED[folder] = (tokenizer, model.eval())
+        return _LOADED[folder]
+
+
 @dataclass(frozen=True)
 class CaptionGrounding:
     best_similarity: tuple[float | None, ...]  # per photo: max cosine to any turn; None when there is no turn
@@ -97,16 +115,8 @@ class CaptionGrounder:
         self._cache: LRU[str, Any] = LRU(EMBEDDING_CACHE)
 
     def _load(self) -> None:
-        if self._model is not None:
-            return
-        os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder never needs the hub; make sure nothing tries
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        folder = self._folder or model_dir()
-        self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
-        self._model = model.eval()
+        if self._model is None:
+            self._tokenizer, self._model = _load_model(self._folder or model_dir())
 
     def embed(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
         """Unit-length embeddings of every window of every text, and each window's text index. A text's windows

@@ -6,7 +6,8 @@ MetricsComputed the gate would see; no pixels: text, captions and perception fac
 alone, style, scene-aligned caption grounding (real MiniLM), object hallucination, naturalness. A story row holds
 every metric field as `<section>.<field>` (vispod.common.metric_fields), plus `retrieval_accuracy` (turns naming one
 photo whose caption is their best match). `style.avg_turn_length` and `style.switch_rate` are kept for valid
-dialogues only (a one-turn echo has no meaningful turn length); the aligned margin only where a scene was scored.
+dialogues only (a one-turn echo has no meaningful turn length); the aligned margin only where a scene was scored
+(metric_fields.flat_values).
 
 A system may give several dialogues (seeds, adapters) per story: the story's row is then the mean of its samples,
 so that the story stays the statistical unit. Headline numbers get a BCa story-level interval; comparisons are
@@ -23,7 +24,7 @@ from statistics import fmean
 
 from google.protobuf import json_format
 
-from vispod.common.metric_fields import sections, values
+from vispod.common.metric_fields import flat_values, sections
 from vispod.common.statistics import N_RESAMPLES, bootstrap_mean, paired_comparison
 from vispod.evaluation.mini_paper.records import StoryOutput, SystemRun
 from vispod.evaluation.plan import Plan, load_plan
@@ -37,7 +38,6 @@ from vispod.metrics.style import dialogue_turns, robust_style_of_turns, style_of
 from vispod.v1 import common_pb2, events_pb2
 
 VALID_ONLY = ("style.avg_turn_length", "style.switch_rate")
-SCENES_ONLY = ("aligned_grounding.aligned", "aligned_grounding.shuffled", "aligned_grounding.margin")
 EXTRA = ("retrieval_accuracy",)
 
 
@@ -77,19 +77,10 @@ def computed_of(out: StoryOutput, scorer: DialogueScorer) -> events_pb2.MetricsC
 
 def score_story(out: StoryOutput, scorer: DialogueScorer) -> dict:
     computed = computed_of(out, scorer)
-    row: dict = {"story_id": out.story_id}
-    for section in sections():
-        if section == "paper_style":
-            continue
-        numbers = values(computed, section)
-        for f in sections()[section]:
-            row[f.key] = None if numbers is None else numbers[f.name]
+    row: dict = {"story_id": out.story_id, **flat_values(computed)}
     valid = bool(computed.format.valid)
     for key in VALID_ONLY:
         row[key] = row[key] if valid else None
-    scored = computed.HasField("aligned_grounding") and computed.aligned_grounding.scenes > 0
-    for key in SCENES_ONLY:
-        row[key] = row[key] if scored else None
     a = computed.aligned_grounding
     row["retrieval_accuracy"] = a.retrieval_hits / a.retrieval_turns if a.retrieval_turns else None
     row["retrieval_turns"] = a.retrieval_turns
