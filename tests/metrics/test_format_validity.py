@@ -44,6 +44,9 @@ def test_a_good_dialogue_is_valid_with_style_from_style_py() -> None:
 def test_too_few_speakers_or_turns(text: str, reason: str) -> None:
     check = check_format(text, PROMPT)
     assert not check.valid and reason in check.reasons
+    proto = check.to_proto()
+    assert proto.too_few_speakers == ("speaker(s)" in reason or "speakers" in check.codes)
+    assert proto.too_few_turns == ("turns" in check.codes) and not proto.valid
 
 
 def test_an_echoed_prompt_is_caught_with_its_words() -> None:

@@ -76,6 +76,7 @@ def test_naturalness_prefers_a_real_transcript_to_its_junk(caption_grounder: Cap
     turns = parse_turns(text)
     real = naturalness(caption_grounder, turns)
     assert real is not None and real.turns == len(turns) >= 6
+    assert real.question_answer == question_answer_rate(turns)
     vectors = turn_vectors(caption_grounder, [t.text for t in turns])
     loop = [i % 3 for i in range(len(turns))]
     looping = naturalness_of_vectors([turns[i] for i in loop], [vectors[i] for i in loop], real.weights)
