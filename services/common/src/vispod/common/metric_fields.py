@@ -15,8 +15,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from vispod.v1 import common_pb2, events_pb2, metric_options_pb2
 
 HIGHER, LOWER, NEITHER = "higher", "lower", "neither"
-_BETTER = {metric_options_pb2.BETTER_HIGHER: HIGHER, metric_options_pb2.BETTER_LOWER: LOWER,
-           metric_options_pb2.BETTER_NEITHER: NEITHER}
+_BETTER = (HIGHER, LOWER, NEITHER)
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def fields_of(message: Descriptor, section: str = "") -> tuple[MetricField, ...]
         option = options.Extensions[metric_options_pb2.metric]
         if option.better not in _BETTER or not option.unit:
             raise ValueError(f"{message.name}.{field.name}: a metric needs a unit and a direction")
-        out.append(MetricField(section, field.name, option.unit, _BETTER[option.better], option.paper_table,
+        out.append(MetricField(section, field.name, option.unit, option.better, option.paper_table,
                                field.type == FieldDescriptor.TYPE_BOOL))
     return tuple(out)
 
