@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vispod.gate.decisions_report import render_decisions_report
-from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, EvalResult, JudgeCell
+from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, TEXT_FIELDS, EvalResult, JudgeCell
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table, write_atomic
 
 __all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "write_eval_report"]
@@ -114,6 +114,14 @@ def judge_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def text_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
+    """What the metrics service computes from the text, captions and facts (no pixels), where it computed it."""
+    headers = ["Metric", *result.systems]
+    rows = [[n, *(fmt(n, result.mean(s, "text", n)) for s in result.systems)] for n in TEXT_FIELDS
+            if any(result.count_of(s, "text", n) for s in result.systems)]
+    return headers, rows
+
+
 def _random_suffix(result: EvalResult) -> str:
     return " [random weights]" if result.grounding_random else ""
 
@@ -145,7 +153,9 @@ def render_markdown(result: EvalResult) -> str:
               "## Style: paper mode beside robust mode", "",
               "Robust mode parses speaker labels as people write them and counts real changes of speaker.", "",
               markdown_table(*robust_table(result)), "", "## Grounding" + _grounding_title(result), "",
-              markdown_table(*grounding_table(result)), ""]
+              markdown_table(*grounding_table(result)), "",
+              "## Text metrics (format from the text alone, aligned grounding, hallucination, naturalness)", "",
+              markdown_table(*text_table(result)), ""]
     parts += ["## Judges", ""]
     if result.judges:
         parts += [markdown_table(*judge_table(result)), ""]
@@ -175,7 +185,8 @@ def write_csvs(result: EvalResult, per_story: Path, summary: Path) -> None:
     with summary.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["section", "metric", "system", "mean", "stories", "published"])
-        for section, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS), ("grounding", GROUNDING_FIELDS)):
+        for section, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS), ("grounding", GROUNDING_FIELDS),
+                               ("text", TEXT_FIELDS)):
             for name in names:
                 for system in result.systems:
                     published = PUBLISHED.get(system, {}).get(name, "") if section == "paper" else ""
@@ -196,7 +207,8 @@ def _json_doc(result: EvalResult) -> dict:
         "grounding_random_weights": result.grounding_random,
         "means": {s: {sec: {n: clean(result.mean(s, sec, n)) for n in names}
                       for sec, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS),
-                                         ("grounding", GROUNDING_FIELDS))} for s in result.systems},
+                                         ("grounding", GROUNDING_FIELDS), ("text", TEXT_FIELDS))}
+                  for s in result.systems},
         "judges": [_judge_json(c) for c in result.judges],
     }
 
@@ -264,7 +276,8 @@ def render_html(result: EvalResult) -> str:
             "<p>Robust mode parses speaker labels as people write them and counts real changes of speaker.</p>",
             table(*robust_table(result)), png_img(_style_plot(result), "style metrics, paper vs robust"),
             png_img(_per_story_plot(result), "per-story distributions"),
-            f"<h2>Grounding{esc(_grounding_title(result))}</h2>", table(*grounding_table(result))]
+            f"<h2>Grounding{esc(_grounding_title(result))}</h2>", table(*grounding_table(result)),
+            "<h2>Text metrics</h2>", table(*text_table(result))]
     if any(s.grounding for s in result.scores):
         body.append(png_img(_grounding_plot(result), "CLIPScore per story"))
     body.append("<h2>Judges</h2>")
