@@ -58,3 +58,10 @@ def test_every_term_reaches_the_vocabulary_and_parents_are_coco_categories():
     assert vocab.coco_category("seashore") is None
     for word, term in vocab.SYNONYMS.items():
         assert term in vocab.vocabulary(), word
+
+
+def test_model_labels_are_what_the_detector_and_classifier_emit() -> None:
+    coco, imagenet = vocab.model_labels("A puppy, our German Shepherd and a tabby by the seashore; the plane left.")
+    assert coco == ["dog", "cat", "airplane"]
+    assert imagenet == ["German shepherd", "tabby", "seashore"]  # the classifier's own spelling of each class
+    assert set(coco) <= set(vocab.COCO_NAMES) and set(imagenet) <= set(vocab.IMAGENET_CLASSES)

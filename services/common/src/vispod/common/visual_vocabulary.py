@@ -245,6 +245,27 @@ def coco_category(term: str) -> str | None:
     return _parents().get(term)
 
 
+@cache
+def _imagenet_by_term() -> dict[str, str]:
+    return {imagenet_term(name): name for name in IMAGENET_CLASSES}
+
+
+def model_labels(text: str) -> tuple[list[str], list[str]]:
+    """What the models could have said about the things `text` names: (COCO detector labels, ImageNet class
+    names as the classifier emits them), each once, in order of mention — e.g. for training facts derived from a
+    dialogue. "puppy" gives the COCO label "dog"; "German shepherd" gives "dog" and ImageNet's "German shepherd"."""
+    coco: dict[str, None] = {}
+    imagenet: dict[str, None] = {}
+    for term in concrete_nouns(text):
+        category = coco_category(term)
+        if category is not None:
+            coco[category] = None
+        name = _imagenet_by_term().get(term)
+        if name is not None:
+            imagenet[name] = None
+    return list(coco), list(imagenet)
+
+
 def supporting_terms(
     caption: str = "", object_labels: Iterable[str] = (), image_labels: Iterable[str] = ()
 ) -> frozenset[str]:
