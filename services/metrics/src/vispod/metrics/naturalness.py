@@ -18,13 +18,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from statistics import fmean
+
+import numpy as np
 
 from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.speaker_turns import Turn, normalise_name
 from vispod.v1 import common_pb2
 
 MIN_TURNS = 3
+MAX_TURNS = 400  # bounds the work on a huge input (podcasts have tens of turns)
 _SENTENCES = re.compile(r"[^.!?…]+[.!?…]*")
 
 MEASURES = ("responsiveness", "question_answer", "novelty")
@@ -54,10 +56,6 @@ def turn_vectors(grounder: CaptionGrounder, texts: Sequence[str]) -> list[list[f
     return torch.nn.functional.normalize(sums, dim=1).tolist()
 
 
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
 def _is_answer(text: str) -> bool:
     return any(s.strip() and not s.strip().endswith("?") for s in _SENTENCES.findall(text))
 
@@ -74,18 +72,19 @@ def question_answer_rate(turns: Sequence[Turn]) -> float:
 
 
 def naturalness_of_vectors(turns: Sequence[Turn], vectors: Sequence[Sequence[float]], weights: str) -> Naturalness:
-    n = len(vectors)
-    sim = [[_dot(vectors[i], vectors[j]) for j in range(n)] for i in range(n)]
-    adjacent = fmean(sim[i][i + 1] for i in range(n - 1))
-    distant = [sim[i][j] for i in range(n) for j in range(i + 2, n)]
-    novelty = 1.0 - fmean(max(sim[i][:i]) for i in range(1, n))
-    return Naturalness(responsiveness=adjacent - fmean(distant), question_answer=question_answer_rate(turns),
+    v = np.asarray(vectors, dtype=float)
+    n = len(v)
+    sim = v @ v.T
+    adjacent = float(np.diagonal(sim, offset=1).mean())
+    distant = float(sim[np.triu_indices(n, k=2)].mean())
+    novelty = 1.0 - float(np.mean([sim[i, :i].max() for i in range(1, n)]))
+    return Naturalness(responsiveness=adjacent - distant, question_answer=question_answer_rate(turns),
                        novelty=novelty, turns=n, weights=weights)
 
 
 def naturalness(grounder: CaptionGrounder, turns: Sequence[Turn]) -> Naturalness | None:
-    """The three measures of one dialogue's turns; None with fewer than 3 non-blank turns."""
-    kept = [t for t in turns if t.text.strip()]
+    """The three measures of one dialogue's turns (the first MAX_TURNS); None with fewer than 3 non-blank turns."""
+    kept = [t for t in turns if t.text.strip()][:MAX_TURNS]
     if len(kept) < MIN_TURNS:
         return None
     return naturalness_of_vectors(kept, turn_vectors(grounder, [t.text for t in kept]), grounder.weights)

@@ -18,7 +18,7 @@ from vispod.common.events import Envelope
 from vispod.common.service import GrpcService, Service, serve
 from vispod.common.topics import Topic
 from vispod.metrics import prom
-from vispod.metrics.caption_grounding import CaptionGrounder
+from vispod.metrics.caption_grounding import CaptionGrounder, model_dir
 from vispod.metrics.scoring import DialogueScorer, ScoreOutcome, build_grounding, observe
 from vispod.metrics.settings import MetricsSettings
 from vispod.v1 import common_pb2, events_pb2, metrics_pb2, metrics_pb2_grpc
@@ -117,6 +117,7 @@ def build(settings: MetricsSettings, grounding: GroundingScorer | None = None,
     """The metrics service (`grounding` and `text_model` may be shared, e.g. by tests); `app` is its
     DialogueScorer."""
     if text_model is None and settings.text_model_enabled:
+        model_dir()  # fail at start-up, naming the package, when the MiniLM weights are not installed
         text_model = CaptionGrounder()  # loads on first use
     scorer = DialogueScorer(settings, grounding if grounding is not None else build_grounding(settings),
                             text_model=text_model if settings.text_model_enabled else None)
