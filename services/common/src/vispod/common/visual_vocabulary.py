@@ -98,6 +98,7 @@ SYNONYMS: Mapping[str, str] = {
         "uncle", "aunt", "cousin", "parent", "grandparent", "player", "runner", "dancer", "tourist", "student",
         "teacher", "policeman", "police officer", "firefighter", "fireman", "soldier", "worker", "crowd",
         "spectator", "audience", "passenger", "pedestrian", "athlete", "musician", "singer", "family member",
+        "family", "team",
     ), "person"),
     "bike": "bicycle", "automobile": "car", "sedan": "car", "taxi": "car", "suv": "car",
     "motorbike": "motorcycle", "plane": "airplane", "aeroplane": "airplane", "jet": "airplane",
@@ -197,9 +198,12 @@ def vocabulary() -> frozenset[str]:
 def _surface_index() -> tuple[dict[str, str], int]:
     """Normalised surface phrase (singular or plural) -> term, and the longest phrase in words."""
     index: dict[str, str] = {}
-    for term in vocabulary():
+    terms = sorted(vocabulary())  # a fixed order: set order would change with each process's string hashing
+    for term in terms:  # derived plurals first, so that a term spelled like another's plural keeps its own name
         for form in _forms(term):
-            index[form] = term
+            index.setdefault(form, term)
+    for term in terms:
+        index[_normalise(term)] = term
     for name in IMAGENET_CLASSES:  # the original names still find their (renamed) term, unless ambiguous
         for form in _forms(name):
             index.setdefault(form, imagenet_term(name))
