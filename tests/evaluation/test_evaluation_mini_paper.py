@@ -46,7 +46,7 @@ def tuned_output(sid: str) -> StoryOutput:
     turns = [("Alex", f"Picture this: {a} What a start to the day.", [0]),
              ("Sam", "I can almost hear it, the noise and the laughter all around.", []),
              ("Alex", f"And right after that, {b} It felt like the best part.", [1]),
-             ("Sam", "Moments like that stay with a family for years, honestly.", []),
+             ("Sam", "Moments like that stay with you for years, honestly.", []),
              ("Alex", "Would you go back and do it all again next year?", []),
              ("Sam", "Without a second thought, I would do it all again in a heartbeat.", [])]
     text = "\n".join(f"{s}: {t}" for s, t, _ in turns)
