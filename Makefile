@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Runtime, services, then the packages no image carries: the dataset builder (a client of synth) and the
 # developer kit (local Kafka, vispod up/demo/submit, test helpers).
-SERVICES := common perception synth generator metrics judge trainer gate voice dataset devkit
+SERVICES := common perception synth generator metrics judge trainer gate evaluation voice dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 # ... and another checkout may have re-pointed them since this stamp was made: then it is stale.

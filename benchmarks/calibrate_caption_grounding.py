@@ -16,7 +16,7 @@ import numpy as np
 
 from vispod.common.settings import DatasetSettings
 from vispod.common.story_folder import read_story
-from vispod.gate.splits import DEFAULT_SPLIT, load_split
+from vispod.evaluation.splits import DEFAULT_SPLIT, load_split
 from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.speaker_turns import parse_turns
 

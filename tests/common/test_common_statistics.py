@@ -60,3 +60,42 @@ def test_difference_with_stories_missing_on_one_side() -> None:
     assert iv.lower == iv.upper == 1.0
     assert bootstrap_difference(a, {"s1": None}).estimate is None
     assert iv.as_json()["ci"] == [1.0, 1.0]
+
+
+def test_exact_sign_test() -> None:
+    from vispod.common.statistics import sign_test
+
+    assert sign_test(5, 0) == pytest.approx(0.0625)  # 5 of 5 stories one way: 2 / 2**5
+    assert sign_test(0, 5) == sign_test(5, 0) and sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+    assert sign_test(15, 5) == pytest.approx(0.04139, abs=1e-5)  # binomial tail, both sides
+
+
+def test_bca_interval_matches_scipy_and_leans_with_the_skew() -> None:
+    from scipy import stats
+
+    from vispod.common.statistics import bca_interval
+
+    x = np.random.default_rng(3).exponential(1.0, 25)
+    lo, hi = bca_interval(x, n_resamples=4000, seed=1)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=4000, method="BCa", random_state=1).confidence_interval
+    assert lo == pytest.approx(ref.low, rel=0.06) and hi == pytest.approx(ref.high, rel=0.06)
+    mean = float(x.mean())
+    assert hi - mean > mean - lo  # a right-skewed sample's mean: the interval reaches further up
+    assert bca_interval([0.5] * 8) == (0.5, 0.5)
+
+
+def test_paired_comparison_counts_differing_stories_and_non_inferiority() -> None:
+    from vispod.common.statistics import non_inferior, paired_comparison
+
+    a = {"s1": 1.0, "s2": 1.0, "s3": 0.5, "s4": 0.8, "s5": None, "s6": 0.9}
+    b = {"s1": 0.5, "s2": 1.0, "s3": 0.6, "s4": 0.4, "s5": 0.3, "s7": 0.1}
+    cmp = paired_comparison(a, b, seed=2)
+    assert (cmp.n, cmp.wins, cmp.losses, cmp.ties, cmp.differing) == (4, 2, 1, 1, 3)  # s5-s7 unpaired
+    assert cmp.estimate == pytest.approx((0.5 + 0 - 0.1 + 0.4) / 4)
+    assert cmp.lower <= cmp.estimate <= cmp.upper and cmp.sign_p == 1.0
+    assert non_inferior(cmp, delta=0.2) is (cmp.lower > -0.2)
+    assert not non_inferior(cmp, delta=0.0) or cmp.lower > 0
+    worse = paired_comparison({f"s{i}": 0.0 for i in range(10)}, {f"s{i}": 0.03 for i in range(10)})
+    assert worse.estimate == pytest.approx(-0.03) and worse.losses == 10
+    assert non_inferior(worse, 0.05) and not non_inferior(worse, 0.02)  # point and bound both above −δ
+    assert paired_comparison({"a": None}, {"a": 1.0}).estimate is None

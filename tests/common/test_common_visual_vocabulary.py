@@ -58,3 +58,24 @@ def test_every_term_reaches_the_vocabulary_and_parents_are_coco_categories():
     assert vocab.coco_category("seashore") is None
     for word, term in vocab.SYNONYMS.items():
         assert term in vocab.vocabulary(), word
+
+
+def test_model_labels_are_what_the_detector_and_classifier_emit() -> None:
+    coco, imagenet = vocab.model_labels("A puppy, our German Shepherd and a tabby by the seashore; the plane left.")
+    assert coco == ["dog", "cat", "airplane"]
+    assert imagenet == ["German shepherd", "tabby", "seashore"]  # the classifier's own spelling of each class
+    assert set(coco) <= set(vocab.COCO_NAMES) and set(imagenet) <= set(vocab.IMAGENET_CLASSES)
+
+
+def test_matching_is_the_same_in_every_process() -> None:
+    """Terms spelled like another term's plural keep their own name, whatever the process's string hashing."""
+    import subprocess
+    import sys
+
+    code = ("from vispod.common.visual_vocabulary import noun_mentions; "
+            "print(noun_mentions('sunglasses and a sunglass, hot dogs, mice and a computer mouse'))")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in (1, 2, 3)}
+    assert len(outputs) == 1
+    assert vocab.noun_mentions("sunglasses and a sunglass") == ["sunglasses", "sunglass"]

@@ -12,7 +12,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from vispod.gate.story_report import render_story_report
+from vispod.evaluation.story_report import render_story_report
 from vispod.v1 import common_pb2, events_pb2
 
 BOX_RGB = (0xFF, 0x00, 0xC8)      # the report's box colour

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from vispod.devkit.mini_paper_loop import HeldOutStory, cached_generations, held_out_stories
-from vispod.gate.splits import Split
+from vispod.evaluation.splits import Split
 from vispod.v1 import events_pb2
 
 

@@ -84,20 +84,25 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
 
 @dataclass
 class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
-    """CLIPScore by which adapter wrote the dialogue (its name is in the text)."""
+    """CLIPScore (and hallucination rate) by which adapter wrote the dialogue (its name is in the text)."""
 
     clipscore: dict[str, float] = field(default_factory=dict)
     default: float = 20.0
+    # hallucination rate by adapter (its name in the text); unset section when the adapter is not named
+    hallucination: dict[str, float] = field(default_factory=dict)
     calls: int = 0
 
     def Score(self, request, context):
         self.calls += 1
         text = request.generated.dialogue.text
         score = next((v for k, v in self.clipscore.items() if k in text), self.default)
+        rate = next((v for k, v in self.hallucination.items() if k in text), None)
         return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
             style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
             paper_style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
-            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True)))
+            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True),
+            format=common_pb2.FormatMetrics(valid=True, num_speakers=2, num_turns=2),
+            hallucination=None if rate is None else common_pb2.HallucinationMetrics(mentions=10, rate=rate)))
 
 
 @dataclass

@@ -54,6 +54,9 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
     summary = {(r["section"], r["metric"], r["system"]): r for r in csv.DictReader((out / "eval_summary.csv").open())}
     assert float(summary[("paper", "switch_rate", "beta")]["mean"]) == pytest.approx(333.333333)
     assert summary[("paper", "words", "alpha")]["stories"] == "3"
+    # the sections the metrics service adds (names from the protos): alpha's 2 turns are too few for a podcast
+    assert float(summary[("text", "format.too_few_turns", "alpha")]["mean"]) == 1.0
+    assert float(summary[("text", "naturalness.responsiveness", "beta")]["mean"]) > -1.0
 
     doc = json.loads((out / "eval.json").read_text())
     assert doc["grounding_random_weights"] is True
@@ -72,6 +75,7 @@ def test_eval_writes_markdown_csv_html_with_the_expected_numbers(mini_set: Path,
     assert "| Words | 10.0 | 12.0 |" in md.replace("  ", " ")
     assert "| Switch rate (/1,000 words) | 166.7 | 333.3 |" in md
     assert "RANDOM" in md and "random weights" in md
+    assert "## Text metrics" in md and "| format.valid |" in md
     html = (out / "eval.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # style, per-story, grounding, judges
     assert "RANDOM" in html and "Read this first" in html

@@ -3,6 +3,7 @@ without evaluating again, a generator that comes up late is waited for, NaN evid
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -120,4 +121,35 @@ def test_a_spent_budget_fails_the_evaluation_not_the_candidates_stories(tmp_path
     gen.failing.add("pod@1")   # a FAILED dialogue is the candidate's loss, and the evaluation goes on
     evidence = gate._evaluate("pod@1", _BudgetSpentAfter(100))
     assert evidence.outcomes == [["loss"]] * 3 and all("malformed output" in n for n in evidence.notes)
+
+
+PLAN = """version: 1
+decision:
+  min_superior: 1
+  metrics:
+    - {metric: format.valid, role: superiority, delta: 0.05}
+    - {metric: hallucination.rate, role: non_inferiority, delta: 0.05, better: lower}
+"""
+
+
+@pytest.mark.parametrize(("rates", "decision", "clue"), [
+    ({"pod@1": 0.10, "base": 0.10}, "promote", "plan: non-inferior to base"),
+    ({"pod@1": 0.40, "base": 0.10}, "reject", "but the plan's rule: inferior or unmeasured against base: "
+                                              "hallucination.rate"),
+    ({"base": 0.10}, "reject", "unmeasured against base: hallucination.rate"),
+])
+def test_with_a_plan_the_live_gate_also_needs_the_policy_guard(tmp_path: Path, builtin_set: Path, servers: Servers,
+                                                              rates: dict, decision: str, clue: str) -> None:
+    """The judges prefer the candidate every time; the plan's rule (vispod.gate.policy, the mini-paper's) still
+    rejects it when the metrics service finds it hallucinating more than δ beyond the active model."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics(hallucination=rates)),
+                 servers.serve(ScriptedJudge()), canary_share=0, plan_file=plan)
+    entry = gate.evaluate_and_record("pod@1")
+    assert entry["decision"] == decision and clue in entry["reason"], entry["reason"]
+    assert entry["plan_sha256"] == hashlib.sha256(PLAN.encode()).hexdigest()
+    assert "win rate" in entry["reason"]  # the judged rule still applies; the plan's guard comes on top
     gate.clients.close()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from tiny_clip import register_tiny_clip
 
+from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.clip_model import ClipBundle, load_clip
 from vispod.metrics.grounding import GroundingScorer
 
@@ -26,6 +27,12 @@ def clip_bundle(tmp_path_factory: pytest.TempPathFactory) -> ClipBundle:
 @pytest.fixture(scope="session")
 def vit_b32() -> ClipBundle:
     return load_clip("ViT-B-32", random_init=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def caption_grounder() -> CaptionGrounder:
+    """all-MiniLM-L6-v2 with its real weights, loaded once per session (loads on first use)."""
+    return CaptionGrounder()
 
 
 @pytest.fixture(scope="session")

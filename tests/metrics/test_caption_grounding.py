@@ -26,8 +26,8 @@ TURNS = [
 
 
 @pytest.fixture(scope="module")
-def grounder() -> CaptionGrounder:
-    return CaptionGrounder()
+def grounder(caption_grounder: CaptionGrounder) -> CaptionGrounder:
+    return caption_grounder
 
 
 def test_discussed_photos_and_their_turns(grounder: CaptionGrounder) -> None:

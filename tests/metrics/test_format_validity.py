@@ -44,6 +44,9 @@ def test_a_good_dialogue_is_valid_with_style_from_style_py() -> None:
 def test_too_few_speakers_or_turns(text: str, reason: str) -> None:
     check = check_format(text, PROMPT)
     assert not check.valid and reason in check.reasons
+    proto = check.to_proto()
+    assert proto.too_few_speakers == ("speaker(s)" in reason or "speakers" in check.codes)
+    assert proto.too_few_turns == ("turns" in check.codes) and not proto.valid
 
 
 def test_an_echoed_prompt_is_caught_with_its_words() -> None:
@@ -64,7 +67,8 @@ def test_repeated_turns_and_sentences() -> None:
     sentence_loop = GOOD.replace("Sam: Yeah.", "Sam: It was a truly wonderful day out. Agreed?", 1) + \
         "\nAlex: Honestly. It was a TRULY wonderful day out!"
     check = check_format(sentence_loop, PROMPT)
-    assert not check.valid and check.reasons == ('repeats a line: "It was a TRULY wonderful day out!"',)
+    assert not check.valid and check.reasons[0] == 'repeats a line: "It was a TRULY wonderful day out!"'
+    assert check.codes == ("exact_repeat", "near_duplicate")  # the two turns are also near-duplicates
     five = GOOD.replace("Sam: Yeah.", "Sam: A fair to remember. Sure.", 1) + "\nAlex: A fair to remember."
     assert check_format(five, PROMPT).repeated is None  # a 5-word sentence (and a 4-word turn once) may recur
 
@@ -73,3 +77,23 @@ def test_the_paper_transcripts_are_valid(vist_podcast_50: Path) -> None:
     texts = sorted(vist_podcast_50.glob("story_*/qwen3-vl-*.txt"))
     valid = sum(check_format(p.read_text(encoding="utf-8")).valid for p in texts)
     assert len(texts) == 100 and valid >= 98  # one 235B transcript repeats a 6-word sentence
+
+
+def test_near_duplicate_turns_are_their_own_category() -> None:
+    loop = GOOD + "\nAlex: And the kids, I bet they went straight for the big rides."
+    check = check_format(loop, PROMPT)
+    assert not check.valid and check.codes == ("near_duplicate",)
+    assert check.near_duplicate == ("And the kids, I bet they went straight for the rides.",
+                                    "And the kids, I bet they went straight for the big rides.")
+    assert check.to_proto().near_duplicate and not check.to_proto().exact_repeat
+
+
+def test_a_label_inside_a_turn_is_label_echo() -> None:
+    both_parts = GOOD.replace("Sam: Yeah.", "Sam: Yeah. Alex: Totally, what a day.", 1)
+    check = check_format(both_parts, PROMPT)
+    assert check.codes == ("label_echo",) and check.label_echo == "Alex"
+    doubled = GOOD.replace("Alex: Straight to", "Alex: Speaker 1: Straight to")
+    assert check_format(doubled, PROMPT).label_echo == "Speaker 1"
+    assert check_format(GOOD.replace("Sam: Yeah.", "Sam: We left at 10:30: tired.", 1), PROMPT).valid
+    proto = check.to_proto()
+    assert proto.label_echo and not proto.valid and proto.num_turns == 8 and list(proto.reasons) == list(check.reasons)

@@ -18,6 +18,7 @@ from vispod.common.bus import EventPublisher, read_events
 from vispod.common.service import ServiceHandle
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.topics import Topic, dlq_topic, topic_name
+from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE, ClipBundle
 from vispod.metrics.grounding import GroundingScorer
 from vispod.metrics.prom import OTHER, BoundedLabels
@@ -33,13 +34,14 @@ DIALOGUE = (
 
 
 @pytest.fixture(scope="module")
-def service(module_kafka: KafkaSettings, clip_bundle: ClipBundle, image_dir: Path) -> Iterator[ServiceHandle]:
+def service(module_kafka: KafkaSettings, clip_bundle: ClipBundle, image_dir: Path,
+            caption_grounder: CaptionGrounder) -> Iterator[ServiceHandle]:
     settings = MetricsSettings(
         grpc_port=0, metrics_port=0, shutdown_grace_s=2, kafka=module_kafka, clip_model=clip_bundle.name,
         clip_random_init=True, images=ImageAccessSettings(file_roots=[image_dir], max_images=8),
         max_system_labels=2,
     )
-    yield from running(build(settings, GroundingScorer(clip_bundle, cache_size=32)).start())
+    yield from running(build(settings, GroundingScorer(clip_bundle, cache_size=32), caption_grounder).start())
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,37 @@ def test_score_over_grpc(stub: metrics_pb2_grpc.MetricsServiceStub, image_dir: P
     assert g.random_weights and len(g.per_image_max) == 3 and g.num_windows >= 1
     assert 0.0 <= g.retrieval_accuracy <= 1.0
     assert RANDOM_WEIGHTS_NOTE in resp.warnings
+    # text-only metrics: format read from the text; no caption or facts: no hallucination check, no scenes
+    assert (resp.format.num_turns, resp.format.too_few_turns, resp.format.valid) == (3, True, False)
+    assert not resp.HasField("hallucination") and not resp.HasField("aligned_grounding")
+    assert resp.naturalness.turns == 3 and resp.naturalness.weights == "all-MiniLM-L6-v2 (real)"
+
+
+def test_scene_metrics_over_grpc(stub: metrics_pb2_grpc.MetricsServiceStub, image_dir: Path) -> None:
+    """Captions, perception facts and turns that name their photo: every MetricsComputed section is filled."""
+    images = refs(image_dir, "img0.png", "img1.png", "img2.png")
+    captions = ["the boats rocked in the harbour at dawn.", "gulls circled over the fishing nets.",
+                "an old stone church stood on the hill."]
+    for ref, caption in zip(images, captions, strict=True):
+        ref.caption = caption
+    images[0].perception.objects.add(label="boat", score=0.9)
+    turns = [common_pb2.Turn(speaker="Alex", text="The boats were rocking in the harbour when we arrived at dawn.",
+                             image_refs=[0]),
+             common_pb2.Turn(speaker="Sam", text="And gulls circled over the fishing nets, looking for breakfast.",
+                             image_refs=[1]),
+             common_pb2.Turn(speaker="Alex", text="Then we climbed to the old stone church on the hill with a dog.",
+                             image_refs=[2])]
+    generated = _generated(image_dir, "grpc-scenes", images=images, dialogue=common_pb2.Dialogue(turns=turns))
+    prompt = "Talk about these scenes. The boats were rocking in the harbour when we arrived at dawn."
+    resp = stub.Score(metrics_pb2.ScoreRequest(generated=generated, prompt=prompt), timeout=120).result
+    a = resp.aligned_grounding
+    assert a.scenes == 3 and a.aligned > a.shuffled and a.margin > 0.1 and a.coverage == 1.0
+    assert (a.retrieval_hits, a.retrieval_turns) == (3, 3)
+    h = resp.hallucination
+    # boat: detected and captioned; church: in its own photo's caption; dog: nowhere
+    assert (h.mentions, h.unsupported, list(h.unsupported_terms)) == (3, 1, ["dog"])
+    assert (h.photos_with_perception, h.photos_with_caption) == (1, 3)
+    assert resp.format.echo and "echoes the prompt" in resp.format.reasons[-1]
 
 
 @pytest.mark.parametrize(
@@ -159,6 +192,9 @@ def test_kafka_flow_with_failed_and_bad_events(service: ServiceHandle, module_ka
     assert 'vispod_metrics_avg_turn_length_words_count{system="another"}' in text
     assert "vispod_metrics_images_embedded_total" in text and "vispod_metrics_image_cache_hits_total" in text
     assert 'vispod_metrics_scoring_seconds_count{path="kafka",stage="total"}' in text
+    # instruments derived from the proto descriptors: a histogram per number, a counter per flag
+    assert 'vispod_metrics_naturalness_novelty_ratio_count{system="tiny-test"}' in text
+    assert 'vispod_metrics_format_too_few_turns_total{system="tiny-test"}' in text
 
 
 def test_system_label_is_bounded() -> None:

@@ -98,6 +98,7 @@ SYNONYMS: Mapping[str, str] = {
         "uncle", "aunt", "cousin", "parent", "grandparent", "player", "runner", "dancer", "tourist", "student",
         "teacher", "policeman", "police officer", "firefighter", "fireman", "soldier", "worker", "crowd",
         "spectator", "audience", "passenger", "pedestrian", "athlete", "musician", "singer", "family member",
+        "family", "team",
     ), "person"),
     "bike": "bicycle", "automobile": "car", "sedan": "car", "taxi": "car", "suv": "car",
     "motorbike": "motorcycle", "plane": "airplane", "aeroplane": "airplane", "jet": "airplane",
@@ -197,9 +198,12 @@ def vocabulary() -> frozenset[str]:
 def _surface_index() -> tuple[dict[str, str], int]:
     """Normalised surface phrase (singular or plural) -> term, and the longest phrase in words."""
     index: dict[str, str] = {}
-    for term in vocabulary():
+    terms = sorted(vocabulary())  # a fixed order: set order would change with each process's string hashing
+    for term in terms:  # derived plurals first, so that a term spelled like another's plural keeps its own name
         for form in _forms(term):
-            index[form] = term
+            index.setdefault(form, term)
+    for term in terms:
+        index[_normalise(term)] = term
     for name in IMAGENET_CLASSES:  # the original names still find their (renamed) term, unless ambiguous
         for form in _forms(name):
             index.setdefault(form, imagenet_term(name))
@@ -243,6 +247,27 @@ def coco_category(term: str) -> str | None:
     if term in COCO_LABEL_MAP.values():
         return term
     return _parents().get(term)
+
+
+@cache
+def _imagenet_by_term() -> dict[str, str]:
+    return {imagenet_term(name): name for name in IMAGENET_CLASSES}
+
+
+def model_labels(text: str) -> tuple[list[str], list[str]]:
+    """What the models could have said about the things `text` names: (COCO detector labels, ImageNet class
+    names as the classifier emits them), each once, in order of mention — e.g. for training facts derived from a
+    dialogue. "puppy" gives the COCO label "dog"; "German shepherd" gives "dog" and ImageNet's "German shepherd"."""
+    coco: dict[str, None] = {}
+    imagenet: dict[str, None] = {}
+    for term in concrete_nouns(text):
+        category = coco_category(term)
+        if category is not None:
+            coco[category] = None
+        name = _imagenet_by_term().get(term)
+        if name is not None:
+            imagenet[name] = None
+    return list(coco), list(imagenet)
 
 
 def supporting_terms(

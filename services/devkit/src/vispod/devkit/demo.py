@@ -287,7 +287,7 @@ def write_report(out: Path, story: Path, event: events_pb2.ImageSetSubmitted, di
                  compared: events_pb2.DialogueGenerated | None, audio_html: str = "") -> Path:
     from urllib.parse import unquote, urlparse
 
-    from vispod.gate.story_report import render_story_report
+    from vispod.evaluation.story_report import render_story_report
 
     images = [Path(unquote(urlparse(ref.uri).path)) for ref in event.images]
     captions = [ref.caption for ref in event.images]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vispod.gate.splits import Split, check_no_overlap
+from vispod.evaluation.splits import Split, check_no_overlap
 
 PAPER_SYSTEM = "qwen3-vl-32b-sporc-lora"
 

@@ -9,7 +9,7 @@
    adapter (same data, configuration and base weights) is published again instead of retrained.
 4. Generation over gRPC for every held-out story: SmolLM2 base, SmolLM2 + the new adapter, and Gemma 3 270M
    base (a second generator service), all under the same scaffold (scene plan, labels, token budgets, seed).
-5. Evaluation (vispod.gate.mini_paper): style, format validity, caption grounding with real MiniLM weights,
+5. Evaluation (vispod.evaluation.mini_paper): style, format validity, caption grounding with real MiniLM weights,
    story-level bootstrap intervals; the paper's two transcripts as references.
 6. The gate applies the offline policy and, on promotion, publishes AdapterLifecycleChanged (actor gate);
    the generator then serves the adapter by default without a restart, which is checked.
@@ -94,7 +94,7 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
     """Builds the data and trains (or finds in the cache) the adapter; returns its cache record."""
     from vispod.common.artifacts import sha256_file
     from vispod.common.embedded_models import resolve_gguf
-    from vispod.gate.splits import load_split
+    from vispod.evaluation.splits import load_split
 
     split = load_split()
     data_dir = workdir / "data"
@@ -367,9 +367,9 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
     from vispod.common.bus import ensure_topics
     from vispod.common.settings import KafkaSettings
     from vispod.devkit import local_kafka
-    from vispod.gate.mini_paper import SystemInfo, SystemRun, reference_runs
-    from vispod.gate.mini_paper import run as evaluate_and_report
-    from vispod.gate.splits import load_split
+    from vispod.evaluation.mini_paper import SystemInfo, SystemRun, reference_runs
+    from vispod.evaluation.mini_paper import run as evaluate_and_report
+    from vispod.evaluation.splits import load_split
 
     started = time.monotonic()
     dataset = vist_podcast_dir()
@@ -455,7 +455,7 @@ def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
 
 def _outputs(by_seed: dict[int, dict[str, Any]], stories: list, model: str) -> list:
     """StoryOutput per story and seed: the dialogue text, its turns with photo indices, and the exact prompt."""
-    from vispod.gate.mini_paper import StoryOutput
+    from vispod.evaluation.mini_paper import StoryOutput
     from vispod.generator.prompting import build_prompt
     from vispod.v1 import common_pb2
 
@@ -479,7 +479,8 @@ def _served_by_default(address: str, story, adapter_id: str, promoted: bool, tim
 
 
 def _print_table(results: dict[str, Any]) -> None:
-    keys = ("format_valid_rate", "avg_turn_length", "distinct_2", "caption_coverage", "switch_rate")
+    keys = ("format.valid", "style.avg_turn_length", "style.distinct_2", "aligned_grounding.margin",
+            "hallucination.rate")
     say(f"{'system':<40}" + "".join(f"{k:>20}" for k in keys))
     for name, m in results["systems"].items():
         cells = []

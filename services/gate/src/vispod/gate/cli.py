@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--metrics-addr", default="", help="MetricsService address (default: start one in-process)")
     ev.add_argument("--generator-addr", default="",
                     help="GeneratorService address (default: VISPOD_GATE_GENERATOR_ADDR)")
-    ev.add_argument("--no-grounding", action="store_true", help="style metrics only (no CLIP model)")
+    ev.add_argument("--no-grounding", action="store_true", help="no CLIP grounding (no CLIP model)")
+    ev.add_argument("--no-text-model", action="store_true",
+                    help="in-process metrics without MiniLM: no aligned grounding, no naturalness")
     ev.add_argument("--clip-model", default="ViT-B-32", help="open_clip model of the in-process metrics service")
     ev.add_argument("--clip-weights", type=Path, default=None, help="local open_clip checkpoint (in-process metrics)")
     ev.add_argument("--clip-random-weights", action="store_true",
@@ -104,7 +106,7 @@ def run_eval(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             metrics_addr = args.metrics_addr or stack.enter_context(local_metrics(
                 roots, grounding=grounding, clip_model=args.clip_model, clip_weights=args.clip_weights,
-                clip_random=args.clip_random_weights))
+                clip_random=args.clip_random_weights, text_model=not args.no_text_model))
             judge_addr = args.judge_addr
             if args.judges and not judge_addr:
                 judge_addr = stack.enter_context(local_judge(roots, args.judges, args.criteria))

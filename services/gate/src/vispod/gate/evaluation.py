@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from vispod.common.metric_fields import PAPER_TABLE, flat_values, metric_names, sections
 from vispod.gate.clients import Clients, outcome_for_a
 from vispod.gate.decision import WinRate, win_rate
 from vispod.gate.evalset import Story
@@ -23,12 +24,14 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, judge_pb2, metrics_
 
 log = logging.getLogger(__name__)
 
-PAPER_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns")
-ROBUST_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns", "num_speakers",
-                 "speaker_balance", "longest_monologue_share", "question_rate", "repeated_4gram_rate",
-                 "image_mention_rate")
-GROUNDING_FIELDS = ("clipscore", "clipscore_hessel", "paper_clipscore", "retrieval_accuracy",
-                    "retrieval_accuracy_distractors")
+# From the proto descriptors (fields marked `(vispod.v1.metric)`): a new metric field shows up without an edit here.
+PAPER_FIELDS = PAPER_TABLE
+ROBUST_FIELDS = metric_names(common_pb2.StyleMetrics)
+GROUNDING_FIELDS = metric_names(common_pb2.GroundingMetrics)
+# Every other section the metrics service computes (format, aligned grounding, hallucination, naturalness), as
+# `<section>.<field>`.
+TEXT_FIELDS = tuple(f.key for name, fields in sections().items() if name not in ("style", "paper_style", "grounding")
+                    for f in fields)
 # Other stories' photos sent as distractors for the retrieval accuracy.
 DISTRACTOR_IMAGES = 10
 RANDOM_CLIP_NOTE = "CLIP weights are RANDOM (no real CLIP weights offline): the grounding numbers measure nothing"
@@ -43,6 +46,7 @@ class StoryScore:
     paper: dict[str, float]
     robust: dict[str, float]
     grounding: dict[str, float] | None = None
+    text: dict[str, float] | None = None  # TEXT_FIELDS that were computed (None values left out)
     random_weights: bool | None = None
     clip_model: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +87,10 @@ class EvalResult:
 
     def count(self, system: str, section: str) -> int:
         return sum(1 for s in self.of(system) if getattr(s, section) is not None)
+
+    def count_of(self, system: str, section: str, name: str) -> int:
+        """Stories where the system has this metric."""
+        return sum(1 for s in self.of(system) if name in (getattr(s, section) or {}))
 
     @property
     def grounding_random(self) -> bool | None:
@@ -132,6 +140,7 @@ def score_dialogue(clients: Clients, story: Story, system: str, dialogue: common
     scored = response.result
     score = StoryScore(story.story_id, system, style_dict(scored.paper_style, PAPER_FIELDS),
                        style_dict(scored.style, ROBUST_FIELDS), warnings=list(scored.warnings))
+    score.text = {k: v for k, v in flat_values(scored).items() if k in TEXT_FIELDS and v is not None}
     if scored.HasField("grounding"):
         g = scored.grounding
         score.grounding = {n: float(getattr(g, n)) for n in GROUNDING_FIELDS}

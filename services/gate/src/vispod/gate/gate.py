@@ -18,6 +18,7 @@ no promotion, the reason recorded. The handler never raises for it, so there is 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from vispod.common.bus import Output
 from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
+from vispod.common.metric_fields import flat_values
 from vispod.common.signing import Signer
 from vispod.common.statistics import finite
 from vispod.common.topics import Topic
@@ -39,6 +41,7 @@ from vispod.gate import prom
 from vispod.gate.clients import Clients, outcome_for_a
 from vispod.gate.decision import (
     LOSS,
+    REJECT,
     Decision,
     GateCriteria,
     decide,
@@ -48,6 +51,7 @@ from vispod.gate.decisions_log import DecisionsLog
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evalset import Story
 from vispod.gate.evaluation import GenerationFailed, generate, story_event
+from vispod.gate.policy import comparisons_of, load_rule, non_inferior_to
 from vispod.gate.settings import GateSettings
 from vispod.v1 import events_pb2, generator_pb2, judge_pb2, metrics_pb2
 
@@ -68,6 +72,9 @@ class Evidence:
     outcomes: list[list[str]] = field(default_factory=list)  # per story: one verdict per judge
     grounding_candidate: list[float] = field(default_factory=list)
     grounding_baseline: list[float] = field(default_factory=list)
+    # "candidate" | "baseline" -> story id -> every metric the metrics service computed (`section.field`)
+    metrics: dict[str, dict[str, dict[str, float | None]]] = field(
+        default_factory=lambda: {"candidate": {}, "baseline": {}})
     stories: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -100,6 +107,9 @@ class Gate:
         self.log = decisions or DecisionsLog(settings.decisions_path())
         self.criteria = GateCriteria(settings.criterion, settings.tie_policy, settings.min_win_rate_lower,
                                      settings.max_grounding_drop)
+        # the plan's rule (vispod.gate.policy, the one the mini-paper decides by), when the gate has a plan
+        self.rule = load_rule(settings.plan_file) if settings.plan_file else None
+        self.plan_sha256 = hashlib.sha256(settings.plan_file.read_bytes()).hexdigest() if settings.plan_file else ""
         self.signer = Signer.from_file(settings.signing_key_file, "gate") if settings.signing_key_file else None
         if self.signer is None:
             log.warning("no VISPOD_GATE_SIGNING_KEY_FILE: lifecycle events go out unsigned and generators will "
@@ -135,8 +145,8 @@ class Gate:
             current = self._wait_registered(adapter_id)
             evidence = self._evaluate(adapter_id, _Deadline(self.settings.evaluation_timeout_s,
                                                             self.settings.rpc_timeout_s))
-            decision = decide(evidence.outcomes, evidence.grounding_candidate, evidence.grounding_baseline,
-                              self.criteria)
+            decision = self._with_plan(decide(evidence.outcomes, evidence.grounding_candidate,
+                                              evidence.grounding_baseline, self.criteria), evidence, adapter_id)
         except EvaluationFailed as exc:
             decision = failed_evaluation(str(exc))
         except Exception as exc:  # a bug or a surprise must not become a retry loop: record it, do not promote
@@ -151,7 +161,8 @@ class Gate:
             "baseline": evidence.baseline, "decision": decision.decision, "failed": decision.failed,
             "reason": decision.reason, "criterion": self.criteria.criterion, "tie_policy": self.criteria.tie_policy,
             "min_win_rate_lower": self.criteria.min_win_rate_lower,
-            "max_grounding_drop": self.criteria.max_grounding_drop, "evidence": decision.evidence,
+            "max_grounding_drop": self.criteria.max_grounding_drop, "plan_sha256": self.plan_sha256,
+            "evidence": decision.evidence,
             "previous_state": current, "applied_state": target, "applied_via_grpc": applied,
             "seconds": round(seconds, 3), "stories": evidence.stories, "notes": evidence.notes,
         }
@@ -169,6 +180,19 @@ class Gate:
                                          "reason": decision.reason, "seconds": round(seconds, 1)})
         self.render_report()
         return entry
+
+    def _with_plan(self, decision: Decision, ev: Evidence, candidate: str) -> Decision:
+        """The judged decision, and the plan's guard on the metrics service's numbers: every metric of the plan's
+        rule non-inferior to the active model (policy.non_inferior_to). A promotion needs both."""
+        if self.rule is None:
+            return decision
+        guard = non_inferior_to(comparisons_of(ev.metrics["candidate"], ev.metrics["baseline"], self.rule),
+                                self.rule, candidate, ev.baseline)
+        evidence = {**decision.evidence, **{f"plan_{k}": v for k, v in guard.evidence.items()}}
+        if decision.promote and not guard.promote:
+            return Decision(REJECT, f"{decision.reason}; but the plan's rule: {guard.reasons[0]}", evidence)
+        return Decision(decision.decision, f"{decision.reason}; plan: {guard.reasons[0]}", evidence,
+                        decision.failed)
 
     def render_report(self) -> None:
         try:
@@ -263,6 +287,7 @@ class Gate:
                     timeout=deadline.timeout()).result
             except grpc.RpcError as exc:
                 raise _rpc(f"scoring the {which} on story {story.story_id}", exc) from exc
+            ev.metrics[which][story.story_id] = flat_values(scored)
             score = scored.grounding.clipscore if scored.HasField("grounding") else None
             scores.append(score if score is not None and math.isfinite(score) else None)  # NaN is not a score
             row[f"{which}_words"] = scored.style.words

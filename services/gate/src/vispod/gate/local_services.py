@@ -22,16 +22,17 @@ class LocalServiceError(RuntimeError):
 
 @contextlib.contextmanager
 def local_metrics(roots: Sequence[Path], *, grounding: bool, clip_model: str, clip_weights: Path | None,
-                  clip_random: bool = False, max_images: int = 32) -> Iterator[str]:
+                  clip_random: bool = False, max_images: int = 32, text_model: bool = True) -> Iterator[str]:
     """Yields the address of an in-process MetricsService: CLIP from `clip_weights`, or random weights (labelled)
-    only with `clip_random`."""
+    only with `clip_random`; MiniLM's aligned grounding and naturalness unless `text_model` is off."""
     try:
         from vispod.metrics.service import build
         from vispod.metrics.settings import MetricsSettings
     except ImportError as exc:
         raise LocalServiceError("no --metrics-addr and the vispod-metrics package is not installed") from exc
     settings = MetricsSettings(
-        grpc_port=0, metrics_port=0, consume=False, grounding_enabled=grounding, clip_model=clip_model,
+        grpc_port=0, metrics_port=0, consume=False, grounding_enabled=grounding, text_model_enabled=text_model,
+        clip_model=clip_model,
         clip_weights=clip_weights, clip_random_init=grounding and clip_random, shutdown_drain_s=0,
         shutdown_grace_s=1, images=ImageAccessSettings(file_roots=[Path(r) for r in roots], max_images=max_images))
     handle = build(settings).start()

@@ -1,7 +1,5 @@
-"""Reports: the evaluation table (`vispod eval`) as Markdown, CSV and HTML with plots.
-
-Also the entry points of the other two reports, so users import one module:
-`render_story_report` (one dialogue, for `vispod demo`) and `render_decisions_report` (the gate's decisions).
+"""Reports: the evaluation table (`vispod eval`) as Markdown, CSV and HTML with plots; `render_decisions_report`
+(the gate's decisions) is re-exported. The one-dialogue report of `vispod demo` is vispod.evaluation.story_report.
 """
 
 from __future__ import annotations
@@ -13,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vispod.gate.decisions_report import render_decisions_report
-from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, EvalResult, JudgeCell
+from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, TEXT_FIELDS, EvalResult, JudgeCell
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table, write_atomic
-from vispod.gate.story_report import render_story_report
 
-__all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "render_story_report", "write_eval_report"]
+__all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "write_eval_report"]
 
 # The paper's published means (FACTS.md): fine-tuned Qwen3-VL-32B vs Qwen3-VL-235B base.
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -26,6 +23,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "qwen3-vl-235b-base": {"words": 918.6, "distinct_2": 0.854, "avg_turn_length": 38.0, "switch_rate": 27.0,
                            "num_turns": 24.5, "clipscore": 20.39},
 }
+# Display names only; which metrics exist comes from the proto descriptors (evaluation.py's field lists).
 LABELS = {
     "words": "Words", "distinct_2": "Distinct-2", "avg_turn_length": "Avg turn length (words)",
     "switch_rate": "Switch rate (/1,000 words)", "num_turns": "Turns", "num_speakers": "Speakers",
@@ -39,6 +37,11 @@ LABELS = {
 # Published precision: the paper's table rounds to these decimals.
 DECIMALS = {"words": 1, "distinct_2": 3, "avg_turn_length": 1, "switch_rate": 1, "num_turns": 1, "clipscore": 2,
             "paper_clipscore": 2, "clipscore_hessel": 3}
+
+
+def label(name: str) -> str:
+    """A metric's display name: a nicer one where written, else the proto field's name."""
+    return LABELS.get(name, name)
 
 
 def fmt(name: str, value: float) -> str:
@@ -66,13 +69,13 @@ def paper_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
             headers.append(f"{s} (published)")
     rows = []
     for name in PAPER_FIELDS:
-        row = [LABELS[name]]
+        row = [label(name)]
         for s in result.systems:
             row.append(fmt(name, result.mean(s, "paper", name)))
             if s in PUBLISHED:
                 row.append(fmt(name, PUBLISHED[s][name]))
         rows.append(row)
-    row = [LABELS["paper_clipscore"] + _random_suffix(result)]
+    row = [label("paper_clipscore") + _random_suffix(result)]
     for s in result.systems:
         row.append(fmt("paper_clipscore", result.mean(s, "grounding", "paper_clipscore")))
         if s in PUBLISHED:
@@ -85,7 +88,7 @@ def robust_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     headers = ["Metric"] + [f"{s} ({mode})" for s in result.systems for mode in ("paper", "robust")]
     rows = []
     for name in ROBUST_FIELDS:
-        row = [LABELS[name]]
+        row = [label(name)]
         for s in result.systems:
             row.append(fmt(name, result.mean(s, "paper", name)) if name in PAPER_FIELDS else "–")
             row.append(fmt(name, result.mean(s, "robust", name)))
@@ -95,7 +98,7 @@ def robust_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
 
 def grounding_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
     headers = ["Metric"] + [s for s in result.systems]
-    rows = [[LABELS[n] + _random_suffix(result)] + [fmt(n, result.mean(s, "grounding", n)) for s in result.systems]
+    rows = [[label(n) + _random_suffix(result)] + [fmt(n, result.mean(s, "grounding", n)) for s in result.systems]
             for n in GROUNDING_FIELDS]
     rows.append(["Stories scored"] + [str(result.count(s, "grounding")) for s in result.systems])
     return headers, rows
@@ -108,6 +111,14 @@ def judge_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
              c.rate.invalid, f"{c.rate.rate:.3f}", f"{c.rate.lower:.3f}–{c.rate.upper:.3f}",
              f"{c.rate_excl_ties.rate:.3f}", f"{c.rate_excl_ties.lower:.3f}–{c.rate_excl_ties.upper:.3f}"]
             for c in result.judges]
+    return headers, rows
+
+
+def text_table(result: EvalResult) -> tuple[list[str], list[list[str]]]:
+    """What the metrics service computes from the text, captions and facts (no pixels), where it computed it."""
+    headers = ["Metric", *result.systems]
+    rows = [[n, *(fmt(n, result.mean(s, "text", n)) for s in result.systems)] for n in TEXT_FIELDS
+            if any(result.count_of(s, "text", n) for s in result.systems)]
     return headers, rows
 
 
@@ -142,7 +153,9 @@ def render_markdown(result: EvalResult) -> str:
               "## Style: paper mode beside robust mode", "",
               "Robust mode parses speaker labels as people write them and counts real changes of speaker.", "",
               markdown_table(*robust_table(result)), "", "## Grounding" + _grounding_title(result), "",
-              markdown_table(*grounding_table(result)), ""]
+              markdown_table(*grounding_table(result)), "",
+              "## Text metrics (format from the text alone, aligned grounding, hallucination, naturalness)", "",
+              markdown_table(*text_table(result)), ""]
     parts += ["## Judges", ""]
     if result.judges:
         parts += [markdown_table(*judge_table(result)), ""]
@@ -172,7 +185,8 @@ def write_csvs(result: EvalResult, per_story: Path, summary: Path) -> None:
     with summary.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["section", "metric", "system", "mean", "stories", "published"])
-        for section, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS), ("grounding", GROUNDING_FIELDS)):
+        for section, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS), ("grounding", GROUNDING_FIELDS),
+                               ("text", TEXT_FIELDS)):
             for name in names:
                 for system in result.systems:
                     published = PUBLISHED.get(system, {}).get(name, "") if section == "paper" else ""
@@ -193,7 +207,8 @@ def _json_doc(result: EvalResult) -> dict:
         "grounding_random_weights": result.grounding_random,
         "means": {s: {sec: {n: clean(result.mean(s, sec, n)) for n in names}
                       for sec, names in (("paper", PAPER_FIELDS), ("robust", ROBUST_FIELDS),
-                                         ("grounding", GROUNDING_FIELDS))} for s in result.systems},
+                                         ("grounding", GROUNDING_FIELDS), ("text", TEXT_FIELDS))}
+                  for s in result.systems},
         "judges": [_judge_json(c) for c in result.judges],
     }
 
@@ -216,7 +231,7 @@ def _style_plot(result: EvalResult) -> bytes:
             ax.bar([x + i * width for x in (0, 1)], [0 if math.isnan(v) else v for v in values], width,
                    label=system)
         ax.set_xticks([x + width * (len(result.systems) - 1) / 2 for x in (0, 1)], ["paper mode", "robust"])
-        ax.set_title(LABELS[name], fontsize=9)
+        ax.set_title(label(name), fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.08))
     return figure_png(fig)
@@ -227,7 +242,7 @@ def _per_story_plot(result: EvalResult) -> bytes:
     for ax, (section, name) in zip(axes, (("robust", "avg_turn_length"), ("paper", "words")), strict=True):
         data = [[s.__dict__[section][name] for s in result.of(system)] or [0] for system in result.systems]
         ax.boxplot(data, tick_labels=result.systems)
-        ax.set_title(f"{LABELS[name]} per story ({section})", fontsize=9)
+        ax.set_title(f"{label(name)} per story ({section})", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     return figure_png(fig)
 
@@ -261,7 +276,8 @@ def render_html(result: EvalResult) -> str:
             "<p>Robust mode parses speaker labels as people write them and counts real changes of speaker.</p>",
             table(*robust_table(result)), png_img(_style_plot(result), "style metrics, paper vs robust"),
             png_img(_per_story_plot(result), "per-story distributions"),
-            f"<h2>Grounding{esc(_grounding_title(result))}</h2>", table(*grounding_table(result))]
+            f"<h2>Grounding{esc(_grounding_title(result))}</h2>", table(*grounding_table(result)),
+            "<h2>Text metrics</h2>", table(*text_table(result))]
     if any(s.grounding for s in result.scores):
         body.append(png_img(_grounding_plot(result), "CLIPScore per story"))
     body.append("<h2>Judges</h2>")

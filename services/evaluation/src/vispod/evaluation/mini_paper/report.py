@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from vispod.common.metric_fields import PAPER_TABLE
 from vispod.gate.html_parts import esc, figure_png, notes_box, page, plt, png_img, table
 
-LABELS = {"format_valid_rate": "Format valid", "avg_turn_length": "Avg turn length (valid)",
-          "switch_rate": "Switch rate /1k words (valid)", "distinct_2": "Distinct-2",
-          "caption_coverage": "Photos discussed", "retrieval_accuracy": "Turn→photo retrieval"}
-PAPER_FIELDS = ("words", "distinct_2", "avg_turn_length", "switch_rate", "num_turns")
+PAPER_FIELDS = PAPER_TABLE
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -24,7 +22,7 @@ def _with_ci(value: float | None, ci: Sequence[float | None], digits: int = 3) -
 
 
 def _digits(metric: str) -> int:
-    return 1 if metric in ("avg_turn_length", "switch_rate") else 3
+    return 1 if metric.endswith(("avg_turn_length", "switch_rate")) else 3
 
 
 def _role(results: dict, name: str) -> str:
@@ -39,11 +37,15 @@ def notes(results: dict) -> list[str]:
     for name, s in results["systems"].items():
         base = " — a BASE model (pretrained, not instruction-tuned)" if s.get("is_base_model") else ""
         out.append(f"{name}: weights {s['weights']}; saw {s['saw']}{base}.")
-    out.append("Models run here saw the photos' captions as text, not pixels: no vision weights exist offline. "
-               "The paper's references saw the photos; their text is the published one.")
+    out.append("No vision-language weights exist offline: models run here saw what each system's 'saw' says "
+               "(perception facts or captions as text, not pixels). The paper's references saw the photos; their "
+               "text is the published one. Human captions are used to evaluate.")
+    plan = results["plan"]
+    out.append(f"Plan v{plan['version']} ({plan['path']}, sha256 {plan['sha256'][:12]}…), fixed before the run.")
     g = results["grounding"]
-    out.append(f"Caption grounding: {g['weights']} sentence embeddings; a photo counts as discussed when some turn "
-               f"reaches cosine {g['threshold']} with its caption.")
+    out.append(f"Caption grounding: {g['weights']} sentence embeddings; aligned_grounding.margin = each scene's turns "
+               "against its own photo's caption minus against the story's other captions; a photo counts as "
+               f"discussed (coverage) when some turn reaches cosine {g['threshold']} with its caption.")
     b = results["bootstrap"]
     out.append(f"Intervals: 95% {b['interval']} bootstrap with the {b['unit']} as unit ({b['n_resamples']} "
                f"resamples, seed {b['seed']}); differences are paired by story.")
@@ -73,13 +75,13 @@ def _plot(results: dict, metrics: Sequence[str]) -> bytes:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7, color="#777")
         ax.set_xticks(range(len(names)), [n if len(n) < 22 else n[:20] + "…" for n in names], rotation=35,
                       ha="right", fontsize=7)
-        ax.set_title(LABELS[metric], fontsize=9)
+        ax.set_title(metric, fontsize=9)
     fig.tight_layout()
     return figure_png(fig)
 
 
 def render(results: dict) -> str:
-    metrics = [m for m in LABELS if any(s.get(m) is not None for s in results["systems"].values())]
+    metrics = [m for m in results["metrics"] if any(s.get(m) is not None for s in results["systems"].values())]
     gate = results["gate"]
     parts = [notes_box(notes(results))]
     reasons = "".join(f"<li>{esc(r)}</li>" for r in gate["reasons"])
@@ -90,19 +92,19 @@ def render(results: dict) -> str:
     rows = [[name, _role(results, name), s["n_stories"]]
             + [_with_ci(s[m], s[f"{m}_ci"], _digits(m)) for m in metrics] for name, s in results["systems"].items()]
     parts.append("<h2>Systems (mean [95% CI])</h2>"
-                 + table(["System", "Role", "Stories", *(LABELS[m] for m in metrics)], rows, left=2))
+                 + table(["System", "Role", "Stories", *metrics], rows, left=2))
     parts.append(png_img(_plot(results, metrics), "each metric per system with 95% intervals"))
     comp_rows = [[f"{results['tuned']} − {other}"]
-                 + [_with_ci(d[m]["difference"], d[m]["ci"], _digits(m)) for m in metrics]
+                 + [_with_ci(d[m]["estimate"], d[m]["ci"], _digits(m)) for m in metrics]
                  for other, d in results["comparisons"].items()]
-    parts.append("<h2>Differences, tuned − other (paired by story)</h2>"
-                 + table(["Comparison", *(LABELS[m] for m in metrics)], comp_rows))
+    parts.append("<h2>Differences, tuned − other (paired by story, BCa 95%)</h2>"
+                 + table(["Comparison", *metrics], comp_rows))
     t = results["targets"]
-    target_rows = [[m, _num(v["value"]), f"{v['lowest']}–{v['highest'] or ''}", "yes" if v["met"] else "NO"]
+    target_rows = [[m, _num(v["value"]), f"{_num(v['lowest'])}–{_num(v['highest'])}", "yes" if v["met"] else "NO"]
                    for m, v in t["tuned"].items()]
-    target_rows.append([f"beats {results['bigger_base']}", "", "2 of 3 improved, none worse",
+    target_rows.append([f"beats {results['bigger_base']}", "", "the plan's decision rule",
                         "yes" if t["beats_bigger_base"]["met"] else "NO"])
-    parts.append("<h2>Targets (issue 17)</h2>" + table(["Target", "Tuned", "Range", "Met"], target_rows))
+    parts.append("<h2>Targets (the plan)</h2>" + table(["Target", "Tuned", "Range", "Met"], target_rows))
     style_rows = []
     for name, s in results["systems"].items():
         style_rows.append([name, "paper"] + [_num(s["style_paper"].get(f), 3) for f in PAPER_FIELDS])

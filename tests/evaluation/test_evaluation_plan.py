@@ -1,0 +1,73 @@
+"""The plan fixed in advance: its checks, its hash, its decision rule, and the test split read once per version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vispod.evaluation.plan import (
+    CURRENT_PLAN,
+    PlanError,
+    TestSplitAlreadyRead,
+    ledger_entries,
+    load_plan,
+    read_test_split,
+)
+from vispod.evaluation.splits import load_split
+
+
+def test_the_committed_plan_is_valid_and_hashed() -> None:
+    plan = load_plan()
+    assert plan.version == 1 and len(plan.sha256) == 64
+    assert not set(plan.dev) & set(plan.test) and set(plan.dev) | set(plan.test) == set(load_split().eval)
+    assert len(plan.adapter_training_seeds) >= 3
+    assert {m.metric for m in plan.rule.metrics} <= set(plan.metrics)
+    assert not any(m.startswith("naturalness.") for m in plan.rule.names)  # none passed its validation
+
+
+def _variant(tmp_path: Path, **changes: object) -> Path:
+    doc = yaml.safe_load(CURRENT_PLAN.read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = doc
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("changes", "clue"), [
+    ({"splits__dev": ["45571", "46729"]}, "both dev and test"),
+    ({"splits__dev": ["45530"]}, "not complete stories"),
+    ({"adapter_training_seeds": [1, 2]}, "at least 3 distinct adapter training seeds"),
+    ({"metrics": ["format.valid", "style.charm"]}, "not MetricsComputed metrics"),
+    ({"decision__metrics": [{"metric": "naturalness.novelty", "role": "superiority"}],
+      "metrics": ["naturalness.novelty"]}, "failed their validation"),
+    ({"decision__metrics": [{"metric": "style.words", "role": "superiority"}]}, "does not list"),
+])
+def test_a_plan_that_breaks_a_rule_is_refused(tmp_path: Path, changes: dict, clue: str) -> None:
+    with pytest.raises(PlanError, match=clue):
+        load_plan(_variant(tmp_path, **changes))
+
+
+def test_the_test_split_is_read_once_per_version(tmp_path: Path) -> None:
+    plan = load_plan()
+    ledger = tmp_path / "reads.jsonl"
+    assert read_test_split(plan, ledger) == plan.test
+    with pytest.raises(TestSplitAlreadyRead, match="was read at"):
+        read_test_split(plan, ledger)
+    with pytest.raises(PlanError, match="needs a reason"):
+        read_test_split(plan, ledger, force=True)
+    assert read_test_split(plan, ledger, force=True, reason="generator crashed mid-run") == plan.test
+    first, second = ledger_entries(ledger)
+    assert (first["forced"], second["forced"], second["reason"]) == (False, True, "generator crashed mid-run")
+    assert first["sha256"] == plan.sha256 and first["stories"] == list(plan.test)
+    # a new version reads its own test split once
+    v2 = load_plan(_variant(tmp_path, version=2))
+    assert read_test_split(v2, ledger) == v2.test and v2.sha256 != plan.sha256
+    assert [json.loads(line)["version"] for line in ledger.read_text().splitlines()] == [1, 1, 2]
