@@ -42,10 +42,10 @@ def test_story_report_is_one_self_contained_page(builtin_set: Path, tmp_path: Pa
     assert "data:image/png;base64," in html  # words-per-turn plot
     assert 'src="file:' not in html and "http" not in html.replace("http-equiv", "")
     # notes first, including what the events themselves say
-    assert html.index("Read this first") < html.index("Photos and the turns")
+    assert html.index("Read this first") < html.index("Photos, what perception found, and the turns")
     assert "REAL weights" in html and "captions, not their pixels" in html and "RANDOM" in html
     # photo 1 is discussed by turns 1 and 2, photo 5 by turn 3, photos 3-4 by none
-    section = html[html.index("Photos and the turns"):html.index("The whole dialogue")]
+    section = html[html.index("Photos, what perception found, and the turns"):html.index("The whole dialogue")]
     blocks = section.split('<div class="photo">')[1:]
     assert len(blocks) == 5
     assert "waves" in blocks[0] and "castle" in blocks[0] and "sun went down" in blocks[4]
