@@ -12,17 +12,22 @@ from torch import nn
 
 # Vision blocks and the merger have projections too (and other VLMs name them q_proj …); anchoring the
 # pattern on the language model's decoder layers keeps LoRA off the vision tower whatever its names.
-_LANGUAGE_LAYERS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\."
+_LANGUAGE_LAYERS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+"
 
 
 # A text-only causal LM (LlamaForCausalLM, Gemma3ForCausalLM, …): its decoder layers are the language model.
-_TEXT_LAYERS = r"(?:.*\.)?model\.layers\.\d+\.(?:self_attn|mlp)\."
+_TEXT_LAYERS = r"(?:.*\.)?model\.layers\.\d+"
+
+
+def layer_prefix_regex(text_only: bool = False) -> str:
+    """A full-match regex for the module names of the language model's decoder layers (LoRA's and FSDP's units)."""
+    return _TEXT_LAYERS if text_only else _LANGUAGE_LAYERS
 
 
 def language_target_regex(modules: Sequence[str], text_only: bool = False) -> str:
     """A peft `target_modules` regex (full match) for the named projections of the language model's layers."""
     names = "|".join(re.escape(m) for m in modules)
-    return f"{_TEXT_LAYERS if text_only else _LANGUAGE_LAYERS}(?:{names})"
+    return f"{layer_prefix_regex(text_only)}\\.(?:self_attn|mlp)\\.(?:{names})"
 
 
 def apply_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
