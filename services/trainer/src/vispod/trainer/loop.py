@@ -8,7 +8,6 @@ The data order is a pure function of (seed, step): step k of epoch e takes a fix
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -30,7 +29,7 @@ from vispod.trainer.checkpoint import list_checkpoints, load_checkpoint, read_st
 from vispod.trainer.dataset import Pair
 from vispod.trainer.distributed import Dist, local_device, shard
 from vispod.trainer.encoding import IGNORE_INDEX, Encoded, PairEncoder, Skipped, collate
-from vispod.trainer.lora import NEFTune, apply_lora, trainable_parameters
+from vispod.trainer.lora import NEFTune, apply_lora, four_bit_config, trainable_parameters
 from vispod.trainer.settings import TrainerSettings
 from vispod.trainer.text_model import is_text_model, load_text_base
 
@@ -109,16 +108,6 @@ def resolve_device(settings: TrainerSettings, d: Dist) -> tuple[torch.device, bo
     bf16 = settings.bf16 if settings.bf16 is not None else cuda
     checkpointing = settings.gradient_checkpointing if settings.gradient_checkpointing is not None else cuda
     return local_device(d, cuda), bf16, checkpointing
-
-
-def four_bit_config(dtype: torch.dtype) -> Any:
-    """QLoRA's quantisation: NF4 with double quantisation, compute in bf16; the vision tower and head stay 16-bit."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError("quantization=4bit needs bitsandbytes: pip install 'vispod-trainer[qlora]'")
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
 
 
 def load_base(path: Path, device: torch.device, bf16: bool, checkpointing: bool,

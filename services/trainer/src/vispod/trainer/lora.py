@@ -1,7 +1,9 @@
-"""LoRA on the language model only, and NEFTune noise on its input embeddings."""
+"""LoRA on the language model only, QLoRA's 4-bit quantisation of the base, and NEFTune noise on the input
+embeddings."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Sequence
@@ -73,3 +75,13 @@ class NEFTune:
 
     def remove(self) -> None:
         self._handle.remove()
+
+
+def four_bit_config(dtype: torch.dtype) -> Any:
+    """QLoRA's quantisation: NF4 with double quantisation, compute in bf16; the vision tower and head stay 16-bit."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("quantization=4bit needs bitsandbytes: pip install 'vispod-trainer[qlora]'")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
