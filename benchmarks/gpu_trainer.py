@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -96,6 +97,23 @@ def peak_flops(device_name: str) -> float | None:
     return None
 
 
+def time_steps(step: Callable[[], float], steps: int, cuda: bool) -> tuple[list[float], list[float]]:
+    """(seconds, loss) of `steps` optimizer steps after one warm-up step (allocator, kernels); peak memory counts
+    from after the warm-up."""
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        losses.append(step())
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times, losses
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="a tiny model that runs on a CPU (checks the script)")
@@ -156,17 +174,7 @@ def main() -> dict:
         opt.zero_grad(set_to_none=True)
         return float(total)
 
-    step()  # warm-up: allocator, kernels
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times, losses = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        losses.append(step())
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times, losses = time_steps(step, steps, cuda)
     step_s = sorted(times)[len(times) // 2]
     tokens_per_step = accum * micro * seq
     n_total = n_lm + n_vis + n_lora

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_trainer import build_config, make_batch, peak_flops
+from gpu_trainer import build_config, make_batch, peak_flops, time_steps
 
 from vispod.trainer.distributed import Dist, shard
 from vispod.trainer.lora import NEFTune, apply_lora, four_bit_config, trainable_parameters
@@ -132,17 +132,7 @@ def main() -> dict:
         opt.zero_grad(set_to_none=True)
         return total
 
-    step()  # warm-up: allocator, kernels
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times, losses = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        losses.append(step())
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times, losses = time_steps(step, steps, cuda)
     step_s = sorted(times)[len(times) // 2]
     tokens = accum * micro * seq * d.world_size  # the job's tokens per optimizer step
     if args.qlora:  # parameters as the config has them (4-bit packing hides the count)
