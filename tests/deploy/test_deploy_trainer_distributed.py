@@ -124,3 +124,13 @@ def test_rendered_objects_validate(helm_template: Callable[..., str], tmp_path: 
         files.append(path)
     errors = validate_files(files)
     assert not any(errors.values()), errors
+
+
+def test_prometheus_scrapes_rank_0_only(helm_template: Callable[..., str]) -> None:
+    docs = load_docs(helm_template(sets=SHARED, api_versions=("monitoring.coreos.com/v1",)))
+    [monitor] = [d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"] == NAME]
+    job = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == NAME)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.pop("batch.kubernetes.io/job-completion-index") == "0"  # the pod whose rank 0 serves /metrics
+    assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
