@@ -161,3 +161,28 @@ def test_a_rank_killed_mid_run_resumes_from_the_last_checkpoint(
     _assert_same_weights(load_file(str(tmp_path / "out" / "adapter" / "adapter_model.safetensors")),
                          one_process["weights"])
     _assert_one_signed_adapter(store_dir, keyring, kafka, tmp_path)
+
+
+def test_rank_0_refusal_stops_every_rank_with_its_exit_code(tiny_model: Path, pairs: Path, tmp_path: Path) -> None:
+    """Only rank 0 opens the store; its refusal (version 1 exists: exit 3, which the Job's podFailurePolicy turns
+    into a failed Job instead of retries) must end every rank, and torchrun's launcher must keep the code."""
+    from vispod.common.artifacts import ArtifactStore
+
+    existing = tmp_path / "v1"
+    existing.mkdir()
+    (existing / "adapter_config.json").write_text("{}")
+    ArtifactStore(tmp_path / "artifacts").put_dir(existing, "dist", "1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISPOD_")}
+    env.update(VISPOD_TRAINER_BASE_MODEL=str(tiny_model), VISPOD_TRAINER_PAIRS_DIR=str(pairs),
+               VISPOD_TRAINER_OUTPUT_DIR=str(tmp_path / "out"),
+               VISPOD_TRAINER_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
+               VISPOD_TRAINER_ADAPTER_NAME="dist", VISPOD_TRAINER_ADAPTER_VERSION="1",
+               VISPOD_TRAINER_SERVE_METRICS="false", OMP_NUM_THREADS="1")
+    stderr = tmp_path / "stderr.log"
+    proc = _launch(env, stderr)
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, stderr.read_text()[-3000:]
+    refusals = [line for line in stdout.splitlines()
+                if "not publishable" in line and "dist@1 is already published" in line]
+    assert len(refusals) == 2  # both ranks stopped on rank 0's refusal, before any training
+    assert not any((_progress(line) or {}).get("event") == "step" for line in stdout.splitlines())

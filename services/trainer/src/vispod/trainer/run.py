@@ -49,9 +49,8 @@ def _on_main(d: Dist, fn: Callable[[], T]) -> T | None:
         except Exception as exc:
             error = exc
     try:
-        pickle.dumps(error)
-        sent: BaseException | None = error
-    except Exception:  # an exception that does not pickle travels as its type's name and message
+        sent: BaseException | None = pickle.loads(pickle.dumps(error))
+    except Exception:  # an exception that does not survive pickling travels as its type's name and message
         sent = RuntimeError(f"{type(error).__name__}: {error}")
     shared = d.from_main(sent)
     if error is not None:
