@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,20 +34,29 @@ PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12
 LANGUAGE_TARGETS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\.(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # noqa: E501
 
 
-def build_config(tiny: bool):
+def build_config(size: str):
+    """"tiny" (checks scripts on a CPU), "0.5b", or "7b" (a Qwen2.5-7B-shaped language model: the issue's 7B class)."""
     from transformers import Qwen3VLConfig
 
-    if tiny:
+    if size == "7b":
+        text = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                    num_key_value_heads=4, head_dim=128, vocab_size=152064)
+        vision = dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16,
+                      deepstack_visual_indexes=[5, 11, 17])
+        mrope = [24, 20, 20]
+    elif size == "tiny":
         text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, head_dim=16, vocab_size=1024)
         vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, deepstack_visual_indexes=[0])
         mrope = [4, 2, 2]
-    else:  # Qwen2.5-0.5B-like language model + a 12-block vision tower: ~0.55B parameters
+    elif size == "0.5b":  # Qwen2.5-0.5B-like language model + a 12-block vision tower: ~0.55B parameters
         text = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                     num_key_value_heads=2, head_dim=64, vocab_size=151936)
         vision = dict(depth=12, hidden_size=768, intermediate_size=3072, num_heads=12,
                       deepstack_visual_indexes=[3, 7, 11])
         mrope = [8, 12, 12]
+    else:
+        raise ValueError(f"unknown size {size!r}")
     return Qwen3VLConfig(
         text_config={**text, "max_position_embeddings": 32768, "tie_word_embeddings": True,
                      "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}},
@@ -87,6 +97,23 @@ def peak_flops(device_name: str) -> float | None:
     return None
 
 
+def time_steps(step: Callable[[], float], steps: int, cuda: bool) -> tuple[list[float], list[float]]:
+    """(seconds, loss) of `steps` optimizer steps after one warm-up step (allocator, kernels); peak memory counts
+    from after the warm-up."""
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        losses.append(step())
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times, losses
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="a tiny model that runs on a CPU (checks the script)")
@@ -110,7 +137,7 @@ def main() -> dict:
     accum = max(1, batch // micro)
     t_start = time.perf_counter()
     torch.manual_seed(0)
-    config = build_config(args.tiny)
+    config = build_config("tiny" if args.tiny else "0.5b")
     with torch.device(device):
         model = Qwen3VLForConditionalGeneration(config).to(dtype)
     model.config.use_cache = False
@@ -147,17 +174,7 @@ def main() -> dict:
         opt.zero_grad(set_to_none=True)
         return float(total)
 
-    step()  # warm-up: allocator, kernels
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times, losses = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        losses.append(step())
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times, losses = time_steps(step, steps, cuda)
     step_s = sorted(times)[len(times) // 2]
     tokens_per_step = accum * micro * seq
     n_total = n_lm + n_vis + n_lora

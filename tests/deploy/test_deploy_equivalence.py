@@ -18,7 +18,8 @@ from deploy_tools import load_docs
 
 HELM_ONLY_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
                     "helm.sh/chart"}
-PAIRS = [("base", ()), ("overlays/gpu", ("ci/gpu-values.yaml",)), ("overlays/vllm", ("ci/vllm-values.yaml",))]
+PAIRS = [("base", ()), ("overlays/gpu", ("ci/gpu-values.yaml",)), ("overlays/vllm", ("ci/vllm-values.yaml",)),
+         ("overlays/distributed", ("ci/distributed-values.yaml",))]
 
 
 def normalise(value: object) -> object:

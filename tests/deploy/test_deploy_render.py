@@ -21,7 +21,8 @@ from deploy_tools import (
     validate_files,
 )
 
-VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/vllm-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml"]
+VALUES_SETS = ["", "ci/gpu-values.yaml", "ci/vllm-values.yaml", "ci/sasl-tls-values.yaml", "ci/minimal-values.yaml",
+               "ci/distributed-values.yaml"]
 LONG_RUNNING = {"synth", "generator", "judge", "metrics", "voice"}
 KAFKA_ONLY = {"gate"}  # no gRPC server: HTTP /healthz and /readyz on the metrics port
 
@@ -49,7 +50,7 @@ def test_helm_lint_strict(values: str) -> None:
 # The operator renders add only CRD objects, which kubernetes-validate has no schema for: they are
 # checked for presence here and by promtool (test_prometheus_rule_in_chart_is_the_tested_rules_file).
 RENDERS = [f"helm:{v or 'default'}:{op}" for v in VALUES_SETS for op in ("plain", "operator")] + [
-    "kustomize:base", "kustomize:overlays/gpu", "kustomize:overlays/vllm"]
+    "kustomize:base", "kustomize:overlays/gpu", "kustomize:overlays/vllm", "kustomize:overlays/distributed"]
 VALIDATED = [r for r in RENDERS if not r.endswith(":operator")]
 
 
@@ -106,7 +107,8 @@ def test_schema_rejects_bad_values(bad: str) -> None:
 
 def test_every_workload_is_hardened(helm_template: Callable[..., str], kustomize_build: Callable[[str], str]) -> None:
     renders = {"helm gpu": helm_template("ci/gpu-values.yaml"), "helm tls": helm_template("ci/sasl-tls-values.yaml"),
-               "helm vllm": helm_template("ci/vllm-values.yaml"), "kustomize base": kustomize_build("base")}
+               "helm vllm": helm_template("ci/vllm-values.yaml"), "kustomize base": kustomize_build("base"),
+               "helm distributed": helm_template("ci/distributed-values.yaml")}
     for label, text in renders.items():
         docs = load_docs(text)
         workloads = pod_specs(docs)

@@ -36,14 +36,17 @@ def _trainer(settings, progress: Progress | None = None) -> LoraTrainer:
 
 def test_loss_falls_overfitting_two_pairs(tiny_model_wide: Path, tmp_path: Path) -> None:
     pairs = write_sample_pairs(tmp_path / "pairs", n=2)
+    # No NEFTune here: on a 128-wide random model its noise (±0.04 at alpha 5) outweighs the embeddings (std 0.02),
+    # so how far the loss falls in 30 steps depended on the draws (0.34 to 0.50 nats over seeds); without it the
+    # drop is 0.6 to 0.85 nats on every seed tried.
     settings = tiny_settings(tiny_model_wide, pairs, tmp_path / "out", max_steps=30, learning_rate=2e-2,
-                             warmup_ratio=0)
+                             warmup_ratio=0, neftune_alpha=0)
     progress = Capture()
     result = _trainer(settings, progress).train()
     losses = result.losses
     assert len(losses) == 30
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < first - 0.4, losses  # ~6.1 -> ~5.4 nats in 30 steps
+    assert last < first - 0.4, losses  # ~5.8-6.0 -> ~5.2 nats in 30 steps
     assert min(losses[-5:]) < min(losses[:5])
     steps = [e for e in progress.events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 31))

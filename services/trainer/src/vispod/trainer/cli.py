@@ -31,6 +31,8 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--checkpoint-every", "checkpoint_every_steps", int, "checkpoint every N steps (0: none)"),
     ("--seed", "seed", int, "seed"),
     ("--device", "device", str, "auto | cpu | cuda"),
+    ("--quantization", "quantization", str, "none | 4bit (QLoRA: one CUDA GPU)"),
+    ("--profile", "profile", str, "paper: refuse any departure from the paper's recipe"),
     ("--metrics-port", "metrics_port", int, "Prometheus port"),
 ]
 

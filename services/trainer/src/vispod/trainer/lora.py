@@ -1,7 +1,9 @@
-"""LoRA on the language model only, and NEFTune noise on its input embeddings."""
+"""LoRA on the language model only, QLoRA's 4-bit quantisation of the base, and NEFTune noise on the input
+embeddings."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Sequence
@@ -12,17 +14,22 @@ from torch import nn
 
 # Vision blocks and the merger have projections too (and other VLMs name them q_proj …); anchoring the
 # pattern on the language model's decoder layers keeps LoRA off the vision tower whatever its names.
-_LANGUAGE_LAYERS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\."
+_LANGUAGE_LAYERS = r"(?:.*\.)?language_model\.(?:model\.)?layers\.\d+"
 
 
 # A text-only causal LM (LlamaForCausalLM, Gemma3ForCausalLM, …): its decoder layers are the language model.
-_TEXT_LAYERS = r"(?:.*\.)?model\.layers\.\d+\.(?:self_attn|mlp)\."
+_TEXT_LAYERS = r"(?:.*\.)?model\.layers\.\d+"
+
+
+def layer_prefix_regex(text_only: bool = False) -> str:
+    """A full-match regex for the module names of the language model's decoder layers (LoRA's and FSDP's units)."""
+    return _TEXT_LAYERS if text_only else _LANGUAGE_LAYERS
 
 
 def language_target_regex(modules: Sequence[str], text_only: bool = False) -> str:
     """A peft `target_modules` regex (full match) for the named projections of the language model's layers."""
     names = "|".join(re.escape(m) for m in modules)
-    return f"{_TEXT_LAYERS if text_only else _LANGUAGE_LAYERS}(?:{names})"
+    return f"{layer_prefix_regex(text_only)}\\.(?:self_attn|mlp)\\.(?:{names})"
 
 
 def apply_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
@@ -68,3 +75,13 @@ class NEFTune:
 
     def remove(self) -> None:
         self._handle.remove()
+
+
+def four_bit_config(dtype: torch.dtype) -> Any:
+    """QLoRA's quantisation: NF4 with double quantisation, compute in bf16; the vision tower and head stay 16-bit."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("quantization=4bit needs bitsandbytes: pip install 'vispod-trainer[qlora]'")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])

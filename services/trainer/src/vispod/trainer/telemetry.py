@@ -22,6 +22,12 @@ SKIPPED = Counter("vispod_trainer_skipped_samples_total", "Pairs left out of tra
 TRUNCATED = Counter("vispod_trainer_truncated_samples_total", "Pairs whose dialogue tail was cut to max_length")
 CHECKPOINTS = Counter("vispod_trainer_checkpoints_total", "Checkpoints written")
 PUBLISHED = Counter("vispod_trainer_adapters_published_total", "Adapters published, by outcome", ["outcome"])
+WORLD_SIZE = Gauge("vispod_trainer_world_size", "Processes (ranks) training together; 1 without torchrun")
+# Rank 0 publishes for all: every rank's throughput reaches it in the step's one collective. Label values are
+# bounded by the world size.
+RANK_TOKENS_PER_SECOND = Gauge("vispod_trainer_rank_tokens_per_second",
+                               "Tokens per second of each rank in the last optimizer step (a slow rank stands out)",
+                               ["rank"])
 LAST_STEP_TIME = Gauge("vispod_trainer_last_step_timestamp_seconds", "Unix time of the last optimizer step "
                        "(alert when it stops moving)")
 
@@ -40,3 +46,10 @@ class Progress:
     def emit(self, event: str, **fields: Any) -> None:
         self.stream.write(json.dumps({"event": event, **fields}) + "\n")
         self.stream.flush()
+
+
+class NullProgress(Progress):
+    """What ranks other than 0 report on stdout: nothing (rank 0 speaks for the job)."""
+
+    def emit(self, event: str, **fields: Any) -> None:
+        return None
