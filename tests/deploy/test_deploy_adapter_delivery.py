@@ -74,8 +74,16 @@ def test_vllm_gets_the_adapter_sync_container(renders) -> None:
     engine, sync = container(vllm, "vllm"), container(vllm, "adapter-sync")
     assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in engine["env"]
     assert "--enable-lora" in engine["args"]
-    assert sync["command"][:3] == ["python", "-m", "vispod.common.adapter_store.sync"]
-    assert "--engine-url" in sync["command"] and "--once" not in sync["command"]
+    # Its own image and package; the held set comes from the generator, vLLM's API key from a Secret for all three.
+    assert sync["command"] == ["python", "-m", "vispod.adaptersync"] and "/adaptersync:" in sync["image"]
+    env = {e["name"]: e for e in sync["env"]}
+    assert env["VISPOD_ADAPTERSYNC_GENERATOR_ADDR"]["value"] == "generator:8081"
+    assert env["VISPOD_ADAPTERSYNC_CANDIDATE_SLOTS"]["value"] == "1" and "VISPOD_ADAPTERSYNC_ONCE" not in env
+    key_ref = {"secretKeyRef": {"name": "vispod-vllm-api-key", "key": "api-key"}}
+    generator_env = {e["name"]: e for e in container(objs["Deployment/generator"], "generator")["env"]}
+    assert env["VISPOD_ADAPTERSYNC_ENGINE_API_KEY"]["valueFrom"] == key_ref
+    assert {e["name"]: e for e in engine["env"]}["VLLM_API_KEY"]["valueFrom"] == key_ref
+    assert generator_env["VISPOD_GENERATOR_OPENAI_API_KEY"]["valueFrom"] == key_ref
     mounts = {m["name"]: m for m in engine["volumeMounts"]}
     assert mounts["adapters"].get("readOnly") is True                   # vLLM only reads the verified copies
     sync_mounts = {m["name"]: m for m in sync["volumeMounts"]}
@@ -104,7 +112,9 @@ def test_tgi_gets_the_init_container_and_a_rollout_role_for_one_deployment(rende
     tgi = objs["Deployment/tgi"]
     assert tgi["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0  # old pods serve until new are ready
     sync = container(tgi, "adapter-sync", init=True)
-    assert "--once" in sync["command"] and credentials_from_secret(sync)
+    assert sync["command"] == ["python", "-m", "vispod.adaptersync"] and credentials_from_secret(sync)
+    assert {"name": "VISPOD_ADAPTERSYNC_ONCE", "value": "true"} in sync["env"]
+    assert config["VISPOD_GENERATOR_ADAPTER_CANDIDATE_SLOTS"] == "1"
     assert {v["name"]: v for v in pod(tgi)["volumes"]}["adapters"] == {"name": "adapters", "emptyDir": {}}
     assert pod(tgi)["automountServiceAccountToken"] is False
     # The adapter list TGI starts with is the list the init container fetched and verified.

@@ -14,9 +14,11 @@ from conftest import publish_version, record, store_settings, variant
 from PIL import Image
 from vllm_api_engine import VLLMApiEngine
 
-from vispod.common.adapter_store.sync import AdapterSync, VLLMAdapters
+from vispod.adaptersync.lifecycle import GeneratorLifecycle
+from vispod.adaptersync.sync import AdapterSync
 from vispod.common.bus import EventConsumer, EventPublisher, ensure_topics
 from vispod.common.lifecycle_signing import sign_command
+from vispod.common.llm_server import LoraServer
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.signing import Signer, generate_keypair
 from vispod.common.topics import Topic
@@ -78,24 +80,11 @@ def test_canary_share_and_rollback_on_signed_store_versions(published, keys, key
                         publisher=trainer)
     finally:
         trainer.close()
-    # The engine pod's adapter-sync loads both verified versions.
-    sync = AdapterSync(store, keyring, tmp_path / "volume", ["podcast"], keep=2, engine=VLLMAdapters(engine.url))
-    assert sync.reconcile().loaded == ["podcast@1", "podcast@2"]
-
     lifecycle = tmp_path / "lifecycle-keys"
     generate_keypair(tmp_path / "private", "gate")
     lifecycle.mkdir()
     (lifecycle / "gate.pub").write_bytes((tmp_path / "private" / "gate.pub").read_bytes())
     gate = Signer.from_file(tmp_path / "private" / "gate.key", "gate")
-    commands = EventPublisher(kafka, "gate")
-    try:
-        for adapter_id, state, share in (("podcast@1", S.ADAPTER_STATE_ACTIVE, 0.0),
-                                         ("podcast@2", S.ADAPTER_STATE_CANARY, SHARE)):
-            commands.publish(Topic.ADAPTER_LIFECYCLE, sign_command(
-                S.AdapterLifecycleChanged(adapter_id=adapter_id, state=state, canary_share=share,
-                                          reason="e2e decision"), gate))
-    finally:
-        commands.close()
 
     story = tmp_path / "story"
     story.mkdir()
@@ -115,6 +104,23 @@ def test_canary_share_and_rollback_on_signed_store_versions(published, keys, key
     handle = build(settings).start()
     addr = f"127.0.0.1:{handle.grpc_port}"
     try:
+        # The generator verifies and registers both; the engine pod's adapter-sync reads that lifecycle from it
+        # and loads both candidates (two slots); then the gate's signed commands find them servable.
+        wait_for(lambda: len(states(addr)) == 2, "both versions registered")
+        lifecycle_source = GeneratorLifecycle(addr)
+        sync = AdapterSync(store, keyring, tmp_path / "volume", LoraServer(engine.url), lifecycle_source,
+                           candidate_slots=2, names=["podcast"])
+        assert sync.reconcile().loaded == ["podcast@2", "podcast@1"]
+        lifecycle_source.close()
+        commands = EventPublisher(kafka, "gate")
+        try:
+            for adapter_id, state, share in (("podcast@1", S.ADAPTER_STATE_ACTIVE, 0.0),
+                                             ("podcast@2", S.ADAPTER_STATE_CANARY, SHARE)):
+                commands.publish(Topic.ADAPTER_LIFECYCLE, sign_command(
+                    S.AdapterLifecycleChanged(adapter_id=adapter_id, state=state, canary_share=share,
+                                              reason="e2e decision"), gate))
+        finally:
+            commands.close()
         wait_for(lambda: states(addr).get("podcast@2") == S.ADAPTER_STATE_CANARY, "the canary")
         measured = measure_canary_share(kafka, image_sets(story, 200), "podcast@2", resubmit=50)
         assert measured.n == 200 and abs(measured.share - SHARE) <= 0.05 and measured.sticky

@@ -34,6 +34,7 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
     states: dict[str, int] = field(default_factory=dict)
     active: str = ""
     failing: set[str] = field(default_factory=set)  # adapters whose generations come back FAILED
+    unservable: set[str] = field(default_factory=set)  # registered, but no engine holds them (yet)
     generated: list[str] = field(default_factory=list)
     updates: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,7 +61,8 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
     def ListAdapters(self, request, context):
         with self.lock:
             return generator_pb2.ListAdaptersResponse(
-                adapters=[generator_pb2.AdapterInfo(adapter_id=a, state=s) for a, s in self.states.items()],
+                adapters=[generator_pb2.AdapterInfo(adapter_id=a, state=s, servable=a not in self.unservable)
+                          for a, s in self.states.items()],
                 active_adapter_id=self.active)
 
     def UpdateAdapter(self, request, context):

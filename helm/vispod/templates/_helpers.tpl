@@ -89,6 +89,13 @@ tolerations:
 
 {{/* Secret references: optional, so an absent Secret only leaves the setting unset. */}}
 {{- define "vispod.secretEnv" -}}
+{{- if and (eq .name "generator") (eq (include "vispod.engine" .root) "vllm") }}
+- name: VISPOD_GENERATOR_OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.vllm.apiKeySecret }}
+      key: api-key
+{{- end }}
 - name: VISPOD_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:

@@ -58,12 +58,15 @@ class GeneratorSettings(ServiceSettings):
     tgi_url: str = "http://127.0.0.1:8080"
     # Adapter ids (name@version) the TGI server was started with (LORA_ADAPTERS); no others are routable.
     tgi_adapters: list[str] = Field(default_factory=list)
-    # Set: each verified adapter rolls this TGI Deployment (in this namespace; default the pod's own) with the
-    # new LORA_ADAPTERS list (newest tgi_keep_adapters, files under tgi_adapter_dir), routable once rolled out.
+    # Set: this TGI Deployment (in this namespace; default the pod's own) holds the lifecycle's held set
+    # (active, canary, previous active, adapter_candidate_slots newest candidates; files under tgi_adapter_dir):
+    # it is rolled only when that set changes, and an adapter is routable once every replica has it.
     tgi_deployment: str = ""
     tgi_namespace: str = ""
     tgi_adapter_dir: str = "/adapters"
-    tgi_keep_adapters: int = Field(default=4, ge=1, le=64)
+    # Candidates an engine holds besides the pinned adapters (vispod.common.adapter_store.retention); the gate
+    # evaluates a candidate only once the engine holds it. For TGI each change of the held set is a restart.
+    adapter_candidate_slots: int = Field(default=1, ge=0, le=8)
     openai_url: str = "http://127.0.0.1:8000"
     openai_api_key: SecretStr | None = None
     # The served base model name (vLLM --served-model-name); adapters are addressed by their own id.

@@ -10,6 +10,7 @@ every signed decision, so it serves the same active adapter; generation waits un
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def build_registry(settings, backend, publisher: EventPublisher | None) -> Adapt
         artifact_fetcher=ArtifactFetcher(file_roots=[settings.artifact_root]),
         default_canary_share=settings.canary_share, keyring=keyring, signer=signer,
         command_max_age_s=settings.lifecycle_max_age_s,
+        on_held=getattr(backend, "hold", None), candidate_slots=settings.adapter_candidate_slots,
     )
 
 
@@ -62,6 +64,19 @@ def registry_consumers(settings, registry: AdapterRegistry) -> list[EventConsume
         EventConsumer(topics=[Topic.ADAPTER_LIFECYCLE], expected=events_pb2.AdapterLifecycleChanged,
                       handler=registry.handle_lifecycle, **common),
     ]
+
+
+def hand_over_when_replayed(registry: AdapterRegistry, consumers: Sequence[EventConsumer]) -> threading.Thread:
+    """Once every state topic is read to its end, the registry hands its engine the held set: one rollout for a
+    starting generator, however long the history it replayed."""
+    def wait() -> None:
+        for c in consumers:
+            c.caught_up.wait()
+        registry.replayed()
+
+    thread = threading.Thread(target=wait, name="adapters-replayed", daemon=True)
+    thread.start()
+    return thread
 
 
 def after_replay(handler: Callable[[Envelope], Iterable[Output]], consumers: Sequence[EventConsumer],

@@ -15,12 +15,14 @@ import time
 
 import httpx
 
+from vispod.common.llm_server import LoraServer
+
 log = logging.getLogger(__name__)
 
 
 class EngineAdapters:
-    def __init__(self, client: httpx.Client, ttl_s: float = 2.0) -> None:
-        self._client = client
+    def __init__(self, server: LoraServer, ttl_s: float = 2.0) -> None:
+        self._server = server
         self.ttl_s = ttl_s
         self._ids: frozenset[str] = frozenset()
         self._at = float("-inf")
@@ -29,9 +31,7 @@ class EngineAdapters:
     def refresh(self) -> frozenset[str]:
         """Asks the engine; on failure keeps the last answer (the request itself will then fail or succeed)."""
         try:
-            r = self._client.get("/v1/models")
-            r.raise_for_status()
-            ids = frozenset(m["id"] for m in r.json().get("data", []))  # adapter ids are name@version
+            ids = self._server.listed()  # adapter ids are name@version
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("engine did not list its adapters", extra={"error": str(exc)})
             return self._ids
