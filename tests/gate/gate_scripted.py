@@ -91,13 +91,15 @@ class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
     clipscore: dict[str, float] = field(default_factory=dict)
     default: float = 20.0
     calls: int = 0
+    repetition: dict[str, float] = field(default_factory=dict)   # repeated-4-gram rate by adapter, the same way
 
     def Score(self, request, context):
         self.calls += 1
         text = request.generated.dialogue.text
         score = next((v for k, v in self.clipscore.items() if k in text), self.default)
+        rate = next((v for k, v in self.repetition.items() if k in text), 0.0)
         return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
-            style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
+            style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2, repeated_4gram_rate=rate),
             paper_style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
             grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True)))
 
