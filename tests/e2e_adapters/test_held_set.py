@@ -133,9 +133,11 @@ def test_ten_rejected_candidates_never_evict_the_active_adapter(engines, tmp_pat
         candidate = f"podcast@{v}"
         command(Register(publish(store, tmp_path / "trainer", v)))
         assert servable(candidate)["tgi"] and not servable(candidate)["vllm"]
+        assert vllm_gen.check_held() == [candidate]   # what the sync-failure alert counts until the sync catches up
         report = sync.reconcile()
         assert report.loaded == [candidate] and report.held == ("podcast@1", candidate)
         assert servable(candidate) == {"vllm": True, "tgi": True}   # now the gate may evaluate it
+        assert vllm_gen.check_held() == tgi_gen.check_held() == []
         command(Decide(candidate, "REJECTED", "gate", "win rate below the bar"))
         assert sync.reconcile().unloaded == [candidate]
         assert engine.adapters() == {"podcast@1"}

@@ -14,6 +14,7 @@ from vispod.generator.adapters.wiring import (
     after_replay,
     build_registry,
     hand_over_when_replayed,
+    held_watch,
     registry_consumers,
 )
 from vispod.generator.backends import Backend, make_backend
@@ -61,7 +62,7 @@ def build(settings: GeneratorSettings, backend: Backend | None = None,
     registry = build_registry(settings, backend, publisher)
     generator = Generator(settings, backend, registry, ImageFetcher(settings.images))
     return Service(settings, generator, grpc=[grpc_service(GeneratorServicer(generator))],
-                   consumers=consumers(settings, generator),
+                   consumers=consumers(settings, generator), tasks=[held_watch(registry)],
                    closers=[*(b.close for b in owned), *([publisher.close] if publisher else [])])
 
 

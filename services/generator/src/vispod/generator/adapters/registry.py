@@ -174,6 +174,12 @@ class AdapterRegistry:
             return
         self._held = held
 
+    def check_held(self) -> list[str]:
+        """The held adapters the engine does not serve now (also the gauge an alert watches)."""
+        missing = [a for a in self.held() if not self.can_serve(a)]
+        metrics.HELD_UNSERVABLE.set(len(missing))
+        return missing
+
     def live_adapter_ids(self) -> set[str]:
         """Adapters default traffic may reach (active, canary): keep these loaded."""
         return self._routing.live

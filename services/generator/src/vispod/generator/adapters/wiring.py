@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vispod.common.bus import EventConsumer, EventPublisher, Output
 from vispod.common.events import Envelope
+from vispod.common.service import Task
 from vispod.common.signing import Keyring, Signer
 from vispod.common.topics import Topic
 from vispod.generator.adapters.registry import AdapterRegistry
@@ -77,6 +78,20 @@ def hand_over_when_replayed(registry: AdapterRegistry, consumers: Sequence[Event
     thread = threading.Thread(target=wait, name="adapters-replayed", daemon=True)
     thread.start()
     return thread
+
+
+def held_watch(registry: AdapterRegistry, interval_s: float = 30.0) -> Task:
+    """Every `interval_s`: how many held adapters the engine does not serve (vispod_generator_adapter_held_unservable;
+    alert VispodAdapterSyncFailing), and a retry of a held set the engine did not take."""
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            try:
+                registry.sync_held()
+                registry.check_held()
+            except Exception:  # a watch must not end the service
+                log.exception("held adapter check failed")
+
+    return Task("held-adapters", run)
 
 
 def after_replay(handler: Callable[[Envelope], Iterable[Output]], consumers: Sequence[EventConsumer],
