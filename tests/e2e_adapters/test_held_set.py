@@ -29,10 +29,12 @@ from vispod.generator.adapters.handlers import list_adapters
 from vispod.generator.adapters.lifecycle import Decide, Register
 from vispod.generator.adapters.registry import AdapterRegistry
 from vispod.generator.adapters.state import AdapterRecord
+from vispod.generator.adapters.verify import AdapterRejected
 from vispod.generator.backends.base import GenerationInput
 from vispod.generator.backends.openai import OpenAIBackend
 from vispod.generator.backends.tgi import TGIBackend
 from vispod.generator.backends.tgi_rollout import KubernetesRollout
+from vispod.v1.events_pb2 import AdapterPublished
 
 TRAINER = Signer(Ed25519PrivateKey.generate(), "trainer")
 KEYRING = Keyring({"trainer": TRAINER.public_key})
@@ -167,3 +169,29 @@ def test_ten_rejected_candidates_never_evict_the_active_adapter(engines, tmp_pat
         assert fresh_api.restarts == [["podcast@1"]]
     finally:
         fresh_api.stop()
+
+
+def test_a_version_trained_on_another_base_is_never_loaded_or_registered(engines, tmp_path: Path) -> None:
+    """Base identity by content: the served base's digest against the one the trainer signed into the manifest."""
+    vllm_engine = engines[0]
+    store = AdapterStore(FilesystemObjects(tmp_path / "store"))
+    record = publish(store, tmp_path / "trainer", 1)               # its manifest names base sha256:000…0
+    trained_on, other = "sha256:" + "0" * 64, "sha256:" + "1" * 64
+    view = LifecycleView({record.adapter_id: "CANDIDATE"})
+    engine = LoraServer(vllm_engine.url)
+    wrong = AdapterSync(store, KEYRING, tmp_path / "v1", engine, lambda: view, base_model_digest=other)
+    report = wrong.reconcile()
+    assert report.rejected == {"podcast@1": "base_model_mismatch"} and engine.adapters() == set()
+    assert not (tmp_path / "v1" / "podcast").exists()              # nothing was even fetched
+    right = AdapterSync(store, KEYRING, tmp_path / "v2", engine, lambda: view, base_model_digest=trained_on)
+    assert right.reconcile().loaded == ["podcast@1"]
+
+    # The generator refuses to register it (so it is never routed to or promoted), before any download.
+    installer = AdapterRegistry(tmp_path / "g-state", tmp_path / "g-cache", "smollm2",
+                                base_model_digest=other).installer
+    event = AdapterPublished(adapter_id="podcast@1", artifact_uri=record.artifact_uri, base_model_id="smollm2",
+                             base_model_revision=trained_on, file_sha256=record.file_sha256)
+    with pytest.raises(AdapterRejected, match="trained on base sha256:0000"):
+        installer.check_event(event)
+    installer.base_model_digest = trained_on
+    assert installer.check_event(event)[0] == "podcast@1"

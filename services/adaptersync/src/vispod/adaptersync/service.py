@@ -18,7 +18,7 @@ def build(settings: AdapterSyncSettings) -> Service[AdapterSync]:
     engine = LoraServer(s.engine_url, key)
     lifecycle = GeneratorLifecycle(s.generator_addr, s.grpc_tls, s.rpc_timeout_s)
     sync = AdapterSync(s.adapter_store.open(), s.adapter_store.keyring(), s.dest, engine, lifecycle,
-                       candidate_slots=s.candidate_slots, names=s.names)
+                       candidate_slots=s.candidate_slots, names=s.names, base_model_digest=s.base_model_digest)
     return Service(s, sync, tasks=[Task("adapter-sync", lambda stop: sync.run(s.interval_s, stop))],
                    closers=[engine.close, lifecycle.close])
 

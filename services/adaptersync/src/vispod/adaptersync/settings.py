@@ -28,6 +28,9 @@ class AdapterSyncSettings(ServiceSettings):
     names: list[str] = Field(default_factory=list)
     # Candidates held besides the pinned adapters (vispod.common.adapter_store.retention).
     candidate_slots: int = Field(default=DEFAULT_CANDIDATE_SLOTS, ge=0, le=MAX_CANDIDATE_SLOTS)
+    # The content digest of the base the engine serves (vispod.common.base_identity); set, a version whose signed
+    # manifest names another base is never loaded.
+    base_model_digest: str = ""
     interval_s: float = Field(default=10.0, gt=0)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     # TGI's init container: fetch and verify the versions named in LORA_ADAPTERS into `dest`, then exit.

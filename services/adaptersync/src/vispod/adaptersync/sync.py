@@ -32,6 +32,7 @@ from vispod.common.adapter_store.objects import StoreUnavailable
 from vispod.common.adapter_store.retention import DEFAULT_CANDIDATE_SLOTS, LifecycleView, held_adapters
 from vispod.common.adapter_store.store import AdapterStore, StoreRejected
 from vispod.common.artifacts import sha256_file
+from vispod.common.base_identity import digest_mismatch
 from vispod.common.llm_server import EngineRefused, LoraServer
 from vispod.common.signing import Keyring
 
@@ -68,12 +69,21 @@ def local_copy(store: AdapterStore, keyring: Keyring, dest: Path, name: str, ver
 class AdapterSync:
     def __init__(self, store: AdapterStore, keyring: Keyring, dest: Path, engine: LoraServer,
                  lifecycle: Callable[[], LifecycleView], *, candidate_slots: int = DEFAULT_CANDIDATE_SLOTS,
-                 names: list[str] | None = None) -> None:
+                 names: list[str] | None = None, base_model_digest: str = "") -> None:
         self.store, self.keyring, self.engine, self.lifecycle = store, keyring, engine, lifecycle
         self.dest = Path(dest)
         self.candidate_slots = candidate_slots
         self.names = frozenset(names or ())
+        self.base_model_digest = base_model_digest
         self._rejected: dict[str, str] = {}
+
+    def check_base(self, name: str, version: str) -> None:
+        """The signed manifest's base must be the served one (by content), before anything is fetched or loaded."""
+        if not self.base_model_digest:
+            return
+        manifest, _ = self.store.manifest(name, version, self.keyring)
+        if why := digest_mismatch(self.base_model_digest, str(manifest.get("base_model_revision", ""))):
+            raise StoreRejected("base_model_mismatch", why)
 
     def ours(self, adapter_id: str) -> bool:
         return not self.names or adapter_id.split("@", 1)[0] in self.names
@@ -93,6 +103,7 @@ class AdapterSync:
                 continue
             name, _, version = adapter_id.partition("@")
             try:
+                self.check_base(name, version)
                 path = local_copy(self.store, self.keyring, self.dest, name, version)
                 self.engine.load(adapter_id, path)
             except StoreRejected as exc:

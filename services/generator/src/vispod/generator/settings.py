@@ -105,6 +105,10 @@ class GeneratorSettings(ServiceSettings):
 
     # --- adapters ---------------------------------------------------------------------------
     base_model_id: str = ""
+    # The served base's content digest (vispod.common.base_identity.weights_digest of the weights the engine
+    # serves, "sha256:…"): set, an adapter whose signed base_model_revision differs is rejected before it is
+    # installed, so it can never be routed to or promoted.
+    base_model_digest: str = ""
     adapter_state_dir: Path = Path("state/generator")
     adapter_cache_dir: Path = Path("cache/adapters")
     # Names this process for Kafka transaction fencing only; no consumer group is named after it.

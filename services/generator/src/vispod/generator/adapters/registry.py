@@ -49,7 +49,7 @@ class AdapterRegistry:
                  keyring: Keyring | None = None, signer: Signer | None = None,
                  command_max_age_s: float = 900.0,
                  on_held: Callable[[tuple[str, ...]], None] | None = None,
-                 candidate_slots: int = DEFAULT_CANDIDATE_SLOTS) -> None:
+                 candidate_slots: int = DEFAULT_CANDIDATE_SLOTS, base_model_digest: str = "") -> None:
         """
         servable: backend veto (TGI: only adapters it was started with). on_loaded: called once per
         process for each verified adapter (openai: /v1/load_lora_adapter). on_retired: called with the id
@@ -70,7 +70,7 @@ class AdapterRegistry:
         self.on_retired = on_retired
         self.publisher = publisher
         self.installer = Installer(self.cache_dir, base_model_id, artifact_fetcher or ArtifactFetcher(),
-                                   base_model_check)
+                                   base_model_check, base_model_digest)
         self.apply_actors = frozenset(apply_actors)
         self.keyring = keyring
         self.signer = signer

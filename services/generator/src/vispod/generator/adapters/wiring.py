@@ -52,6 +52,7 @@ def build_registry(settings, backend, publisher: EventPublisher | None) -> Adapt
         default_canary_share=settings.canary_share, keyring=keyring, signer=signer,
         command_max_age_s=settings.lifecycle_max_age_s,
         on_held=getattr(backend, "hold", None), candidate_slots=settings.adapter_candidate_slots,
+        base_model_digest=settings.base_model_digest,
     )
 
 
