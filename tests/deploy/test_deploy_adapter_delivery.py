@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 from deploy_tools import load_docs
 
-KEYS_SECRET, CREDS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-adapter-store", "vispod-trainer-signing-key"
+KEYS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-trainer-signing-key"
+# Least privilege: the trainer writes the store, everyone else reads it with other credentials.
+WRITER_SECRET, READER_SECRET = "vispod-adapter-store", "vispod-adapter-store-reader"
 
 
 def objects(text: str) -> dict[str, dict]:
@@ -32,10 +34,10 @@ def secret_volumes(obj: dict) -> dict[str, str]:
     return {v["name"]: v["secret"]["secretName"] for v in pod(obj)["volumes"] if "secret" in v}
 
 
-def credentials_from_secret(c: dict) -> bool:
+def credentials_from_secret(c: dict, secret: str = READER_SECRET) -> bool:
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e
             and "secretKeyRef" in e["valueFrom"]}
-    return all(refs.get(f"VISPOD_ADAPTER_STORE_{v}", {}).get("name") == CREDS_SECRET
+    return all(refs.get(f"VISPOD_ADAPTER_STORE_{v}", {}).get("name") == secret
                for v in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"))
 
 
@@ -58,7 +60,7 @@ def test_store_wiring_keys_and_credentials_come_from_secrets(renders, engine: st
     assert trainer_config["VISPOD_ADAPTER_STORE_SIGNING_KEY_FILE"] == "/etc/vispod/trainer-signing-key/trainer.key"
     for kind in ("Job/trainer", "CronJob/trainer"):
         assert secret_volumes(objs[kind])["trainer-signing-key"] == SIGNING_SECRET
-        assert credentials_from_secret(container(objs[kind], "trainer"))
+        assert credentials_from_secret(container(objs[kind], "trainer"), WRITER_SECRET)
     # The private key reaches the trainer only; no adapter volume is shared any more.
     for key, obj in objs.items():
         if key.split("/")[0] in ("Deployment", "Job", "CronJob") and key != "Job/trainer" and key != "CronJob/trainer":
@@ -102,6 +104,13 @@ def test_tgi_gets_the_init_container_and_a_rollout_role_for_one_deployment(rende
     role = objs["Role/tgi-rollout"]
     assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["tgi"],
                               "verbs": ["get", "patch"]}]
+    # RBAC cannot restrict which fields a patch changes: an admission policy lets the generator change only the
+    # adapter lists (its CEL is exercised on the real cluster, tests of the Kubernetes issue).
+    policy = objs["ValidatingAdmissionPolicy/vispod-tgi-rollout"]["spec"]
+    assert policy["matchConstraints"]["resourceRules"][0]["resourceNames"] == ["tgi"]
+    assert "':generator'" in policy["matchConditions"][0]["expression"] and policy["failurePolicy"] == "Fail"
+    assert all("LORA_ADAPTERS" in v["expression"] for v in policy["validations"][1:3])
+    assert objs["ValidatingAdmissionPolicyBinding/vispod-tgi-rollout"]["spec"]["validationActions"] == ["Deny"]
     binding = objs["RoleBinding/tgi-rollout"]
     assert binding["roleRef"]["name"] == "tgi-rollout"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "generator"}]
