@@ -79,7 +79,7 @@ CUDA_SERVICES ?= synth generator metrics trainer
 TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
 
 up: setup
-	mkdir -p var/artifacts var/images var/models var/adapters var/state var/pairs var/work var/s3
+	mkdir -p var/artifacts var/images var/models var/adapters var/engine-adapters var/state var/pairs var/work var/s3
 	$(PY) -m vispod.devkit.compose_secrets var
 	$(PY) -m vispod.devkit.local_s3 resolve
 	chown -R 10001:10001 var || echo "warning: var/ must be writable by uid 10001"
