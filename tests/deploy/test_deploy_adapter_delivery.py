@@ -95,6 +95,9 @@ def test_vllm_gets_the_adapter_sync_container(renders) -> None:
     config = objs["ConfigMap/generator"]["data"]
     assert (config["VISPOD_GENERATOR_BACKEND"], config["VISPOD_GENERATOR_OPENAI_ADAPTER_LOADING"]) == ("openai", "sync")
     assert config["VISPOD_GENERATOR_OPENAI_URL"] == "http://vllm:80"
+    # Every replica is asked before an adapter is routed to: a headless Service resolving to each vLLM pod.
+    assert config["VISPOD_GENERATOR_OPENAI_REPLICAS_URL"] == "http://vllm-replicas:8000"
+    assert objs["Service/vllm-replicas"]["spec"]["clusterIP"] == "None"
     assert not any(k.startswith(("Role/", "RoleBinding/")) for k in objs) and "Deployment/tgi" not in objs
     assert pod(objs["Deployment/generator"])["automountServiceAccountToken"] is False
 

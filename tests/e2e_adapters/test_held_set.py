@@ -31,6 +31,7 @@ from vispod.generator.adapters.registry import AdapterRegistry
 from vispod.generator.adapters.state import AdapterRecord
 from vispod.generator.adapters.verify import AdapterRejected
 from vispod.generator.backends.base import GenerationInput
+from vispod.generator.backends.engine_adapters import EngineAdapters, headless_replicas
 from vispod.generator.backends.openai import OpenAIBackend
 from vispod.generator.backends.tgi import TGIBackend
 from vispod.generator.backends.tgi_rollout import KubernetesRollout
@@ -195,3 +196,32 @@ def test_a_version_trained_on_another_base_is_never_loaded_or_registered(engines
         installer.check_event(event)
     installer.base_model_digest = trained_on
     assert installer.check_event(event)[0] == "podcast@1"
+
+
+def test_with_two_replicas_an_adapter_is_routed_only_once_every_replica_holds_it(tmp_path: Path) -> None:
+    """Each vLLM replica has its own adapter-sync; the generator asks every replica (a headless Service resolves
+    to each pod) and routes to an adapter only when all of them list it, so no request meets a replica without it."""
+    replicas = [VLLMApiEngine(None, "smollm2", tmp_path / f"r{i}") for i in range(2)]
+    try:
+        store = AdapterStore(FilesystemObjects(tmp_path / "store"))
+        record = publish(store, tmp_path / "trainer", 1)
+        view = LifecycleView({record.adapter_id: "ACTIVE"})
+        syncs = [AdapterSync(store, KEYRING, tmp_path / f"volume-{i}", LoraServer(r.url), lambda: view)
+                 for i, r in enumerate(replicas)]
+        # The Service address is the first replica here; the replica list is what the headless name resolves to.
+        backend = OpenAIBackend(replicas[0].url, "smollm2", text_only=True, retry=FAST, adapter_loading="sync")
+        backend.listed = EngineAdapters(LoraServer(replicas[0].url), ttl_s=0.0,
+                                        replicas=lambda: [r.url for r in replicas])
+        syncs[0].reconcile()
+        assert not backend.servable("podcast@1")        # replica 1 has not loaded it yet
+        syncs[1].reconcile()
+        assert backend.servable("podcast@1") and "podcast@1" in ask(backend, "podcast@1")
+        assert [r.log.served for r in replicas] == [["podcast@1"], []]
+    finally:
+        for r in replicas:
+            r.stop()
+
+
+def test_a_headless_name_resolves_to_one_url_per_address() -> None:
+    assert headless_replicas("http://localhost:8000/v1")() in (["http://127.0.0.1:8000/v1"],
+                                                              ["http://127.0.0.1:8000/v1", "http://[::1]:8000/v1"])

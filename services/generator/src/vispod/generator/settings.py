@@ -74,6 +74,9 @@ class GeneratorSettings(ServiceSettings):
     # sync: the engine pod's adapter-sync container loads verified store versions; the generator names them and
     # routes to one once the engine lists it. generator: the generator posts its own copy's path (one machine).
     openai_adapter_loading: Literal["sync", "generator"] = "generator"
+    # sync loading with several engine replicas: a URL whose host resolves to every replica (a headless Service,
+    # e.g. http://vllm-replicas:8000); an adapter is routable only once every replica lists it.
+    openai_replicas_url: str = ""
     # Label of the engine's base model, recorded in DialogueGenerated.model for remote backends.
     remote_model_id: str = ""
     request_timeout_s: float = Field(default=120.0, gt=0)

@@ -29,7 +29,7 @@ from vispod.generator.backends.base import (
     GenerationStream,
     data_uri,
 )
-from vispod.generator.backends.engine_adapters import EngineAdapters
+from vispod.generator.backends.engine_adapters import EngineAdapters, headless_replicas
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class OpenAIBackend(ChatServerBackend):
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, text_only: bool = False,
                  timeout_s: float = 120.0, connect_timeout_s: float = 5.0, retry: RetryPolicy | None = None,
-                 model_label: str = "", adapter_loading: str = "generator") -> None:
+                 model_label: str = "", adapter_loading: str = "generator", replicas_url: str = "") -> None:
         super().__init__(base_url, text_only=text_only, retry=retry)
         self.served_model = model
         self.model = model_label or model
@@ -108,14 +108,17 @@ class OpenAIBackend(ChatServerBackend):
         # its own verified copy's path (the engine must read the generator's disk: one machine, local use).
         if adapter_loading not in ("sync", "generator"):
             raise ValueError(f"adapter_loading must be sync or generator, not {adapter_loading!r}")
-        self.listed = EngineAdapters(self._server) if adapter_loading == "sync" else None
+        replicas = headless_replicas(replicas_url) if replicas_url else None
+        self.listed = EngineAdapters(self._server, replicas=replicas, api_key=api_key) \
+            if adapter_loading == "sync" else None
 
     @classmethod
     def from_settings(cls, s) -> OpenAIBackend:
         key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
         return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    connect_timeout_s=s.connect_timeout_s,
-                   retry=cls.retry_from(s), model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading)
+                   retry=cls.retry_from(s), model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading,
+                   replicas_url=s.openai_replicas_url)
 
     # --- adapters ----------------------------------------------------------------------------
     def servable(self, adapter_id: str) -> bool:
