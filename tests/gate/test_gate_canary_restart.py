@@ -62,7 +62,7 @@ def test_a_killed_gate_resumes_mid_canary_and_forged_metrics_decide_nothing(kafk
     gate = start_gate(kafka, *addrs, tmp_path)
     try:
         # No traffic yet: the tick starts the canary's clock and saves it.
-        started = progress(reader, lambda p: p.canary_adapter_id == "pod@2" and p.canary_n == 0)
+        started = progress(reader, lambda p: p.canary_adapter_id == "pod@2" and p.canary.n == 0)
         # Someone with write access to the metrics topic claims the canary regressed badly.
         for adapter, rate in (("pod@2", 0.95), ("pod@1", 0.0)) * 30:
             bus.publish(Topic.METRICS_COMPUTED, events_pb2.MetricsComputed(
@@ -71,7 +71,7 @@ def test_a_killed_gate_resumes_mid_canary_and_forged_metrics_decide_nothing(kafk
         for _ in range(3):
             bus.publish(Topic.DIALOGUE_GENERATED, live("pod@1"))
             bus.publish(Topic.DIALOGUE_GENERATED, live("pod@2"))
-        progress(reader, lambda p: p.canary_n == 3 and p.active_n == 3)
+        progress(reader, lambda p: p.canary.n == 3 and p.active.n == 3)
         gate.send_signal(signal.SIGKILL)   # mid-canary: three pairs counted, no decision
         gate.wait(30)
         for _ in range(3):
@@ -89,7 +89,7 @@ def test_a_killed_gate_resumes_mid_canary_and_forged_metrics_decide_nothing(kafk
         bus.close()
         reader.close()
     # Exactly the six pairs it was given, across the kill; the clock kept its start.
-    assert (decided.decision, decided.canary_n, decided.active_n) == ("promote", 6, 6)
+    assert (decided.decision, decided.canary.n, decided.active.n) == ("promote", 6, 6)
     assert decided.started_at == started.started_at and dict(decided.pairs) == {"repetition": 6}
     cmd = command.message
     assert (cmd.adapter_id, cmd.state, cmd.actor) == ("pod@2", S.ADAPTER_STATE_ACTIVE, "gate") and cmd.signature

@@ -75,32 +75,33 @@ def new_progress(canary: str, active: str, now_s: float) -> events_pb2.CanaryPro
     return events_pb2.CanaryProgress(canary_adapter_id=canary, active_adapter_id=active, started_at=started)
 
 
+def sides(p: events_pb2.CanaryProgress, side: str) -> tuple[events_pb2.CanarySide, events_pb2.CanarySide]:
+    """(this side, the other side) of the test."""
+    return (p.canary, p.active) if side == "canary" else (p.active, p.canary)
+
+
 def count(p: events_pb2.CanaryProgress, side: str, ok: bool, latency_s: float) -> None:
     """One live dialogue of `side` (canary | active), for the guards."""
-    if side == "canary":
-        p.canary_n += 1
-        p.canary_failed += 0 if ok else 1
-        p.canary_latency_sum_s += latency_s if ok else 0.0
-    else:
-        p.active_n += 1
-        p.active_failed += 0 if ok else 1
-        p.active_latency_sum_s += latency_s if ok else 0.0
+    s = sides(p, side)[0]
+    s.n += 1
+    s.failed += 0 if ok else 1
+    s.latency_sum_s += latency_s if ok else 0.0
 
 
 def wants_scores(p: events_pb2.CanaryProgress, side: str, policy: CanaryPolicy) -> bool:
     """Every canary dialogue is scored; an active one only while some canary one waits or few active ones do."""
     if side == "canary":
-        return len(p.waiting_canary) < policy.max_waiting or bool(p.waiting_active)
-    return bool(p.waiting_canary) or len(p.waiting_active) < min(KEEP_ACTIVE_SCORED, policy.max_waiting)
+        return len(p.canary.waiting) < policy.max_waiting or bool(p.active.waiting)
+    return bool(p.canary.waiting) or len(p.active.waiting) < min(KEEP_ACTIVE_SCORED, policy.max_waiting)
 
 
 def pair(p: events_pb2.CanaryProgress, side: str, scores: dict[str, float], policy: CanaryPolicy) -> None:
     """Pairs a scored dialogue with the oldest waiting one of the other side (or lets it wait) and moves each
     metric's sign test by the pair's sign."""
-    mine, theirs = (p.waiting_canary, p.waiting_active) if side == "canary" else (p.waiting_active, p.waiting_canary)
+    mine, theirs = (s.waiting for s in sides(p, side))
     if not theirs:
         if len(mine) < policy.max_waiting:
-            mine.append(events_pb2.CanarySample(scores=scores))
+            mine.add(scores=scores)
         return
     other = dict(theirs[0].scores)
     del theirs[0]
@@ -114,19 +115,18 @@ def pair(p: events_pb2.CanaryProgress, side: str, scores: dict[str, float], poli
         p.pairs[metric] = p.pairs.get(metric, 0) + 1
 
 
-def _mean(total: float, n: int) -> float | None:
-    return total / n if n else None
+def latency_mean(s: events_pb2.CanarySide) -> float | None:
+    """Mean latency of the side's dialogues that succeeded."""
+    ok = s.n - s.failed
+    return s.latency_sum_s / ok if ok else None
 
 
 def evidence_of(p: events_pb2.CanaryProgress, now_s: float) -> dict[str, float]:
-    ev = {"canary_n": float(p.canary_n), "active_n": float(p.active_n), "canary_failed": float(p.canary_failed),
-          "active_failed": float(p.active_failed),
-          "elapsed_s": round(now_s - p.started_at.ToNanoseconds() / 1e9, 3)}
-    for side, total, n, failed in (("canary", p.canary_latency_sum_s, p.canary_n, p.canary_failed),
-                                   ("active", p.active_latency_sum_s, p.active_n, p.active_failed)):
-        mean = _mean(total, n - failed)
-        if mean is not None:
-            ev[f"{side}_latency_mean_s"] = mean
+    ev = {"elapsed_s": round(now_s - p.started_at.ToNanoseconds() / 1e9, 3)}
+    for name, s in (("canary", p.canary), ("active", p.active)):
+        ev[f"{name}_n"], ev[f"{name}_failed"] = float(s.n), float(s.failed)
+        if (mean := latency_mean(s)) is not None:
+            ev[f"{name}_latency_mean_s"] = mean
     for metric in METRICS:
         if metric in p.pairs:
             ev[f"{metric}_llr"], ev[f"{metric}_pairs"] = p.log_likelihood_ratio[metric], float(p.pairs[metric])
@@ -136,13 +136,12 @@ def evidence_of(p: events_pb2.CanaryProgress, now_s: float) -> dict[str, float]:
 def verdict(p: events_pb2.CanaryProgress, policy: CanaryPolicy, now_s: float) -> tuple[str, str]:
     """(wait | rollback | promote, reason): guards first, then the sign tests, then the time limit."""
     test = policy.test.split(len(METRICS))
-    if p.canary_n >= policy.min_samples and p.active_n:
-        rise = p.canary_failed / p.canary_n - p.active_failed / p.active_n
+    if p.canary.n >= policy.min_samples and p.active.n:
+        rise = p.canary.failed / p.canary.n - p.active.failed / p.active.n
         if rise > policy.max_error_rise:
             return ROLLBACK, (f"error guard: canary failure rate above the active's by {rise:.3f} "
                               f"(> {policy.max_error_rise})")
-        c = _mean(p.canary_latency_sum_s, p.canary_n - p.canary_failed)
-        a = _mean(p.active_latency_sum_s, p.active_n - p.active_failed)
+        c, a = latency_mean(p.canary), latency_mean(p.active)
         if c is not None and a and c > policy.max_latency_ratio * a:
             return ROLLBACK, f"latency guard: canary mean {c:.2f} s vs active {a:.2f} s (> x{policy.max_latency_ratio})"
     states = {m: test.state(p.log_likelihood_ratio[m]) for m in METRICS if m in p.pairs}
@@ -150,13 +149,13 @@ def verdict(p: events_pb2.CanaryProgress, policy: CanaryPolicy, now_s: float) ->
     if worse:
         return ROLLBACK, (f"sign test: canary worse on {', '.join(worse)} (alpha {policy.test.alpha} over "
                           f"{len(METRICS)} metrics, p1 {policy.test.p1})")
-    if states and all(s == NO_WORSE for s in states.values()) and p.canary_n >= policy.min_samples:
+    if states and all(s == NO_WORSE for s in states.values()) and p.canary.n >= policy.min_samples:
         pairs = ", ".join(f"{m} {p.pairs[m]} pairs" for m in sorted(states))
         return PROMOTE, f"sign test: canary no worse ({pairs}; beta {policy.test.beta}, p1 {policy.test.p1})"
     elapsed = now_s - p.started_at.ToNanoseconds() / 1e9
     if elapsed >= policy.max_duration_s:
         return ROLLBACK, f"time limit: no decision after {elapsed:.0f} s (limit {policy.max_duration_s:g} s)"
-    return WAIT, f"{p.canary_n} canary / {p.active_n} active dialogues"
+    return WAIT, f"{p.canary.n} canary / {p.active.n} active dialogues"
 
 
 @dataclass(frozen=True)
@@ -276,8 +275,8 @@ class CanaryMonitor:
     def _outputs(self, p: events_pb2.CanaryProgress, r: Routing) -> list[Output]:
         now = self.clock()
         step, reason = verdict(p, self.policy, now)
-        prom.CANARY_SAMPLES.labels("canary").set(p.canary_n)
-        prom.CANARY_SAMPLES.labels("active").set(p.active_n)
+        prom.CANARY_SAMPLES.labels("canary").set(p.canary.n)
+        prom.CANARY_SAMPLES.labels("active").set(p.active.n)
         for metric, llr in p.log_likelihood_ratio.items():
             prom.CANARY_LLR.labels(metric).set(llr)
         saved = Output(Topic.GATE_CANARY, p, key=p.canary_adapter_id.encode())
