@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kube_api import TOKEN, FakeDeploymentApi
+from safetensors.torch import save_file
 from vllm_api_engine import VLLMApiEngine
 
 from vispod.adaptersync.lifecycle import view_of
@@ -47,7 +49,8 @@ def publish(store: AdapterStore, root: Path, version: int) -> AdapterRecord:
     folder = root / f"podcast-{version}"
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
-    (folder / "adapter_model.safetensors").write_bytes(bytes([version]) * 2048)
+    names = [f"base_model.model.model.layers.0.self_attn.{p}_proj.lora_{m}.weight" for p in "qv" for m in "AB"]
+    save_file({n: torch.full((4, 4), float(version)) for n in names}, str(folder / "adapter_model.safetensors"))
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
     manifest = {"adapter_id": f"podcast@{version}", "name": "podcast", "version": str(version),
                 "base_model_id": "smollm2", "base_model_revision": "sha256:" + "0" * 64, "lora_rank": 4,

@@ -28,6 +28,7 @@ import httpx
 
 from vispod.adaptersync import metrics
 from vispod.adaptersync.lifecycle import LifecycleUnavailable
+from vispod.common.adapter_store.key_names import tensor_names, unloadable
 from vispod.common.adapter_store.objects import StoreUnavailable
 from vispod.common.adapter_store.retention import DEFAULT_CANDIDATE_SLOTS, LifecycleView, held_adapters
 from vispod.common.adapter_store.store import AdapterStore, StoreRejected
@@ -47,6 +48,18 @@ class SyncReport:
     rejected: dict[str, str] = field(default_factory=dict)   # adapter id → reason (never loaded)
     store_unavailable: bool = False
     lifecycle_unavailable: bool = False
+
+
+def check_names(folder: Path, engine: str) -> None:
+    """Every LoRA tensor named the way `engine` loads it: one it would skip silently makes the version unusable."""
+    try:
+        bad = unloadable(tensor_names(folder / "adapter_model.safetensors"), engine)
+    except (OSError, ValueError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise StoreRejected("bad_weights", str(exc)) from exc
+    if bad:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise StoreRejected("bad_key_names", f"{engine} would not load {len(bad)} tensor(s), e.g. {bad[0]}")
 
 
 def local_copy(store: AdapterStore, keyring: Keyring, dest: Path, name: str, version: str) -> Path:
@@ -105,6 +118,7 @@ class AdapterSync:
             try:
                 self.check_base(name, version)
                 path = local_copy(self.store, self.keyring, self.dest, name, version)
+                check_names(path, "vllm")
                 self.engine.load(adapter_id, path)
             except StoreRejected as exc:
                 self._rejected[adapter_id] = report.rejected[adapter_id] = exc.reason
@@ -166,7 +180,7 @@ def fetch_once(store: AdapterStore, keyring: Keyring, dest: Path, lora_adapters:
     failed = 0
     for name, version in lora_adapter_ids(lora_adapters):
         try:
-            local_copy(store, keyring, dest, name, version)
+            check_names(local_copy(store, keyring, dest, name, version), "tgi")
         except (StoreRejected, StoreUnavailable) as exc:
             log.error("adapter not fetched", extra={"adapter_id": f"{name}@{version}", "error": str(exc)})
             failed += 1
