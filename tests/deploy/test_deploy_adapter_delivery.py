@@ -127,6 +127,7 @@ def test_tgi_gets_the_init_container_and_a_rollout_role_for_one_deployment(rende
     assert sync["command"] == ["python", "-m", "vispod.adaptersync"] and credentials_from_secret(sync)
     assert {"name": "VISPOD_ADAPTERSYNC_ONCE", "value": "true"} in sync["env"]
     assert config["VISPOD_GENERATOR_ADAPTER_CANDIDATE_SLOTS"] == "1"
+    assert objs["ConfigMap/trainer"]["data"]["VISPOD_TRAINER_SERVING_ENGINE"] == "tgi"   # names TGI loads
     assert {v["name"]: v for v in pod(tgi)["volumes"]}["adapters"] == {"name": "adapters", "emptyDir": {}}
     assert pod(tgi)["automountServiceAccountToken"] is False
     # The adapter list TGI starts with is the list the init container fetched and verified.
