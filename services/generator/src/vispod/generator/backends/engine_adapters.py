@@ -26,6 +26,7 @@ import httpx
 from vispod.common.llm_server import LoraServer
 
 log = logging.getLogger(__name__)
+MISS_INTERVAL_S = 0.05
 
 
 def headless_replicas(url: str) -> Callable[[], list[str]]:
@@ -81,8 +82,12 @@ class EngineAdapters:
         return ids
 
     def has(self, adapter_id: str, fresh: bool = False) -> bool:
-        if adapter_id in self._ids and not fresh and time.monotonic() - self._at < self.ttl_s:
+        """A listed adapter is believed for `ttl_s`; one not listed is asked about again (at most every
+        `MISS_INTERVAL_S`): a lifecycle decision arriving just after the engine loaded it must not be vetoed by a
+        stale answer, on any generator replica."""
+        age = time.monotonic() - self._at
+        if adapter_id in self._ids and not fresh and age < self.ttl_s:
             return True
-        if fresh or time.monotonic() - self._at >= self.ttl_s:
+        if fresh or age >= min(self.ttl_s, MISS_INTERVAL_S):
             return adapter_id in self.refresh()
         return adapter_id in self._ids
