@@ -52,7 +52,7 @@ class LlamaServerRollout:
         t.start()
         return True
 
-    def ready(self) -> frozenset[str]:
+    def ready(self, max_age_s: float | None = None) -> frozenset[str]:
         with self._lock:
             return frozenset({self.current}) if self.current else frozenset()
 

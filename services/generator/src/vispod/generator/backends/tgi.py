@@ -69,7 +69,8 @@ class TGIBackend(ChatServerBackend):
             return adapter_id in self.adapters
         if self._pending is not None:
             self.hold(self._pending)
-        return adapter_id in self.rollout.ready()
+        # A miss is asked again (a decision right after a rollout completed must not be vetoed by a stale answer).
+        return adapter_id in self.rollout.ready() or adapter_id in self.rollout.ready(max_age_s=0.05)
 
     def hold(self, adapter_ids: tuple[str, ...]) -> None:
         """The registry's held set (after every lifecycle change, once replayed): TGI restarts only if it differs

@@ -40,8 +40,8 @@ class AdapterRollout(Protocol):
         """Makes the engine hold exactly these adapters; starts a rollout (returns True) only when that set differs
         from the one it runs, and returns at once."""
 
-    def ready(self) -> frozenset[str]:
-        """Adapters every serving replica has now."""
+    def ready(self, max_age_s: float | None = None) -> frozenset[str]:
+        """Adapters every serving replica has now (an answer at most `max_age_s` old when given)."""
 
 
 def lora_adapters_value(adapter_ids: list[str], adapter_dir: str) -> str:
@@ -147,8 +147,8 @@ class KubernetesRollout:
                                                "deployment": self.deployment})
         return True
 
-    def ready(self) -> frozenset[str]:
-        if time.monotonic() - self._at < self.ttl_s:
+    def ready(self, max_age_s: float | None = None) -> frozenset[str]:
+        if time.monotonic() - self._at < (self.ttl_s if max_age_s is None else min(self.ttl_s, max_age_s)):
             return self._ready
         try:
             servable = rollout_status(self._get(), self.container).servable
