@@ -19,7 +19,7 @@ ARG SERVICE
 ARG PIP_EXTRA_INDEX_URL=""
 # (a build ARG is in the environment of every RUN, so pip sees PIP_EXTRA_INDEX_URL)
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN test -n "${SERVICE}" || (echo "build with --build-arg SERVICE=<synth|generator|judge|metrics|trainer|gate|voice>" && exit 1)
+RUN test -n "${SERVICE}" || (echo "build with --build-arg SERVICE=<synth|generator|judge|metrics|trainer|gate|voice|adaptersync>" && exit 1)
 # CUDA bases ship no Python: take the distribution's (3.12 on Ubuntu 24.04); python:* bases skip this.
 RUN command -v python3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*)

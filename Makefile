@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Runtime, services, then the packages no image carries: the dataset builder (a client of synth) and the
 # developer kit (local Kafka, vispod up/demo/submit, test helpers).
-SERVICES := common perception synth generator metrics judge trainer gate evaluation voice dataset devkit
+SERVICES := common perception synth generator metrics judge trainer gate evaluation voice adaptersync dataset devkit
 # The install stamp is per checkout: a shared venv (CI's cache) re-points its editable installs here.
 STAMP := $(VENV)/.vispod-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 # ... and another checkout may have re-pointed them since this stamp was made: then it is stale.
@@ -84,12 +84,12 @@ kafka-down: setup
 REGISTRY ?= vispod
 TAG ?= 0.1.0
 CUDA_BASE ?= nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
-IMAGE_SERVICES ?= synth generator judge metrics trainer gate voice
+IMAGE_SERVICES ?= synth generator judge metrics trainer gate voice adaptersync
 CUDA_SERVICES ?= synth generator metrics trainer
 TOOLS_BIN ?= $(HOME)/.cache/vispod/tools/bin
 
 up: setup
-	mkdir -p var/artifacts var/images var/models var/adapters var/state var/pairs var/work var/s3
+	mkdir -p var/artifacts var/images var/models var/adapters var/engine-adapters var/state var/pairs var/work var/s3
 	$(PY) -m vispod.devkit.compose_secrets var
 	$(PY) -m vispod.devkit.local_s3 resolve
 	chown -R 10001:10001 var || echo "warning: var/ must be writable by uid 10001"

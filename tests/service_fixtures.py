@@ -34,6 +34,9 @@ class JsonHandler(BaseHTTPRequestHandler):
     """A quiet HTTP/1.1 handler for fake engines: reads a JSON body, answers bytes, JSON or server-sent events."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without TCP_NODELAY each keep-alive answer waits ~40 ms for the
+    # client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: object) -> None:
         pass

@@ -40,6 +40,10 @@ SAMPLES = [
                                turns=[events_pb2.TurnTiming(index=0, speaker="Alex", end_seconds=3.5, image_refs=[0])],
                                voices=[events_pb2.SpeakerVoice(speaker="Alex", voice="joe-deep", engine="piper")],
                                chapters=[events_pb2.Chapter(image_index=0, title="Photo 1")]),
+    events_pb2.CanaryProgress(canary_adapter_id="pod@2", active_adapter_id="pod@1",
+                              canary=events_pb2.CanarySide(n=3, failed=1, latency_sum_s=4.5),
+                              active=events_pb2.CanarySide(n=4, waiting=[events_pb2.CanarySample(scores={"r": 0.1})]),
+                              log_likelihood_ratio={"repetition": -1.5}, pairs={"repetition": 3}),
     events_pb2.DeadLetter(original_topic="t", partition=0, offset=5, payload=b"\x00\x01", error="bad",
                           headers=[events_pb2.KafkaHeader(key="ce_id", value=b"x")]),
 ]

@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 from deploy_tools import load_docs
 
-KEYS_SECRET, CREDS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-adapter-store", "vispod-trainer-signing-key"
+KEYS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-trainer-signing-key"
+# Least privilege: the trainer writes the store, everyone else reads it with other credentials.
+WRITER_SECRET, READER_SECRET = "vispod-adapter-store", "vispod-adapter-store-reader"
 
 
 def objects(text: str) -> dict[str, dict]:
@@ -32,10 +34,10 @@ def secret_volumes(obj: dict) -> dict[str, str]:
     return {v["name"]: v["secret"]["secretName"] for v in pod(obj)["volumes"] if "secret" in v}
 
 
-def credentials_from_secret(c: dict) -> bool:
+def credentials_from_secret(c: dict, secret: str = READER_SECRET) -> bool:
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e
             and "secretKeyRef" in e["valueFrom"]}
-    return all(refs.get(f"VISPOD_ADAPTER_STORE_{v}", {}).get("name") == CREDS_SECRET
+    return all(refs.get(f"VISPOD_ADAPTER_STORE_{v}", {}).get("name") == secret
                for v in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"))
 
 
@@ -58,7 +60,7 @@ def test_store_wiring_keys_and_credentials_come_from_secrets(renders, engine: st
     assert trainer_config["VISPOD_ADAPTER_STORE_SIGNING_KEY_FILE"] == "/etc/vispod/trainer-signing-key/trainer.key"
     for kind in ("Job/trainer", "CronJob/trainer"):
         assert secret_volumes(objs[kind])["trainer-signing-key"] == SIGNING_SECRET
-        assert credentials_from_secret(container(objs[kind], "trainer"))
+        assert credentials_from_secret(container(objs[kind], "trainer"), WRITER_SECRET)
     # The private key reaches the trainer only; no adapter volume is shared any more.
     for key, obj in objs.items():
         if key.split("/")[0] in ("Deployment", "Job", "CronJob") and key != "Job/trainer" and key != "CronJob/trainer":
@@ -74,8 +76,16 @@ def test_vllm_gets_the_adapter_sync_container(renders) -> None:
     engine, sync = container(vllm, "vllm"), container(vllm, "adapter-sync")
     assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in engine["env"]
     assert "--enable-lora" in engine["args"]
-    assert sync["command"][:3] == ["python", "-m", "vispod.common.adapter_store.sync"]
-    assert "--engine-url" in sync["command"] and "--once" not in sync["command"]
+    # Its own image and package; the held set comes from the generator, vLLM's API key from a Secret for all three.
+    assert sync["command"] == ["python", "-m", "vispod.adaptersync"] and "/adaptersync:" in sync["image"]
+    env = {e["name"]: e for e in sync["env"]}
+    assert env["VISPOD_ADAPTERSYNC_GENERATOR_ADDR"]["value"] == "generator:8081"
+    assert env["VISPOD_ADAPTERSYNC_CANDIDATE_SLOTS"]["value"] == "1" and "VISPOD_ADAPTERSYNC_ONCE" not in env
+    key_ref = {"secretKeyRef": {"name": "vispod-vllm-api-key", "key": "api-key"}}
+    generator_env = {e["name"]: e for e in container(objs["Deployment/generator"], "generator")["env"]}
+    assert env["VISPOD_ADAPTERSYNC_ENGINE_API_KEY"]["valueFrom"] == key_ref
+    assert {e["name"]: e for e in engine["env"]}["VLLM_API_KEY"]["valueFrom"] == key_ref
+    assert generator_env["VISPOD_GENERATOR_OPENAI_API_KEY"]["valueFrom"] == key_ref
     mounts = {m["name"]: m for m in engine["volumeMounts"]}
     assert mounts["adapters"].get("readOnly") is True                   # vLLM only reads the verified copies
     sync_mounts = {m["name"]: m for m in sync["volumeMounts"]}
@@ -85,6 +95,9 @@ def test_vllm_gets_the_adapter_sync_container(renders) -> None:
     config = objs["ConfigMap/generator"]["data"]
     assert (config["VISPOD_GENERATOR_BACKEND"], config["VISPOD_GENERATOR_OPENAI_ADAPTER_LOADING"]) == ("openai", "sync")
     assert config["VISPOD_GENERATOR_OPENAI_URL"] == "http://vllm:80"
+    # Every replica is asked before an adapter is routed to: a headless Service resolving to each vLLM pod.
+    assert config["VISPOD_GENERATOR_OPENAI_REPLICAS_URL"] == "http://vllm-replicas:8000"
+    assert objs["Service/vllm-replicas"]["spec"]["clusterIP"] == "None"
     assert not any(k.startswith(("Role/", "RoleBinding/")) for k in objs) and "Deployment/tgi" not in objs
     assert pod(objs["Deployment/generator"])["automountServiceAccountToken"] is False
 
@@ -94,6 +107,13 @@ def test_tgi_gets_the_init_container_and_a_rollout_role_for_one_deployment(rende
     role = objs["Role/tgi-rollout"]
     assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["tgi"],
                               "verbs": ["get", "patch"]}]
+    # RBAC cannot restrict which fields a patch changes: an admission policy lets the generator change only the
+    # adapter lists (its CEL is exercised on the real cluster, tests of the Kubernetes issue).
+    policy = objs["ValidatingAdmissionPolicy/vispod-tgi-rollout"]["spec"]
+    assert policy["matchConstraints"]["resourceRules"][0]["resourceNames"] == ["tgi"]
+    assert "':generator'" in policy["matchConditions"][0]["expression"] and policy["failurePolicy"] == "Fail"
+    assert all("LORA_ADAPTERS" in v["expression"] for v in policy["validations"][1:3])
+    assert objs["ValidatingAdmissionPolicyBinding/vispod-tgi-rollout"]["spec"]["validationActions"] == ["Deny"]
     binding = objs["RoleBinding/tgi-rollout"]
     assert binding["roleRef"]["name"] == "tgi-rollout"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "generator"}]
@@ -104,7 +124,10 @@ def test_tgi_gets_the_init_container_and_a_rollout_role_for_one_deployment(rende
     tgi = objs["Deployment/tgi"]
     assert tgi["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0  # old pods serve until new are ready
     sync = container(tgi, "adapter-sync", init=True)
-    assert "--once" in sync["command"] and credentials_from_secret(sync)
+    assert sync["command"] == ["python", "-m", "vispod.adaptersync"] and credentials_from_secret(sync)
+    assert {"name": "VISPOD_ADAPTERSYNC_ONCE", "value": "true"} in sync["env"]
+    assert config["VISPOD_GENERATOR_ADAPTER_CANDIDATE_SLOTS"] == "1"
+    assert objs["ConfigMap/trainer"]["data"]["VISPOD_TRAINER_SERVING_ENGINE"] == "tgi"   # names TGI loads
     assert {v["name"]: v for v in pod(tgi)["volumes"]}["adapters"] == {"name": "adapters", "emptyDir": {}}
     assert pod(tgi)["automountServiceAccountToken"] is False
     # The adapter list TGI starts with is the list the init container fetched and verified.

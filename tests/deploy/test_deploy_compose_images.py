@@ -23,7 +23,8 @@ def compose_config(*profiles: str) -> dict:
     return yaml.safe_load(run([*cmd, "config"]))
 
 
-@pytest.mark.parametrize("profiles", [(), ("gpu",), ("gpu", "train")], ids=["default", "gpu", "gpu+train"])
+@pytest.mark.parametrize("profiles", [(), ("gpu",), ("gpu", "train"), ("vllm",)],
+                         ids=["default", "gpu", "gpu+train", "vllm"])
 def test_compose_config_is_valid(profiles: tuple[str, ...]) -> None:
     services = compose_config(*profiles)["services"]
     expected = {"kafka", "prometheus", "synth", "generator", "judge", "metrics", "gate", "voice"}
@@ -31,11 +32,13 @@ def test_compose_config_is_valid(profiles: tuple[str, ...]) -> None:
         expected.add("tgi")
     if "train" in profiles:
         expected.add("trainer")
+    if "vllm" in profiles:
+        expected |= {"vllm", "adaptersync"}
     assert expected <= set(services)
 
 
 def test_compose_uses_host_networking_and_distinct_ports() -> None:
-    services = compose_config("gpu", "train")["services"]
+    services = compose_config("gpu", "train", "vllm")["services"]
     ports: Counter[str] = Counter()
     for name, svc in services.items():
         assert svc.get("network_mode") == "host", name
@@ -65,6 +68,24 @@ def test_compose_uses_host_networking_and_distinct_ports() -> None:
     prometheus = services["prometheus"]
     mounted = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in prometheus["volumes"]}
     assert any(str(m).endswith("deploy/prometheus/rules.yml") for m in mounted)
+
+
+def test_compose_vllm_profile_matches_the_cluster_path() -> None:
+    """Compose parity for vLLM: the engine with runtime LoRA and an API key, its adapter-sync reading the lifecycle
+    from the generator and writing the volume vLLM reads, the generator naming adapters (sync loading)."""
+    services = compose_config("vllm")["services"]
+    vllm, sync, gen = services["vllm"], services["adaptersync"], services["generator"]["environment"]
+    assert "--enable-lora" in vllm["command"] and vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "VLLM_API_KEY" in vllm["environment"] and "VISPOD_ADAPTERSYNC_ENGINE_API_KEY" in sync["environment"]
+    port = vllm["command"][vllm["command"].index("--port") + 1]
+    assert sync["environment"]["VISPOD_ADAPTERSYNC_ENGINE_URL"] == gen["VISPOD_GENERATOR_OPENAI_URL"] == \
+        f"http://127.0.0.1:{port}"
+    assert sync["environment"]["VISPOD_ADAPTERSYNC_GENERATOR_ADDR"] == f"127.0.0.1:{gen['VISPOD_GENERATOR_GRPC_PORT']}"
+    assert gen["VISPOD_GENERATOR_OPENAI_ADAPTER_LOADING"] == "sync"
+    shared = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in vllm["volumes"]} & \
+        {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in sync["volumes"]}
+    assert any(str(s).endswith("engine-adapters") for s in shared)
+    assert sync["user"] == "10001:10001" and sync["read_only"] is True and sync["image"].endswith("/adaptersync:0.1.0")
 
 
 def test_compose_passes_secrets_through_without_values(monkeypatch: pytest.MonkeyPatch) -> None:

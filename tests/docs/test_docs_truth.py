@@ -117,3 +117,13 @@ def test_every_package_has_a_readme_naming_its_interfaces_and_settings() -> None
         missing += [topic_name(t) for t in scanned["consumes"] if topic_name(t) not in text]
         missing += [p for p in scanned["prefixes"] if p not in text]
         assert missing == [], f"services/{package}/README.md does not name {missing}"
+
+
+def test_the_layout_lists_every_package_and_the_picture_every_deployable() -> None:
+    layout = re.search(r"## Layout\n\n```\n(.*?)```", README, re.S)
+    picture = re.search(r"```mermaid\n(.*?)```", README, re.S)
+    assert layout is not None and picture is not None
+    for package in PACKAGES:
+        assert f"services/{package}/" in layout.group(1), f"services/{package}/ is missing from the README layout"
+        if (REPO / "services" / package / "src" / "vispod" / package / "__main__.py").is_file():  # a deployable
+            assert re.search(rf"\b{package}\b", picture.group(1)), f"{package} is missing from the picture"

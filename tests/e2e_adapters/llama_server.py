@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from vispod.adaptersync.sync import local_copy
 from vispod.common.adapter_store import AdapterStore, StoreRejected, StoreUnavailable
-from vispod.common.adapter_store.sync import AdapterSync
 from vispod.common.signing import Keyring
 from vispod.devkit.local_kafka import free_port, stop_process
 from vispod.generator.adapters.gguf_lora import cached_gguf, read_base
@@ -41,12 +41,18 @@ class LlamaServerRollout:
         self._stop = threading.Event()
 
     # --- the rollout contract (backends.tgi_rollout.AdapterRollout) -----------------------------------------
-    def add(self, adapter_id: str) -> None:
-        t = threading.Thread(target=self._roll, args=(adapter_id,), daemon=True)
+    def hold(self, adapter_ids: tuple[str, ...]) -> bool:
+        """llama.cpp's server takes one LoRA: this stand-in serves the newest adapter of the held set, and starts
+        a new server only when that is not the one it serves."""
+        newest = adapter_ids[-1] if adapter_ids else None
+        if newest is None or newest == self.current:
+            return False
+        t = threading.Thread(target=self._roll, args=(newest,), daemon=True)
         self._threads.append(t)
         t.start()
+        return True
 
-    def ready(self) -> frozenset[str]:
+    def ready(self, max_age_s: float | None = None) -> frozenset[str]:
         with self._lock:
             return frozenset({self.current}) if self.current else frozenset()
 
@@ -59,7 +65,7 @@ class LlamaServerRollout:
         name, version = adapter_id.split("@", 1)
         while not self._stop.is_set():
             try:  # the init container: nothing reaches the volume unverified
-                folder = AdapterSync(self.store, self.keyring, self.volume, [name]).local_copy(name, version)
+                folder = local_copy(self.store, self.keyring, self.volume, name, version)
                 break
             except StoreRejected as exc:
                 self.events.append((adapter_id, f"rejected:{exc.reason}"))

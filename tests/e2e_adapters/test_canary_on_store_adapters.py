@@ -1,7 +1,7 @@
 """The whole delivery on the real broker and the real S3 server: the trainer's signed versions reach a generator
 service (verified by its registry from the store) and a vLLM-API engine (loaded by the adapter-sync); signed gate
 commands make one active and the next a 10 % canary; the measured share over 200 image sets, and the gate's
-rollback of the canary on an injected regression."""
+rollback of a canary its own scoring of live dialogues finds worse."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from conftest import publish_version, record, store_settings, variant
 from PIL import Image
 from vllm_api_engine import VLLMApiEngine
 
-from vispod.common.adapter_store.sync import AdapterSync, VLLMAdapters
-from vispod.common.bus import EventConsumer, EventPublisher, ensure_topics
+from vispod.adaptersync.lifecycle import GeneratorLifecycle
+from vispod.adaptersync.sync import AdapterSync
+from vispod.common.bus import EventPublisher, ensure_topics
 from vispod.common.lifecycle_signing import sign_command
+from vispod.common.llm_server import LoraServer
 from vispod.common.settings import ImageAccessSettings, KafkaSettings
 from vispod.common.signing import Signer, generate_keypair
 from vispod.common.topics import Topic
-from vispod.devkit.testing.canary_probe import measure_canary_share, rollback_on_regression
+from vispod.devkit.testing.canary_probe import measure_canary_share, serve_scores, traffic_until_decided
 from vispod.gate.clients import Clients
-from vispod.gate.service import canary_monitor
+from vispod.gate.service import canary_consumers, canary_monitor
 from vispod.gate.settings import GateSettings
 from vispod.generator.service import build
 from vispod.generator.settings import GeneratorSettings
@@ -78,24 +80,11 @@ def test_canary_share_and_rollback_on_signed_store_versions(published, keys, key
                         publisher=trainer)
     finally:
         trainer.close()
-    # The engine pod's adapter-sync loads both verified versions.
-    sync = AdapterSync(store, keyring, tmp_path / "volume", ["podcast"], keep=2, engine=VLLMAdapters(engine.url))
-    assert sync.reconcile().loaded == ["podcast@1", "podcast@2"]
-
     lifecycle = tmp_path / "lifecycle-keys"
     generate_keypair(tmp_path / "private", "gate")
     lifecycle.mkdir()
     (lifecycle / "gate.pub").write_bytes((tmp_path / "private" / "gate.pub").read_bytes())
     gate = Signer.from_file(tmp_path / "private" / "gate.key", "gate")
-    commands = EventPublisher(kafka, "gate")
-    try:
-        for adapter_id, state, share in (("podcast@1", S.ADAPTER_STATE_ACTIVE, 0.0),
-                                         ("podcast@2", S.ADAPTER_STATE_CANARY, SHARE)):
-            commands.publish(Topic.ADAPTER_LIFECYCLE, sign_command(
-                S.AdapterLifecycleChanged(adapter_id=adapter_id, state=state, canary_share=share,
-                                          reason="e2e decision"), gate))
-    finally:
-        commands.close()
 
     story = tmp_path / "story"
     story.mkdir()
@@ -115,6 +104,23 @@ def test_canary_share_and_rollback_on_signed_store_versions(published, keys, key
     handle = build(settings).start()
     addr = f"127.0.0.1:{handle.grpc_port}"
     try:
+        # The generator verifies and registers both; the engine pod's adapter-sync reads that lifecycle from it
+        # and loads both candidates (two slots); then the gate's signed commands find them servable.
+        wait_for(lambda: len(states(addr)) == 2, "both versions registered")
+        lifecycle_source = GeneratorLifecycle(addr)
+        sync = AdapterSync(store, keyring, tmp_path / "volume", LoraServer(engine.url), lifecycle_source,
+                           candidate_slots=2, names=["podcast"])
+        assert sync.reconcile().loaded == ["podcast@2", "podcast@1"]
+        lifecycle_source.close()
+        commands = EventPublisher(kafka, "gate")
+        try:
+            for adapter_id, state, share in (("podcast@1", S.ADAPTER_STATE_ACTIVE, 0.0),
+                                             ("podcast@2", S.ADAPTER_STATE_CANARY, SHARE)):
+                commands.publish(Topic.ADAPTER_LIFECYCLE, sign_command(
+                    S.AdapterLifecycleChanged(adapter_id=adapter_id, state=state, canary_share=share,
+                                              reason="e2e decision"), gate))
+        finally:
+            commands.close()
         wait_for(lambda: states(addr).get("podcast@2") == S.ADAPTER_STATE_CANARY, "the canary")
         measured = measure_canary_share(kafka, image_sets(story, 200), "podcast@2", resubmit=50)
         assert measured.n == 200 and abs(measured.share - SHARE) <= 0.05 and measured.sticky
@@ -122,23 +128,29 @@ def test_canary_share_and_rollback_on_signed_store_versions(published, keys, key
         assert set(engine.log.served) == {"podcast@1", "podcast@2"}
         record(canary_share_pct=round(100 * measured.share, 1), canary_sets=measured.n)
 
+        # The gate scores live dialogues itself: its metrics service finds podcast@2 repeating itself more.
+        scores, server = serve_scores({"podcast@1": 0.05, "podcast@2": 0.30})
         gate_settings = GateSettings(kafka=kafka, artifact_root=tmp_path / "gate", generator_addr=addr,
-                                     metrics_port=0, canary_min_samples=10, canary_promote_after=20,
-                                     canary_max_grounding_drop=2.0, canary_refresh_s=0.2)
-        clients = Clients(generator_addr=addr)
-        monitor = EventConsumer(service="gate", topics=[Topic.METRICS_COMPUTED], expected=S.MetricsComputed,
-                                handler=canary_monitor(gate_settings, clients, gate).handle, kafka=kafka,
-                                group_id=f"{kafka.topic_prefix}.gate.canary")
-        thread = threading.Thread(target=monitor.run, daemon=True)
-        thread.start()
+                                     metrics_addr=scores, metrics_port=0, canary_min_samples=10,
+                                     canary_refresh_s=0.2, canary_tick_s=1)
+        clients = Clients(generator_addr=addr, metrics_addr=scores)
+        publisher = EventPublisher(kafka, "gate")
+        consumers = canary_consumers(gate_settings, canary_monitor(gate_settings, clients, gate, publisher))
+        threads = [threading.Thread(target=c.run, daemon=True) for c in consumers]
+        for t in threads:
+            t.start()
         try:
-            assert monitor.wait_running(60)
-            rolled = rollback_on_regression(kafka, addr, "podcast@2", "podcast@1", samples=10, drop=6.0,
-                                            timeout=90)
+            assert all(c.wait_running(60) for c in consumers)
+            more = image_sets(story, 600)[200:]
+            rolled = traffic_until_decided(kafka, addr, "podcast@2", more, timeout=90)
         finally:
-            monitor.stop()
-            thread.join(30)
+            for c in consumers:
+                c.stop()
+            for t in threads:
+                t.join(30)
+            publisher.close()
             clients.close()
+            server.stop(0)
         assert rolled.rolled_back and rolled.active == "podcast@1"
         record(rollback_ok=True, rollback_s=round(rolled.seconds, 2))
     finally:

@@ -52,7 +52,7 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
     backend = TGIBackend("", [], text_only=True, retry=FAST, rollout=rollout)
     try:
         publish_version(store, signer, outcome, "1")
-        backend.on_adapter_loaded(version("podcast@1"))  # the registry's hook, after its own verification
+        backend.hold(("podcast@1",))  # the registry's held set: the new candidate
         assert not backend.servable("podcast@1")          # the server is still starting: not routable
         with pytest.raises(AdapterUnavailable):
             ask(backend, "podcast@1")
@@ -61,7 +61,7 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
 
         # A new version: the old server keeps serving podcast@1 until the new one answers.
         publish_version(store, signer, outcome, "2", variant(outcome.result.adapter_dir, tmp_path / "v2", 2.0))
-        backend.on_adapter_loaded(version("podcast@2"))
+        backend.hold(("podcast@2",))
         assert backend.servable("podcast@1") and not backend.servable("podcast@2")
         assert ask(backend, "podcast@1")
         rollout.wait()
@@ -79,7 +79,7 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
         # Tampered: the init step rejects it, no server starts, podcast@2 keeps serving.
         event3 = publish_version(store, signer, outcome, "3", variant(outcome.result.adapter_dir, tmp_path / "v3", 3.0))
         overwrite(env, blob_key(event3.file_sha256["adapter_model.safetensors"]), b"\x00" * 64)
-        backend.on_adapter_loaded(version("podcast@3"))
+        backend.hold(("podcast@3",))
         rollout.wait()
         assert ("podcast@3", "rejected:sha256_mismatch") in rollout.events
         assert rollout.ready() == {"podcast@2"} and ask(backend, "podcast@2")
@@ -88,7 +88,7 @@ def test_tgi_style_rollout_on_a_real_llama_cpp_server(published, keys, keyring, 
         # An outage during a rollout: delayed, podcast@2 serves meanwhile; after the store is back it completes.
         publish_version(store, signer, outcome, "4", variant(outcome.result.adapter_dir, tmp_path / "v4", 0.5))
         own_s3.stop()
-        backend.on_adapter_loaded(version("podcast@4"))
+        backend.hold(("podcast@4",))
         for _ in range(60):
             if ("podcast@4", "delayed") in rollout.events:
                 break

@@ -1,9 +1,9 @@
 """vLLM's way: runtime loading through the pod's adapter-sync container, on a real model behind vLLM's API.
 
-The trainer's signed versions sit on a real S3 server; the sync loop fetches and verifies them into the shared
-volume and loads them into the engine; the generator's OpenAI backend only names the adapter and routes to it
-once the engine lists it. A tampered version is never loaded; a store outage delays, changes nothing loaded,
-and loses no version."""
+The trainer's signed versions sit on a real S3 server; the sync loop fetches and verifies the versions the
+lifecycle holds into the shared volume and loads them into the engine; the generator's OpenAI backend only names
+the adapter and routes to it once the engine lists it. A tampered version is never loaded; a store outage delays,
+changes nothing loaded, and loses no version; a candidate that leaves the held set is unloaded, the active never."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ import pytest
 from conftest import overwrite, publish_version, record, store_settings, variant
 from vllm_api_engine import VLLMApiEngine
 
+from vispod.adaptersync.sync import AdapterSync
 from vispod.common.adapter_store import StoreUnavailable
+from vispod.common.adapter_store.retention import LifecycleView
 from vispod.common.adapter_store.store import blob_key
-from vispod.common.adapter_store.sync import AdapterSync, VLLMAdapters
 from vispod.common.artifacts import sha256_file
 from vispod.common.embedded_models import resolve_gguf
 from vispod.common.http_retry import RetryPolicy
+from vispod.common.llm_server import LoraServer
 from vispod.devkit.local_s3 import start_s3
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import GenerationInput
@@ -50,7 +52,9 @@ def test_vllm_runtime_loading_via_the_sync(published, keys, keyring, own_s3, eng
     store, signer = env.open(), env.signer()
     publish_version(store, signer, outcome, "1")
     volume = tmp_path / "shared-volume"
-    sync = AdapterSync(store, keyring, volume, ["podcast"], keep=2, engine=VLLMAdapters(engine.url))
+    lifecycle = {"podcast@1": "CANDIDATE"}   # what the generator's ListAdapters says
+    sync = AdapterSync(store, keyring, volume, LoraServer(engine.url), lambda: LifecycleView(dict(lifecycle)),
+                       candidate_slots=2, names=["podcast"])
     backend = OpenAIBackend(engine.url, "smollm2", text_only=True, retry=FAST, adapter_loading="sync")
 
     # Published and verified by the generator, but not yet in the engine: not routable, never the base model.
@@ -73,9 +77,10 @@ def test_vllm_runtime_loading_via_the_sync(published, keys, keyring, own_s3, eng
     v2 = variant(outcome.result.adapter_dir, tmp_path / "v2", 2.0)
     event2 = publish_version(store, signer, outcome, "2", v2)
     overwrite(env, blob_key(event2.file_sha256["adapter_model.safetensors"]), b"\x00" * 64)
+    lifecycle.update({"podcast@1": "ACTIVE", "podcast@2": "CANDIDATE"})
     report = sync.reconcile()
     assert report.rejected == {"podcast@2": "sha256_mismatch"} and report.loaded == []
-    assert not (volume / "podcast" / "2").exists() and "podcast@2" not in VLLMAdapters(engine.url).loaded()
+    assert not (volume / "podcast" / "2").exists() and "podcast@2" not in LoraServer(engine.url).adapters()
     with pytest.raises(AdapterUnavailable):
         ask(backend, "podcast@2")
     assert engine.log.served == ["podcast@1"]
@@ -85,20 +90,25 @@ def test_vllm_runtime_loading_via_the_sync(published, keys, keyring, own_s3, eng
     own_s3.stop()
     with pytest.raises(StoreUnavailable):
         publish_version(store, signer, outcome, "3", v3, attempts=2)
-    assert sync.reconcile().store_unavailable
+    report = sync.reconcile()
+    assert report.loaded == report.unloaded == []   # what is loaded stays loaded
     assert ask(backend, "podcast@1") and engine.log.served[-1] == "podcast@1"
     start_s3(server=own_s3)
     event3 = publish_version(store, signer, outcome, "3", v3)
     assert store.versions("podcast") == ["1", "2", "3"]  # nothing lost
+    lifecycle.update({"podcast@2": "REJECTED", "podcast@3": "CANDIDATE"})
     report = sync.reconcile()
-    assert report.loaded == ["podcast@3"] and report.unloaded == []   # newest 2 usable: 1 and 3
+    assert report.loaded == ["podcast@3"] and report.unloaded == []   # the active one and the candidate
     assert ask(backend, "podcast@3") and engine.log.served[-1] == "podcast@3"
     assert event3.adapter_id == "podcast@3"
 
-    # A newer version pushes the oldest out of the window: unloaded from the engine and the volume.
-    publish_version(store, signer, outcome, "4", variant(outcome.result.adapter_dir, tmp_path / "v4", 0.5))
+    # Newer candidates fill the slots; the oldest candidate leaves the held set and the engine, the active stays.
+    for v, scale in (("4", 0.5), ("5", 0.25)):
+        publish_version(store, signer, outcome, v, variant(outcome.result.adapter_dir, tmp_path / f"v{v}", scale))
+        lifecycle[f"podcast@{v}"] = "CANDIDATE"
     report = sync.reconcile()
-    assert report.loaded == ["podcast@4"] and report.unloaded == ["podcast@1"]
-    assert not (volume / "podcast" / "1").exists()
-    assert not backend.servable("podcast@1") or not backend.listed.has("podcast@1", fresh=True)
+    assert report.held == ("podcast@1", "podcast@5", "podcast@4")
+    assert report.loaded == ["podcast@5", "podcast@4"] and report.unloaded == ["podcast@3"]
+    assert not (volume / "podcast" / "3").exists() and (volume / "podcast" / "1").is_dir()
+    assert not backend.listed.has("podcast@3", fresh=True) and ask(backend, "podcast@1")
     record(vllm_sync="ok")

@@ -34,6 +34,7 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
     states: dict[str, int] = field(default_factory=dict)
     active: str = ""
     failing: set[str] = field(default_factory=set)  # adapters whose generations come back FAILED
+    unservable: set[str] = field(default_factory=set)  # registered, but no engine holds them (yet)
     generated: list[str] = field(default_factory=list)
     updates: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,7 +61,8 @@ class ScriptedGenerator(generator_pb2_grpc.GeneratorServiceServicer):
     def ListAdapters(self, request, context):
         with self.lock:
             return generator_pb2.ListAdaptersResponse(
-                adapters=[generator_pb2.AdapterInfo(adapter_id=a, state=s) for a, s in self.states.items()],
+                adapters=[generator_pb2.AdapterInfo(adapter_id=a, state=s, servable=a not in self.unservable)
+                          for a, s in self.states.items()],
                 active_adapter_id=self.active)
 
     def UpdateAdapter(self, request, context):
@@ -91,18 +93,21 @@ class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
     # hallucination rate by adapter (its name in the text); unset section when the adapter is not named
     hallucination: dict[str, float] = field(default_factory=dict)
     calls: int = 0
+    repetition: dict[str, float] = field(default_factory=dict)   # repeated-4-gram rate by adapter, the same way
 
     def Score(self, request, context):
         self.calls += 1
         text = request.generated.dialogue.text
         score = next((v for k, v in self.clipscore.items() if k in text), self.default)
-        rate = next((v for k, v in self.hallucination.items() if k in text), None)
+        hallucinated = next((v for k, v in self.hallucination.items() if k in text), None)
+        rate = next((v for k, v in self.repetition.items() if k in text), 0.0)
         return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
-            style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
+            style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2, repeated_4gram_rate=rate),
             paper_style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
             grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True),
             format=common_pb2.FormatMetrics(valid=True, num_speakers=2, num_turns=2),
-            hallucination=None if rate is None else common_pb2.HallucinationMetrics(mentions=10, rate=rate)))
+            hallucination=None if hallucinated is None else common_pb2.HallucinationMetrics(mentions=10,
+                                                                                  rate=hallucinated)))
 
 
 @dataclass

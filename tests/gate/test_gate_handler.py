@@ -152,4 +152,24 @@ def test_with_a_plan_the_live_gate_also_needs_the_policy_guard(tmp_path: Path, b
     assert entry["decision"] == decision and clue in entry["reason"], entry["reason"]
     assert entry["plan_sha256"] == hashlib.sha256(PLAN.encode()).hexdigest()
     assert "win rate" in entry["reason"]  # the judged rule still applies; the plan's guard comes on top
+
+
+def test_a_candidate_is_evaluated_only_once_an_engine_holds_it(tmp_path: Path, builtin_set: Path,
+                                                               servers: Servers) -> None:
+    """Registered but not yet servable (vLLM's sync has not loaded it, TGI is still restarting): the gate waits and
+    generates nothing; never held within the wait, the evaluation fails with that reason instead of scoring losses."""
+    import threading
+
+    gen = ScriptedGenerator(unservable={"pod@1"})
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
+                 servers.serve(ScriptedJudge()), canary_share=0)
+    threading.Timer(1.0, lambda: gen.unservable.clear()).start()   # the engine loads it a second later
+    [decided] = gate.handle(_envelope("pod@1", "e-1"))
+    assert decided.message.state == S.ADAPTER_STATE_ACTIVE and len(gen.generated) == 6
+    gen.register("pod@2")
+    gen.unservable.add("pod@2")
+    [failed] = gate.handle(_envelope("pod@2", "e-2"))
+    assert "have an engine that holds pod@2" in failed.message.reason and failed.message.state != S.ADAPTER_STATE_ACTIVE
+    assert "pod@2" not in gen.generated
     gate.clients.close()

@@ -1,5 +1,5 @@
 """Canary and authorised lifecycle on the real broker, with the generator service and the gate's canary monitor:
-the measured canary share, stickiness, rollback on an injected regression, promotion on clean evidence, and
+the measured canary share, stickiness, rollback of a canary the gate measures as worse, promotion of a better one, and
 unsigned / wrongly signed / self-declared commands dead-lettered while the consumer goes on."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from gen_helpers import make_event
 from lifecycle_keys import identities
 from prometheus_client import REGISTRY
 
-from vispod.common.bus import EventConsumer, EventReader, ensure_topics
-from vispod.common.topics import Topic, dlq_topic
-from vispod.devkit.testing.canary_probe import inject_metrics, measure_canary_share, rollback_on_regression
+from vispod.common.bus import EventPublisher, EventReader, ensure_topics
+from vispod.common.topics import dlq_topic
+from vispod.devkit.testing.canary_probe import measure_canary_share, serve_scores, traffic_until_decided
 from vispod.gate.clients import Clients
-from vispod.gate.service import canary_monitor
+from vispod.gate.service import canary_consumers, canary_monitor
 from vispod.gate.settings import GateSettings
 from vispod.generator.service import build
 from vispod.v1 import events_pb2
@@ -53,36 +53,44 @@ def test_canary_share_within_five_points_over_200_image_sets_and_sticky(pod, kaf
     assert set(measured.by_set.values()) == {"a@1", "c@1"}
 
 
-def test_the_gate_rolls_a_regressing_canary_back_and_promotes_a_clean_one(pod, kafka, tmp_path):
+def test_the_gate_rolls_a_regressing_canary_back_and_promotes_a_clean_one(pod, kafka, tmp_path, story_dir):
+    """Live traffic through the generator; the gate scores the dialogues itself (a metrics service whose numbers
+    depend on the adapter) and decides by its sign test: c@1 repeats itself more than a@1 (rolled back), d@1
+    less (promoted)."""
     handle, addr, ids = pod["handle"], pod["addr"], pod["ids"]
-    s = GateSettings(kafka=kafka, artifact_root=tmp_path / "gate", generator_addr=addr, metrics_port=0,
-                     canary_min_samples=10, canary_promote_after=20, canary_max_grounding_drop=2.0,
-                     canary_refresh_s=0.2)
-    clients = Clients(generator_addr=addr)
-    monitor = EventConsumer(service="gate", topics=[Topic.METRICS_COMPUTED], expected=events_pb2.MetricsComputed,
-                            handler=canary_monitor(s, clients, ids.gate).handle, kafka=kafka,
-                            group_id=f"{kafka.topic_prefix}.gate.canary")
-    thread = threading.Thread(target=monitor.run, daemon=True)
-    thread.start()
+    scores, server = serve_scores({"a@1": 0.05, "c@1": 0.30, "d@1": 0.01})
+    s = GateSettings(kafka=kafka, artifact_root=tmp_path / "gate", generator_addr=addr, metrics_addr=scores,
+                     metrics_port=0, canary_min_samples=5, canary_refresh_s=0.2, canary_tick_s=1)
+    clients = Clients(generator_addr=addr, metrics_addr=scores)
+    publisher = EventPublisher(kafka, "gate")
+    consumers = canary_consumers(s, canary_monitor(s, clients, ids.gate, publisher))
+    threads = [threading.Thread(target=c.run, daemon=True) for c in consumers]
+    for t in threads:
+        t.start()
     steps = REGISTRY.get_sample_value("vispod_gate_canary_steps_total", {"step": "rollback"}) or 0.0
+    events = [make_event(story_dir, n=1, set_id=f"live-{i:04d}") for i in range(600)]
     try:
-        assert monitor.wait_running(30)
-        outcome = rollback_on_regression(kafka, addr, "c@1", "a@1", samples=10, drop=6.0, timeout=60)
-        print(f"rollback on an injected 6-point CLIPScore regression: {outcome}")
+        assert all(c.wait_running(30) for c in consumers)
+        outcome = traffic_until_decided(kafka, addr, "c@1", events[:400])
+        print(f"rollback of a canary that repeats itself more: {outcome}")
         assert outcome.rolled_back and outcome.state == "CANDIDATE" and outcome.active == "a@1"
         assert REGISTRY.get_sample_value("vispod_gate_canary_steps_total", {"step": "rollback"}) == steps + 1
 
-        # A new canary that holds up: promoted after `promote_after` clean samples, the old active retired.
-        publish_commands(kafka, ids.command("d@1", S.ADAPTER_STATE_CANARY, share=SHARE))
+        # A new canary that holds up: promoted once its sign test says "no worse", the old active retired.
+        publish_commands(kafka, ids.command("d@1", S.ADAPTER_STATE_CANARY, share=0.3))
         wait_until(lambda: states(handle).get("d@1", (0,))[0] == S.ADAPTER_STATE_CANARY, what="the new canary")
         time.sleep(0.5)   # the monitor's view of the routing refreshes every 0.2 s
-        inject_metrics(kafka, "d@1", "a@1", samples=20, drop=0.0)
+        traffic_until_decided(kafka, addr, "d@1", events[400:])
         wait_until(lambda: listing(handle).active_adapter_id == "d@1", what="the promotion")
         assert states(handle)["a@1"][0] == S.ADAPTER_STATE_RETIRED
     finally:
-        monitor.stop()
-        thread.join(30)
+        for c in consumers:
+            c.stop()
+        for t in threads:
+            t.join(30)
+        publisher.close()
         clients.close()
+        server.stop(0)
 
 
 def test_only_commands_signed_by_the_gate_or_an_admin_are_obeyed(pod, kafka):

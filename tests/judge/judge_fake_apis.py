@@ -37,6 +37,8 @@ def _openai_like(path: str, headers: dict[str, str], body: dict[str, Any], reply
     msgs = body.get("messages")
     _need(isinstance(msgs, list) and msgs[0]["role"] == "system" and msgs[-1]["role"] == "user", "messages")
     parts = msgs[-1]["content"]
+    if isinstance(parts, str):  # the API's plain-text form of a user message without images
+        parts = [{"type": "text", "text": parts}]
     _need(isinstance(parts, list), "user content parts")
     text = "".join(p["text"] for p in parts if p["type"] == "text")
     for p in parts:

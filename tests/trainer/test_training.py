@@ -11,6 +11,9 @@ import torch
 from conftest import tiny_settings
 from safetensors.torch import load_file
 
+from vispod.adaptersync.sync import check_names
+from vispod.common.adapter_store import StoreRejected
+from vispod.common.adapter_store.key_names import for_engine, tensor_names, unloadable
 from vispod.devkit.testing.sample_pairs import write_sample_pairs
 from vispod.trainer.checkpoint import list_checkpoints
 from vispod.trainer.dataset import dataset_hash, load_pairs
@@ -143,3 +146,22 @@ def test_resume_refuses_other_settings(tiny_model: Path, tmp_path: Path) -> None
     other = tiny_settings(tiny_model, pairs, tmp_path / "o", max_steps=2, checkpoint_every_steps=1, lora_r=8)
     with pytest.raises(RuntimeError, match="made with other settings"):
         _trainer(other).train(resume=True)
+
+
+def test_tensor_names_are_written_for_the_serving_engine(tiny_model: Path, tmp_path: Path) -> None:
+    """peft names a VLM's decoder `model.language_model.layers.N` (transformers' layout): vLLM maps that itself, TGI
+    looks up `model.layers.N` and would skip every tensor. The trainer writes the names for its serving engine, and
+    the engine's adapter-sync refuses a version whose names that engine would skip."""
+    pairs = write_sample_pairs(tmp_path / "p", n=2)
+    names = {}
+    for engine in ("vllm", "tgi"):
+        trainer = _trainer(tiny_settings(tiny_model, pairs, tmp_path / engine, serving_engine=engine))
+        out = trainer.save_adapter(tmp_path / engine / "adapter", "tiny")
+        names[engine] = tensor_names(out / "adapter_model.safetensors")
+        assert len(names[engine]) == 2 * 7 * 2 and unloadable(names[engine], engine) == []
+    assert all(".language_model.layers." in n for n in names["vllm"])
+    assert unloadable(names["vllm"], "tgi") == sorted(names["vllm"])        # what TGI would have skipped
+    assert sorted(names["tgi"]) == sorted(for_engine(n, "tgi") for n in names["vllm"])
+    with pytest.raises(StoreRejected, match="bad_key_names"):
+        check_names(tmp_path / "vllm" / "adapter", "tgi")
+    check_names(tmp_path / "tgi" / "adapter", "tgi")

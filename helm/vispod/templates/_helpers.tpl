@@ -89,6 +89,13 @@ tolerations:
 
 {{/* Secret references: optional, so an absent Secret only leaves the setting unset. */}}
 {{- define "vispod.secretEnv" -}}
+{{- if and (eq .name "generator") (eq (include "vispod.engine" .root) "vllm") }}
+- name: VISPOD_GENERATOR_OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.vllm.apiKeySecret }}
+      key: api-key
+{{- end }}
 - name: VISPOD_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -96,7 +103,7 @@ tolerations:
       key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
       optional: true
 {{- if has .name (list "generator" "trainer") }}
-{{- include "vispod.adapterStoreCredentials" .root }}
+{{- include "vispod.adapterStoreCredentials" (dict "root" .root "write" (eq .name "trainer")) }}
 {{- end }}
 {{- if eq .name "judge" }}
 {{- range $provider := list "openai" "anthropic" "gemini" "vllm" "tgi" }}
@@ -213,12 +220,16 @@ tolerations:
 {{- end }}
 
 {{/* The adapter store's S3 credentials (optional: without them boto3 uses the pod's identity, e.g. IRSA). */}}
+{{- /* Least privilege: the trainer ("write") gets the credentials that may write the store, every reader (the
+       generator, adapter-sync) read-only ones. */ -}}
 {{- define "vispod.adapterStoreCredentials" -}}
+{{- $store := .root.Values.adapterStore -}}
+{{- $secret := ternary $store.credentialsSecret $store.readerCredentialsSecret (default false .write) -}}
 {{- range $var, $key := dict "ACCESS_KEY_ID" "access-key-id" "SECRET_ACCESS_KEY" "secret-access-key" }}
 - name: VISPOD_ADAPTER_STORE_{{ $var }}
   valueFrom:
     secretKeyRef:
-      name: {{ $.Values.adapterStore.credentialsSecret }}
+      name: {{ $secret }}
       key: {{ $key }}
       optional: true
 {{- end }}

@@ -32,6 +32,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         events_pb2.SynthesisRequested,
         events_pb2.SynthesisCompleted,
         events_pb2.PodcastRendered,
+        events_pb2.CanaryProgress,
         events_pb2.DeadLetter,
     )
 }

@@ -15,14 +15,17 @@ class Topic(StrEnum):
     SYNTHESIS_REQUESTED = "synthesis.requested"
     SYNTHESIS_COMPLETED = "synthesis.completed"
     PODCAST_RENDERED = "podcast.rendered"
+    GATE_CANARY = "gate.canary"
 
 
 # State topics: compacted (the latest record per key is kept for ever), read whole by every replica at start.
-# Keys: the adapter id for published versions and for signed lifecycle commands. Lifecycle records carry the
-# broker's append time, which no producer chooses: generators refuse a command replayed long after it was signed.
+# Keys: the adapter id for published versions, for signed lifecycle commands and for the gate's canary progress.
+# Lifecycle records carry the broker's append time, which no producer chooses: generators refuse a command replayed
+# long after it was signed.
 TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
     Topic.ADAPTER_PUBLISHED: {"cleanup.policy": "compact"},
     Topic.ADAPTER_LIFECYCLE: {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"},
+    Topic.GATE_CANARY: {"cleanup.policy": "compact"},
 }
 COMPACTED = frozenset(t for t, c in TOPIC_CONFIGS.items() if c.get("cleanup.policy") == "compact")
 

@@ -219,11 +219,13 @@ class Gate:
         return ""
 
     def _wait_registered(self, adapter_id: str) -> str:
-        """The generator consumes the same AdapterPublished: wait until it has verified and registered it.
-        A generator that is briefly unreachable is waited for too, within the same budget."""
+        """The generator consumes the same AdapterPublished: wait until it has verified and registered it, and its
+        engine holds it (vLLM's adapter-sync loaded it, every TGI replica restarted with it): a candidate evaluated
+        before that would score all losses. A generator that is briefly unreachable is waited for too, within the
+        same budget."""
         deadline = time.monotonic() + self.settings.candidate_wait_s
         while True:
-            state, problem = "", ""
+            state, servable, problem = "", False, ""
             try:
                 listing = self._adapters(min(10.0, self.settings.rpc_timeout_s))
             except EvaluationFailed as exc:
@@ -231,13 +233,14 @@ class Gate:
             else:
                 for info in listing.adapters:
                     if info.adapter_id == adapter_id:
-                        state = S.Name(info.state).removeprefix("ADAPTER_STATE_")
+                        state, servable = S.Name(info.state).removeprefix("ADAPTER_STATE_"), info.servable
             if state == "REJECTED":
                 raise EvaluationFailed(f"the generator rejected {adapter_id} (verification or an earlier decision)")
-            if state:
+            if state and servable:
                 return state
             if time.monotonic() >= deadline:
-                raise EvaluationFailed(f"the generator did not register {adapter_id} within "
+                what = "register" if not state else "have an engine that holds"
+                raise EvaluationFailed(f"the generator did not {what} {adapter_id} within "
                                        f"{self.settings.candidate_wait_s:g} s{problem}")
             time.sleep(self.settings.poll_interval_s)
 

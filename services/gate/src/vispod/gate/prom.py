@@ -15,7 +15,9 @@ APPLY_FAILURES = Counter("vispod_gate_apply_failures_total",
 CANARY_STEPS = Counter("vispod_gate_canary_steps_total",
                        "Canary steps the gate took: put on canary, promoted or rolled back on live metrics", ["step"])
 CANARY_SAMPLES = Gauge("vispod_gate_canary_samples", "Metrics samples of the watched canary, by side", ["side"])
-CANARY_DELTA = Gauge("vispod_gate_canary_delta", "Canary mean minus active mean of a live metric", ["metric"])
+CANARY_LLR = Gauge("vispod_gate_canary_log_likelihood_ratio",
+                   "Sign test of the watched canary per metric (> 0 leans to worse; rollback/promotion bounds in the "
+                   "gate's log)", ["metric"])
 
 for _step in ("canary", "promote", "rollback"):
     CANARY_STEPS.labels(_step)

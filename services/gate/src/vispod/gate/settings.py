@@ -47,15 +47,22 @@ class GateSettings(ServiceSettings):
     # Also apply the decision through GeneratorService.UpdateAdapter (secondary; the event is primary).
     apply_via_grpc: bool = True
 
-    # Canary (issue #15): a candidate that passes the offline evaluation first serves `canary_share` of default
-    # traffic (sticky per image set); 0 promotes straight to ACTIVE. Live metrics of canary and active traffic
-    # (vispod.metrics.computed) are compared as they arrive: see vispod.gate.canary.
+    # Canary: a candidate that passes the offline evaluation first serves `canary_share` of default traffic
+    # (sticky per image set); 0 promotes straight to ACTIVE. Live dialogues of canary and active traffic
+    # (vispod.dialogue.generated), scored by the gate's own Score calls, decide: see vispod.gate.canary.
     canary_share: float = Field(default=0.1, ge=0.0, le=1.0)
     canary_min_samples: int = Field(default=20, ge=1)
-    canary_promote_after: int = Field(default=50, ge=1)
-    canary_max_grounding_drop: float = Field(default=2.0, ge=0.0)
-    canary_max_repetition_rise: float = Field(default=0.05, ge=0.0)
+    # Wald sign test: false rollback rate (split over the metrics), false promotion rate, and the probability
+    # that a canary dialogue is the worse of a pair at which a canary counts as worse.
+    canary_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    canary_beta: float = Field(default=0.10, gt=0.0, lt=0.5)
+    canary_p_worse: float = Field(default=0.70, gt=0.5, lt=1.0)
+    # Guards: failure-rate rise and mean-latency ratio over the active adapter's; undecided after this: rollback.
+    canary_max_error_rise: float = Field(default=0.05, ge=0.0, le=1.0)
+    canary_max_latency_ratio: float = Field(default=1.5, ge=1.0)
+    canary_max_duration_s: float = Field(default=3600.0, gt=0)
     canary_refresh_s: float = Field(default=2.0, gt=0)
+    canary_tick_s: float = Field(default=30.0, gt=0)
     # The gate's Ed25519 private key (identity "gate", a mounted Secret): signs every lifecycle command it sends.
     # Generators obey only signed commands; without a key the gate's decisions reach them over gRPC alone.
     signing_key_file: Path | None = None
@@ -87,8 +94,6 @@ class GateSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _fits_poll_interval(self) -> GateSettings:
-        if self.canary_promote_after < self.canary_min_samples:
-            raise ValueError("canary_promote_after must be at least canary_min_samples")
         limit = self.kafka.max_poll_interval_ms / 1000
         # Waiting for the candidate, the decision's calls and the commit come on top of the evaluation budget.
         needed = self.evaluation_timeout_s + self.candidate_wait_s + 30

@@ -10,7 +10,13 @@ from vispod.common.events import Envelope
 from vispod.common.images import ImageFetcher
 from vispod.common.service import Service, serve
 from vispod.common.topics import Topic
-from vispod.generator.adapters.wiring import after_replay, build_registry, registry_consumers
+from vispod.generator.adapters.wiring import (
+    after_replay,
+    build_registry,
+    hand_over_when_replayed,
+    held_watch,
+    registry_consumers,
+)
 from vispod.generator.backends import Backend, make_backend
 from vispod.generator.engine import Generator
 from vispod.generator.servicer import GeneratorServicer, grpc_service
@@ -36,6 +42,7 @@ def consumers(settings: GeneratorSettings, generator: Generator) -> list[EventCo
     s = settings
     # The adapter registry's topics, read whole by every replica (no per-pod consumer group): see adapters.wiring.
     adapters = registry_consumers(s, generator.registry)
+    hand_over_when_replayed(generator.registry, adapters)   # the engine gets the held set once, when caught up
     # The work: one stable consumer group for the Deployment; it waits until the registry has caught up.
     work = EventConsumer(
         service="generator", topics=[Topic.IMAGESET_SUBMITTED], expected=events_pb2.ImageSetSubmitted,
@@ -57,7 +64,7 @@ def build(settings: GeneratorSettings, backend: Backend | None = None,
     loaded = generator.perceiver.models     # perception's models load before the service reports ready
     log.info("perception models", extra={"models": [m.name for m in loaded]})
     return Service(settings, generator, grpc=[grpc_service(GeneratorServicer(generator))],
-                   consumers=consumers(settings, generator),
+                   consumers=consumers(settings, generator), tasks=[held_watch(registry)],
                    closers=[*(b.close for b in owned), *([publisher.close] if publisher else [])])
 
 

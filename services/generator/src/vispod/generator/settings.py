@@ -59,12 +59,15 @@ class GeneratorSettings(ServiceSettings):
     tgi_url: str = "http://127.0.0.1:8080"
     # Adapter ids (name@version) the TGI server was started with (LORA_ADAPTERS); no others are routable.
     tgi_adapters: list[str] = Field(default_factory=list)
-    # Set: each verified adapter rolls this TGI Deployment (in this namespace; default the pod's own) with the
-    # new LORA_ADAPTERS list (newest tgi_keep_adapters, files under tgi_adapter_dir), routable once rolled out.
+    # Set: this TGI Deployment (in this namespace; default the pod's own) holds the lifecycle's held set
+    # (active, canary, previous active, adapter_candidate_slots newest candidates; files under tgi_adapter_dir):
+    # it is rolled only when that set changes, and an adapter is routable once every replica has it.
     tgi_deployment: str = ""
     tgi_namespace: str = ""
     tgi_adapter_dir: str = "/adapters"
-    tgi_keep_adapters: int = Field(default=4, ge=1, le=64)
+    # Candidates an engine holds besides the pinned adapters (vispod.common.adapter_store.retention); the gate
+    # evaluates a candidate only once the engine holds it. For TGI each change of the held set is a restart.
+    adapter_candidate_slots: int = Field(default=1, ge=0, le=8)
     openai_url: str = "http://127.0.0.1:8000"
     openai_api_key: SecretStr | None = None
     # The served base model name (vLLM --served-model-name); adapters are addressed by their own id.
@@ -72,6 +75,9 @@ class GeneratorSettings(ServiceSettings):
     # sync: the engine pod's adapter-sync container loads verified store versions; the generator names them and
     # routes to one once the engine lists it. generator: the generator posts its own copy's path (one machine).
     openai_adapter_loading: Literal["sync", "generator"] = "generator"
+    # sync loading with several engine replicas: a URL whose host resolves to every replica (a headless Service,
+    # e.g. http://vllm-replicas:8000); an adapter is routable only once every replica lists it.
+    openai_replicas_url: str = ""
     # Label of the engine's base model, recorded in DialogueGenerated.model for remote backends.
     remote_model_id: str = ""
     request_timeout_s: float = Field(default=120.0, gt=0)
@@ -111,6 +117,10 @@ class GeneratorSettings(ServiceSettings):
 
     # --- adapters ---------------------------------------------------------------------------
     base_model_id: str = ""
+    # The served base's content digest (vispod.common.base_identity.weights_digest of the weights the engine
+    # serves, "sha256:…"): set, an adapter whose signed base_model_revision differs is rejected before it is
+    # installed, so it can never be routed to or promoted.
+    base_model_digest: str = ""
     adapter_state_dir: Path = Path("state/generator")
     adapter_cache_dir: Path = Path("cache/adapters")
     # Names this process for Kafka transaction fencing only; no consumer group is named after it.

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+from vispod.common.adapter_store.key_names import for_engine, unloadable
 from vispod.trainer import telemetry as tm
 from vispod.trainer.checkpoint import list_checkpoints, load_checkpoint, read_state, save_checkpoint
 from vispod.trainer.dataset import Pair
@@ -165,6 +167,17 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
     if "pixel_values" in out:
         out["pixel_values"] = out["pixel_values"].to(dtype)
     return out
+
+
+def name_for_engine(weights: Path, engine: str) -> None:
+    """Renames the saved tensors the way `engine` loads them; ValueError when one would still be skipped."""
+    tensors = load_file(str(weights))
+    renamed = {for_engine(k, engine): v for k, v in tensors.items()}
+    bad = unloadable(renamed, engine)
+    if bad:
+        raise ValueError(f"{engine} would not load {len(bad)} LoRA tensor(s), e.g. {bad[0]}")
+    if renamed.keys() != tensors.keys():
+        save_file(renamed, str(weights))
 
 
 class LoraTrainer:
@@ -477,5 +490,6 @@ class LoraTrainer:
             finally:
                 cfg.base_model_name_or_path = original
             (out / "README.md").unlink(missing_ok=True)
+            name_for_engine(out / "adapter_model.safetensors", self.settings.serving_engine)
         self.dist.barrier()
         return out

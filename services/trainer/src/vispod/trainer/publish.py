@@ -7,7 +7,6 @@ adapter under an existing version is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vispod.common.adapter_store import AdapterStore, StoredVersion, StoreRejected, StoreUnavailable
 from vispod.common.artifacts import ArtifactExists, ArtifactStore, sha256_file
+from vispod.common.base_identity import weights_digest
 from vispod.common.events import derived_id
 from vispod.common.signing import Signer
 from vispod.common.topics import Topic
@@ -63,14 +63,7 @@ def base_identity(path: Path, model_id: str = "", revision: str = "") -> BaseIde
     if not model_id:
         model_id = path.name
     if not revision:
-        files = [path / "config.json"]
-        index = sorted(path.glob("*.safetensors.index.json"))
-        files += index or sorted(path.glob("*.safetensors"))
-        digest = hashlib.sha256()
-        for f in files:
-            if f.is_file():
-                digest.update(f"{f.name} {sha256_file(f)}\n".encode())
-        revision = "sha256:" + digest.hexdigest()
+        revision = weights_digest(path)
     return BaseIdentity(model_id, revision, has_random_weights(path))
 
 
@@ -230,4 +223,4 @@ def text_base_identity(name_or_path: Path | str, model_id: str = "") -> BaseIden
     from vispod.common.embedded_models import resolve_gguf
 
     path = resolve_gguf(name_or_path)
-    return BaseIdentity(model_id or Path(str(name_or_path)).name, "sha256:" + sha256_file(path), False)
+    return BaseIdentity(model_id or Path(str(name_or_path)).name, weights_digest(path), False)

@@ -40,6 +40,9 @@ class TrainerSettings(ServiceSettings):
     # The adapter store and the signing key (VISPOD_ADAPTER_STORE_*); without a URL: unsigned local folders.
     adapter_store: AdapterStoreSettings = Field(default_factory=AdapterStoreSettings)
     code_version: str = ""                  # default: git describe, else the package version
+    # The engine that will load the adapter: its tensor names are written the way that engine looks them up
+    # (vispod.common.adapter_store.key_names) and checked before publishing.
+    serving_engine: Literal["vllm", "tgi"] = "vllm"
 
     # LoRA (paper: r 16, alpha 32, dropout 0.05, q/k/v/o/gate/up/down of the language model).
     lora_r: int = Field(default=PAPER_RECIPE["lora_r"], ge=1)

@@ -1,8 +1,9 @@
 """The adapter store: signed, immutable, content-addressed LoRA versions on S3 or a local folder.
 
 The trainer publishes (`AdapterStore.publish`, signed by the "trainer" key); every consumer — the generator's
-installer, the vLLM adapter-sync container, the TGI rollout — reads through `AdapterStore.fetch`, which checks
-the Ed25519 signature and every file's sha256 before anything reaches a path an engine loads from.
+installer, the adapter-sync service (vLLM's sidecar, TGI's init container) — reads through `AdapterStore.fetch`,
+which checks the Ed25519 signature and every file's sha256 before anything reaches a path an engine loads from.
+Which versions an engine holds is decided by lifecycle state (`retention`).
 """
 
 from vispod.common.adapter_store.objects import (

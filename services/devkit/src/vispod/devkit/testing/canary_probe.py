@@ -2,18 +2,19 @@
 whether the gate rolls it back on a regression, against running services on a real broker.
 
     share = measure_canary_share(kafka, events, "pod@2")          # CanaryShare(share=0.105, sticky=True, ...)
-    outcome = rollback_on_regression(kafka, "127.0.0.1:50051", "pod@2", "pod@1", samples=20)
+    addr, server = serve_scores({"pod@2": 0.30, "pod@1": 0.05})  # the gate's metrics address: pod@2 regresses
+    outcome = traffic_until_decided(kafka, "127.0.0.1:50051", "pod@2", more_events)
     print(f"canary share {100 * share.share:.1f}%, rollback {'ok' if outcome.rolled_back else 'FAILED'}")
 
-The regression is injected where the gate sees it: MetricsComputed events for canary and active traffic
-(what the metrics service publishes per dialogue), the canary's CLIPScore `drop` points lower.
+The regression is made where the gate measures it: the metrics service the gate calls to score live dialogues
+(`ScoredByAdapter`), never forged MetricsComputed events, which the gate does not read.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
+from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -21,7 +22,7 @@ import grpc
 from vispod.common.bus import EventPublisher, EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic
-from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
+from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc, metrics_pb2, metrics_pb2_grpc
 
 S = events_pb2.AdapterState
 
@@ -80,22 +81,47 @@ class RollbackOutcome:
     active: str        # the active adapter afterwards
 
 
-def inject_metrics(kafka: KafkaSettings, canary_id: str, active_id: str, samples: int, drop: float,
-                   grounding: float = 30.0) -> float:
-    """Publishes `samples` MetricsComputed for each side, interleaved (canary CLIPScore `drop` points lower);
-    returns the monotonic time of the last one (the event that completes the evidence)."""
-    publisher = EventPublisher(kafka, "metrics")
+class ScoredByAdapter(metrics_pb2_grpc.MetricsServiceServicer):
+    """A metrics service whose repeated-4-gram rate depends only on the adapter that wrote the dialogue: a
+    regression (or an improvement) made to order where the gate measures it, through its own Score calls."""
+
+    def __init__(self, repetition: dict[str, float], default: float = 0.05) -> None:
+        self.repetition, self.default = repetition, default
+
+    def Score(self, request, context):
+        rate = self.repetition.get(request.generated.adapter_id, self.default)
+        return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
+            adapter_id=request.generated.adapter_id, style=common_pb2.StyleMetrics(repeated_4gram_rate=rate)))
+
+
+def serve_scores(repetition: dict[str, float]) -> tuple[str, grpc.Server]:
+    """A ScoredByAdapter on 127.0.0.1 (an ephemeral port): (address, server to stop)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    metrics_pb2_grpc.add_MetricsServiceServicer_to_server(ScoredByAdapter(repetition), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return f"127.0.0.1:{port}", server
+
+
+def traffic_until_decided(kafka: KafkaSettings, generator_addr: str, canary_id: str,
+                          events: Sequence[events_pb2.ImageSetSubmitted], batch: int = 20,
+                          timeout: float = 120.0) -> RollbackOutcome:
+    """Submits image sets (default routing) a batch at a time, as live traffic, until the generator no longer
+    routes to the canary (the gate decided) or the events run out."""
+    started = time.monotonic()
+    reader = EventReader(kafka, [Topic.DIALOGUE_GENERATED], from_beginning=False)
+    publisher = EventPublisher(kafka, "canary-probe")
     try:
-        for i in range(samples):
-            jitter = (i % 5 - 2) * 0.1   # deterministic spread, no regression by itself
-            for adapter_id, score in ((active_id, grounding), (canary_id, grounding - drop)):
-                publisher.publish(Topic.METRICS_COMPUTED, events_pb2.MetricsComputed(
-                    image_set_id=f"probe-{uuid.uuid4().hex[:12]}", adapter_id=adapter_id,
-                    grounding=common_pb2.GroundingMetrics(clipscore=score + jitter),
-                    style=common_pb2.StyleMetrics(words=800, repeated_4gram_rate=0.01)))
-        return time.monotonic()
+        for i in range(0, len(events), batch):
+            _run(publisher, reader, events[i:i + batch], timeout)
+            outcome = wait_canary_left(generator_addr, canary_id, time.monotonic(), timeout=2.0)
+            if outcome.rolled_back or outcome.state != "CANARY":
+                return RollbackOutcome(outcome.rolled_back, time.monotonic() - started, outcome.state,
+                                       outcome.active)
+        return wait_canary_left(generator_addr, canary_id, time.monotonic(), timeout=10.0)
     finally:
         publisher.close()
+        reader.close()
 
 
 def wait_canary_left(generator_addr: str, canary_id: str, since: float, timeout: float = 60.0) -> RollbackOutcome:
@@ -115,11 +141,3 @@ def wait_canary_left(generator_addr: str, canary_id: str, since: float, timeout:
             time.sleep(0.05)
     finally:
         channel.close()
-
-
-def rollback_on_regression(kafka: KafkaSettings, generator_addr: str, canary_id: str, active_id: str,
-                           samples: int = 20, drop: float = 6.0, timeout: float = 60.0) -> RollbackOutcome:
-    """Injects a regression of `drop` CLIPScore points (`samples`: the gate's canary_min_samples) and waits for
-    the gate's rollback to reach the generator."""
-    since = inject_metrics(kafka, canary_id, active_id, samples, drop)
-    return wait_canary_left(generator_addr, canary_id, since, timeout)

@@ -40,8 +40,9 @@ NOTIFIER = "generator"  # events a generator publishes about its own changes: ne
 # --- gRPC admin --------------------------------------------------------------------------------
 def list_adapters(reg: AdapterRegistry) -> generator_pb2.ListAdaptersResponse:
     st = reg.snapshot_state()
-    return generator_pb2.ListAdaptersResponse(adapters=[adapter_info(r) for r in st.adapters.values()],
-                                              active_adapter_id=st.active or "")
+    return generator_pb2.ListAdaptersResponse(
+        adapters=[adapter_info(r, reg.can_serve(r.adapter_id)) for r in st.adapters.values()],
+        active_adapter_id=st.active or "", previous_active_adapter_id=reg.previous_active)
 
 
 def admin_update(reg: AdapterRegistry, request: generator_pb2.UpdateAdapterRequest,
@@ -56,16 +57,16 @@ def admin_update(reg: AdapterRegistry, request: generator_pb2.UpdateAdapterReque
         except Refused as exc:
             raise InvalidArgument(str(exc)) from exc
         adapter_id = result.changes[0].adapter_id if result.changes else request.adapter_id
-        info = adapter_info(reg.snapshot_state().adapters[adapter_id])
+        info = adapter_info(reg.snapshot_state().adapters[adapter_id], reg.can_serve(adapter_id))
         reg.emit(result.changes, actor)
     reg.after(result.changes)
     return info
 
 
-def adapter_info(rec: AdapterRecord) -> generator_pb2.AdapterInfo:
+def adapter_info(rec: AdapterRecord, servable: bool) -> generator_pb2.AdapterInfo:
     return generator_pb2.AdapterInfo(adapter_id=rec.adapter_id, state=state_value(rec.state),
                                      canary_share=rec.canary_share, base_model_id=rec.base_model_id,
-                                     artifact_uri=rec.artifact_uri)
+                                     artifact_uri=rec.artifact_uri, servable=servable)
 
 
 # --- Kafka: adapter.published ------------------------------------------------------------------
@@ -101,7 +102,7 @@ def handle_published(reg: AdapterRegistry, env: Envelope) -> list[Output]:
         with reg.emit_lock:
             result = reg.execute(Register(record))
     registered, later = result.changes[0], result.changes[1:]
-    reg.after(later)
+    reg.after(later)   # also hands the engine the held set, which a new candidate may change
     log.info("adapter registered", extra={"adapter_id": adapter_id, "state": reg.state_of(adapter_id)})
     return [Output(Topic.ADAPTER_LIFECYCLE, lifecycle_event(registered, NOTIFIER), notice_key(adapter_id))]
 

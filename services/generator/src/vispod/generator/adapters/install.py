@@ -12,6 +12,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from vispod.common.base_identity import digest_mismatch
 from vispod.generator.adapters.state import AdapterRecord
 from vispod.generator.adapters.verify import (
     REQUIRED_FILES,
@@ -32,11 +33,12 @@ log = logging.getLogger(__name__)
 
 class Installer:
     def __init__(self, cache_dir: Path, base_model_id: str, fetcher: ArtifactFetcherLike,
-                 base_model_check: BaseModelCheck = "name") -> None:
+                 base_model_check: BaseModelCheck = "name", base_model_digest: str = "") -> None:
         self.cache_dir = Path(cache_dir)
         self.base_model_id = base_model_id
         self.fetcher = fetcher
         self.base_model_check = base_model_check
+        self.base_model_digest = base_model_digest
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -59,6 +61,8 @@ class Installer:
         manifest = check_manifest(msg.file_sha256)
         if msg.base_model_id:  # cheap check before any download: the event's own claim
             check_base_model(self.base_model_id, msg.base_model_id, "", self.base_model_check)
+        if why := digest_mismatch(self.base_model_digest, msg.base_model_revision):
+            raise AdapterRejected("base_model_mismatch", why)
         return msg.adapter_id, manifest
 
     def install(self, adapter_id: str, uri: str, manifest: dict[str, str], event_base: str) -> Path:

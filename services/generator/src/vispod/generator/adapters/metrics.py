@@ -13,6 +13,9 @@ LOAD_FAILURES = Counter("vispod_generator_adapter_load_failures_total",
 LIFECYCLE_CHANGES = Counter("vispod_generator_adapter_lifecycle_changes_total",
                             "Adapter state changes, by new state", ["state"])
 CANARY_SHARE = Gauge("vispod_generator_adapter_canary_share", "Share of traffic routed to the canary adapter")
+HELD_UNSERVABLE = Gauge("vispod_generator_adapter_held_unservable",
+                        "Adapters the lifecycle holds (active, canary, previous active, candidates) that the engine "
+                        "does not serve now: vLLM's adapter-sync or TGI's rollout behind or failing")
 RESOLUTIONS = Counter("vispod_generator_adapter_resolutions_total",
                       "Requests routed to the base model, the active or canary adapter, or one named explicitly",
                       ["route"])

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from vispod.common.adapter_store.retention import DEFAULT_CANDIDATE_SLOTS, LifecycleView, held_adapters
 from vispod.common.bus import Output
 from vispod.common.events import Envelope, now_iso
 from vispod.common.signing import Keyring, Signer
@@ -46,7 +47,9 @@ class AdapterRegistry:
                  on_retired: Callable[[str], None] | None = None,
                  default_canary_share: float = 0.1,
                  keyring: Keyring | None = None, signer: Signer | None = None,
-                 command_max_age_s: float = 900.0) -> None:
+                 command_max_age_s: float = 900.0,
+                 on_held: Callable[[tuple[str, ...]], None] | None = None,
+                 candidate_slots: int = DEFAULT_CANDIDATE_SLOTS, base_model_digest: str = "") -> None:
         """
         servable: backend veto (TGI: only adapters it was started with). on_loaded: called once per
         process for each verified adapter (openai: /v1/load_lora_adapter). on_retired: called with the id
@@ -55,6 +58,9 @@ class AdapterRegistry:
         `handle_lifecycle` obeys; keyring: their public keys (without one, no command is obeyed).
         signer: signs the events of admin calls made here, so other replicas obey them too.
         command_max_age_s: how far a command's Kafka record time may be from its signed time (freshness).
+        on_held: called with the set an engine must hold (vispod.common.adapter_store.retention, with
+        `candidate_slots`) whenever it changes, once the lifecycle topics are replayed (`replayed()`): a starting
+        generator hands its engine the current set once, not one set per replayed event (TGI: one rollout).
         """
         self.state_dir = Path(state_dir)
         self.cache_dir = Path(cache_dir)
@@ -64,7 +70,7 @@ class AdapterRegistry:
         self.on_retired = on_retired
         self.publisher = publisher
         self.installer = Installer(self.cache_dir, base_model_id, artifact_fetcher or ArtifactFetcher(),
-                                   base_model_check)
+                                   base_model_check, base_model_digest)
         self.apply_actors = frozenset(apply_actors)
         self.keyring = keyring
         self.signer = signer
@@ -72,6 +78,10 @@ class AdapterRegistry:
         if not 0 < default_canary_share <= 1:
             raise ValueError("default_canary_share must be in (0, 1]")
         self.default_canary_share = default_canary_share
+        self.on_held = on_held
+        self.candidate_slots = candidate_slots
+        self._replayed = False
+        self._held: tuple[str, ...] | None = None   # the set last handed to on_held
         self._lock = threading.RLock()        # state changes
         self._emit_lock = threading.Lock()    # lifecycle events leave in the order of the changes
         self._loaded: set[str] = set()        # adapters on_loaded accepted in this process
@@ -102,6 +112,15 @@ class AdapterRegistry:
         metrics.RESOLUTIONS.labels(route).inc()
         return version
 
+    def can_serve(self, adapter_id: str) -> bool:
+        """A request for it would reach an engine that has it now (the gate evaluates only then)."""
+        if adapter_id not in self._routing.versions or adapter_id in self._broken:
+            return False
+        try:
+            return self.servable is None or bool(self.servable(adapter_id))
+        except Exception:  # the engine's listing failed: not servable, asked again next time
+            return False
+
     @property
     def routing(self) -> RoutingSnapshot:
         return self._routing
@@ -121,6 +140,45 @@ class AdapterRegistry:
     @property
     def active_adapter_id(self) -> str | None:
         return self._routing.active
+
+    @property
+    def previous_active(self) -> str:
+        """The adapter a rollback returns to: the newest previous active that is still RETIRED."""
+        st = self._state
+        return next((a for a in reversed(st.history) if st.adapters[a].state == RETIRED), "")
+
+    def lifecycle_view(self) -> LifecycleView:
+        st = self._state
+        return LifecycleView({a: r.state for a, r in st.adapters.items()}, self.previous_active)
+
+    def held(self) -> tuple[str, ...]:
+        """What an engine must hold now: pinned (active, canary, previous active), then the newest candidates."""
+        return held_adapters(self.lifecycle_view(), self.candidate_slots)
+
+    def replayed(self) -> None:
+        """The lifecycle topics are read to their ends: hand the engine the current held set (once)."""
+        self._replayed = True
+        self.sync_held()
+
+    def sync_held(self) -> None:
+        """Hands the held set to the engine when it changed (outside the state lock: a rollout calls an API)."""
+        if self.on_held is None or not self._replayed:
+            return
+        held = self.held()
+        if held == self._held:
+            return
+        try:
+            self.on_held(held)
+        except Exception:  # retried on the next change; the engine keeps what it holds
+            log.exception("engine did not take the held adapter set", extra={"adapters": list(held)})
+            return
+        self._held = held
+
+    def check_held(self) -> list[str]:
+        """The held adapters the engine does not serve now (also the gauge an alert watches)."""
+        missing = [a for a in self.held() if not self.can_serve(a)]
+        metrics.HELD_UNSERVABLE.set(len(missing))
+        return missing
 
     def live_adapter_ids(self) -> set[str]:
         """Adapters default traffic may reach (active, canary): keep these loaded."""
@@ -189,7 +247,8 @@ class AdapterRegistry:
         self._broken.discard(adapter_id)
 
     def after(self, changes: Iterable[Change]) -> None:
-        """Hooks outside the lock (unloading may wait for in-flight requests)."""
+        """Hooks outside the lock (unloading may wait for in-flight requests, a rollout calls an API)."""
+        self.sync_held()
         if self.on_retired is None:
             return
         for c in changes:

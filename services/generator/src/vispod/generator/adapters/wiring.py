@@ -10,11 +10,13 @@ every signed decision, so it serves the same active adapter; generation waits un
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from vispod.common.bus import EventConsumer, EventPublisher, Output
 from vispod.common.events import Envelope
+from vispod.common.service import Task
 from vispod.common.signing import Keyring, Signer
 from vispod.common.topics import Topic
 from vispod.generator.adapters.registry import AdapterRegistry
@@ -49,6 +51,8 @@ def build_registry(settings, backend, publisher: EventPublisher | None) -> Adapt
         artifact_fetcher=ArtifactFetcher(file_roots=[settings.artifact_root]),
         default_canary_share=settings.canary_share, keyring=keyring, signer=signer,
         command_max_age_s=settings.lifecycle_max_age_s,
+        on_held=getattr(backend, "hold", None), candidate_slots=settings.adapter_candidate_slots,
+        base_model_digest=settings.base_model_digest,
     )
 
 
@@ -62,6 +66,33 @@ def registry_consumers(settings, registry: AdapterRegistry) -> list[EventConsume
         EventConsumer(topics=[Topic.ADAPTER_LIFECYCLE], expected=events_pb2.AdapterLifecycleChanged,
                       handler=registry.handle_lifecycle, **common),
     ]
+
+
+def hand_over_when_replayed(registry: AdapterRegistry, consumers: Sequence[EventConsumer]) -> threading.Thread:
+    """Once every state topic is read to its end, the registry hands its engine the held set: one rollout for a
+    starting generator, however long the history it replayed."""
+    def wait() -> None:
+        for c in consumers:
+            c.caught_up.wait()
+        registry.replayed()
+
+    thread = threading.Thread(target=wait, name="adapters-replayed", daemon=True)
+    thread.start()
+    return thread
+
+
+def held_watch(registry: AdapterRegistry, interval_s: float = 30.0) -> Task:
+    """Every `interval_s`: how many held adapters the engine does not serve (vispod_generator_adapter_held_unservable;
+    alert VispodAdapterSyncFailing), and a retry of a held set the engine did not take."""
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            try:
+                registry.sync_held()
+                registry.check_held()
+            except Exception:  # a watch must not end the service
+                log.exception("held adapter check failed")
+
+    return Task("held-adapters", run)
 
 
 def after_replay(handler: Callable[[Envelope], Iterable[Output]], consumers: Sequence[EventConsumer],

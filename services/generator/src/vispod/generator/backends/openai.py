@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 from vispod.common.http_retry import RetryPolicy, check_status, sse_events
+from vispod.common.llm_server import EngineRefused, LoraServer, bearer
+from vispod.common.llm_server import chat_messages as server_messages
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
     CAPTIONS,
@@ -27,21 +29,15 @@ from vispod.generator.backends.base import (
     GenerationStream,
     data_uri,
 )
-from vispod.generator.backends.engine_adapters import EngineAdapters
+from vispod.generator.backends.engine_adapters import EngineAdapters, headless_replicas
 
 log = logging.getLogger(__name__)
 
 
 def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
-    """OpenAI chat messages: system, then one user message with the images (story order) before the text.
-    Text only, the user's content is a plain string: chat templates of text models (llama.cpp's server renders
-    the GGUF's own Jinja template) concatenate `content` as a string and fail on a list of parts."""
-    if text_only:
-        return [{"role": "system", "content": inp.system}, {"role": "user", "content": inp.user}]
-    content: list[dict] = [{"type": "image_url", "image_url": {"url": data_uri(b, mime)}}
-                           for b, mime in inp.image_bytes]
-    content.append({"type": "text", "text": inp.user})
-    return [{"role": "system", "content": inp.system}, {"role": "user", "content": content}]
+    """The request's chat messages: the images (story order) before the instruction, none when text-only."""
+    urls = [] if text_only else [data_uri(b, mime) for b, mime in inp.image_bytes]
+    return server_messages(inp.system, inp.user, urls)
 
 
 def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, what: str, close: Callable[[], object],
@@ -99,27 +95,30 @@ class OpenAIBackend(ChatServerBackend):
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, text_only: bool = False,
                  timeout_s: float = 120.0, connect_timeout_s: float = 5.0, retry: RetryPolicy | None = None,
-                 model_label: str = "", adapter_loading: str = "generator") -> None:
+                 model_label: str = "", adapter_loading: str = "generator", replicas_url: str = "") -> None:
         super().__init__(base_url, text_only=text_only, retry=retry)
         self.served_model = model
         self.model = model_label or model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers,
+        self._client = httpx.Client(base_url=self.base_url, headers=bearer(api_key),
                                     timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._server = LoraServer(client=self._client)
         self._loaded: set[str] = set()
         # "sync": the engine pod's adapter-sync container loads verified versions from the adapter store; this
         # backend only names them, and routes to one once the engine lists it. "generator": this backend posts
         # its own verified copy's path (the engine must read the generator's disk: one machine, local use).
         if adapter_loading not in ("sync", "generator"):
             raise ValueError(f"adapter_loading must be sync or generator, not {adapter_loading!r}")
-        self.listed = EngineAdapters(self._client) if adapter_loading == "sync" else None
+        replicas = headless_replicas(replicas_url) if replicas_url else None
+        self.listed = EngineAdapters(self._server, replicas=replicas, api_key=api_key) \
+            if adapter_loading == "sync" else None
 
     @classmethod
     def from_settings(cls, s) -> OpenAIBackend:
         key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
         return cls(s.openai_url, s.openai_model, api_key=key, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    connect_timeout_s=s.connect_timeout_s,
-                   retry=cls.retry_from(s), model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading)
+                   retry=cls.retry_from(s), model_label=s.remote_model_id, adapter_loading=s.openai_adapter_loading,
+                   replicas_url=s.openai_replicas_url)
 
     # --- adapters ----------------------------------------------------------------------------
     def servable(self, adapter_id: str) -> bool:
@@ -128,17 +127,15 @@ class OpenAIBackend(ChatServerBackend):
 
     def load_adapter(self, adapter: AdapterVersion) -> None:
         """POST /v1/load_lora_adapter; an adapter the engine already has counts as loaded."""
-        body = {"lora_name": adapter.adapter_id, "lora_path": str(adapter.local_path)}
 
         def attempt() -> None:
             try:
-                r = self._client.post("/v1/load_lora_adapter", json=body)
+                self._server.load(adapter.adapter_id, adapter.local_path,
+                                  on_status=lambda r: check_status(r.status_code, r.headers, r.text[:200]))
             except httpx.TransportError as exc:
                 raise ConnectionError(str(exc)) from exc
-            check_status(r.status_code, r.headers, r.text[:200])
-            if r.status_code >= 400 and "already" not in r.text.lower():
-                raise AdapterUnavailable(f"engine refused adapter {adapter.adapter_id}: HTTP {r.status_code} "
-                                         f"{r.text[:200]}")
+            except EngineRefused as exc:
+                raise AdapterUnavailable(str(exc)) from exc
 
         self.retry.call(attempt, f"load adapter {adapter.adapter_id}", exhausted=BackendUnavailable)
         self._loaded.add(adapter.adapter_id)
@@ -153,12 +150,7 @@ class OpenAIBackend(ChatServerBackend):
         loading the adapter-sync container unloads what falls out of its window."""
         if self.listed is not None:
             return
-        try:
-            r = self._client.post("/v1/unload_lora_adapter", json={"lora_name": adapter_id})
-            if r.status_code >= 400:
-                log.warning("engine did not unload adapter", extra={"adapter_id": adapter_id, "status": r.status_code})
-        except httpx.HTTPError as exc:
-            log.warning("engine did not unload adapter", extra={"adapter_id": adapter_id, "error": str(exc)})
+        self._server.unload(adapter_id)
         self._loaded.discard(adapter_id)
 
     # --- generation --------------------------------------------------------------------------

@@ -7,9 +7,10 @@ instruction; the adapter is selected per request by the `model` field, which TGI
 
 TGI's limits, which this backend respects rather than hides:
 - LoRA adapters are fixed when the server starts (`LORA_ADAPTERS=id,name=/path,…`); a new adapter
-  needs a restart. With `tgi_deployment` set, a verified adapter rolls that Deployment
-  (backends.tgi_rollout) and becomes routable once every replica has it; otherwise `tgi_adapters`
-  lists the ids the server was started with. An adapter the server does not have is reported as
+  needs a restart. With `tgi_deployment` set, the lifecycle's held set (active, canary, previous
+  active, newest candidates) rolls that Deployment when it changes (backends.tgi_rollout), and an
+  adapter becomes routable once every replica has it; otherwise `tgi_adapters` lists the ids the
+  server was started with. An adapter the server does not have is reported as
   unavailable (a FAILED result), never silently served by the base model.
 - TGI serves no Qwen3-VL; its Qwen-VL family stops at Qwen2.5-VL (also Qwen2-VL, Idefics2/3,
   LLaVA-Next, PaliGemma, Gemma3, Mllama, Llama4). Use `local` or `openai` (vLLM) for Qwen3-VL.
@@ -21,11 +22,11 @@ from __future__ import annotations
 import itertools
 import logging
 
-import httpx
 from huggingface_hub import InferenceClient
-from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+from huggingface_hub.errors import InferenceTimeoutError
 
-from vispod.common.http_retry import RetryPolicy, check_status
+from vispod.common.http_retry import RetryPolicy
+from vispod.common.llm_server import tgi_errors
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
     BackendError,
@@ -34,16 +35,9 @@ from vispod.generator.backends.base import (
     GenerationStream,
 )
 from vispod.generator.backends.openai import ChatServerBackend, chat_messages, chat_stream
-from vispod.generator.backends.tgi_rollout import AdapterRollout
+from vispod.generator.backends.tgi_rollout import AdapterRollout, KubernetesRollout
 
 log = logging.getLogger(__name__)
-# huggingface_hub's InferenceClient talks through httpx2 (newer releases) or httpx: both mean "unreachable".
-try:
-    import httpx2
-
-    TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
-except ImportError:
-    TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 class TGIBackend(ChatServerBackend):
@@ -54,10 +48,10 @@ class TGIBackend(ChatServerBackend):
                  ) -> None:
         super().__init__(base_url, text_only=text_only, retry=retry)
         self.adapters = frozenset(adapters)
-        # With a rollout, each verified adapter rolls the TGI Deployment and is servable once every replica
-        # has it; without one, `adapters` is the fixed list TGI was started with.
+        # With a rollout, the held set rolls the TGI Deployment when it changes and an adapter is servable once
+        # every replica has it; without one, `adapters` is the fixed list TGI was started with.
         self.rollout = rollout
-        self._pending: set[str] = set()
+        self._pending: tuple[str, ...] | None = None   # a held set whose rollout could not start yet
         self.model = model_label or "tgi"
         self.timeout_s = timeout_s
 
@@ -65,33 +59,34 @@ class TGIBackend(ChatServerBackend):
     def from_settings(cls, s) -> TGIBackend:
         rollout = None
         if s.tgi_deployment:
-            from vispod.generator.backends.tgi_rollout import KubernetesRollout
-
             rollout = KubernetesRollout(s.tgi_deployment, base_url=s.tgi_url, namespace=s.tgi_namespace,
-                                        adapter_dir=s.tgi_adapter_dir, keep=s.tgi_keep_adapters)
+                                        adapter_dir=s.tgi_adapter_dir)
         return cls(s.tgi_url, s.tgi_adapters, text_only=s.text_only, timeout_s=s.request_timeout_s,
                    retry=cls.retry_from(s), model_label=s.remote_model_id or "tgi", rollout=rollout)
 
     def servable(self, adapter_id: str) -> bool:
         if self.rollout is None:
             return adapter_id in self.adapters
-        if adapter_id in self._pending:
-            self._start_rollout(adapter_id)
-        return adapter_id in self.rollout.ready()
+        if self._pending is not None:
+            self.hold(self._pending)
+        # A miss is asked again (a decision right after a rollout completed must not be vetoed by a stale answer).
+        return adapter_id in self.rollout.ready() or adapter_id in self.rollout.ready(max_age_s=0.05)
 
-    def _start_rollout(self, adapter_id: str) -> None:
-        assert self.rollout is not None
+    def hold(self, adapter_ids: tuple[str, ...]) -> None:
+        """The registry's held set (after every lifecycle change, once replayed): TGI restarts only if it differs
+        from the set TGI runs."""
+        if self.rollout is None:
+            return
         try:
-            self.rollout.add(adapter_id)
-            self._pending.discard(adapter_id)
+            self.rollout.hold(adapter_ids)
+            self._pending = None
         except Exception as exc:  # API server or RBAC trouble: retried on the next routing check
-            self._pending.add(adapter_id)
-            log.warning("TGI rollout not started: retrying", extra={"adapter_id": adapter_id, "error": str(exc)})
+            self._pending = adapter_ids
+            log.warning("TGI rollout not started: retrying", extra={"adapters": list(adapter_ids),
+                                                                    "error": str(exc)})
 
     def on_adapter_loaded(self, adapter: AdapterVersion) -> None:
-        if self.rollout is not None:
-            self._start_rollout(adapter.adapter_id)
-        elif adapter.adapter_id not in self.adapters:
+        if self.rollout is None and adapter.adapter_id not in self.adapters:
             log.warning("TGI was not started with this adapter; it stays unroutable until TGI restarts with it",
                         extra={"adapter_id": adapter.adapter_id})
 
@@ -109,22 +104,13 @@ class TGIBackend(ChatServerBackend):
         client = InferenceClient(base_url=base_url, timeout=self.timeout_s)
 
         def open_stream():
-            try:
+            with tgi_errors(lambda status, detail: BackendError(f"TGI rejected the request: HTTP {status} {detail}")):
                 it = client.chat_completion(messages, model=model, stream=True, max_tokens=inp.max_new_tokens,
                                             temperature=inp.temperature, top_p=inp.top_p, seed=inp.seed,
                                             stream_options={"include_usage": True})
                 # The request is sent lazily: pull the first chunk here so HTTP errors surface inside the retry.
                 first = next(iter(it), None)
                 return it, first
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
-                detail = exc.response.text[:300] if exc.response is not None else str(exc)
-                check_status(status, exc.response.headers if exc.response is not None else None, detail)
-                raise BackendError(f"TGI rejected the request: HTTP {status} {detail}") from exc
-            except InferenceTimeoutError as exc:
-                raise TimeoutError(str(exc)) from exc
-            except TRANSPORT_ERRORS as exc:
-                raise ConnectionError(str(exc)) from exc
 
         try:
             it, first = self.retry.call(open_stream, "TGI chat completion", exhausted=BackendUnavailable)

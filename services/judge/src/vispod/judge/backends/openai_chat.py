@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vispod.common.llm_server import bearer, chat_messages
 from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.backends.http import BadResponse, HttpJudge
 from vispod.judge.images import data_url
@@ -17,12 +18,10 @@ class OpenAIChatJudge(HttpJudge):
         self.json_mode = json_mode
 
     def request(self, prompt: JudgePrompt) -> tuple[str, dict[str, str], dict[str, Any]]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
-        if self.accepts_images:
-            content += [{"type": "image_url", "image_url": {"url": data_url(im)}} for im in prompt.images]
+        urls = [data_url(im) for im in prompt.images] if self.accepts_images else []
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "system", "content": prompt.system}, {"role": "user", "content": content}],
+            "messages": chat_messages(prompt.system, prompt.user, urls, images_first=False),
             # max_completion_tokens: the current name (reasoning models reject max_tokens); vLLM takes both.
             "max_completion_tokens": self.max_tokens,
         }
@@ -30,8 +29,7 @@ class OpenAIChatJudge(HttpJudge):
             body["temperature"] = self.temperature
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        return f"{self.base_url}/chat/completions", headers, body
+        return f"{self.base_url}/chat/completions", bearer(self._api_key), body
 
     def parse(self, body: Any) -> Completion:
         message = body["choices"][0]["message"]

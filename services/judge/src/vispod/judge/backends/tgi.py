@@ -12,16 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from huggingface_hub import InferenceClient
-from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
-from vispod.common.http_retry import Retry, check_status
+from vispod.common.http_retry import Retry
+from vispod.common.llm_server import chat_messages, tgi_errors
 from vispod.judge.backends.base import Completion, JudgeBackendError, JudgePrompt, RemoteJudge
 from vispod.judge.images import data_url
-
-try:  # huggingface_hub >= 1.x talks through httpx-compatible clients
-    from httpx2 import TransportError as _TransportError
-except ImportError:  # pragma: no cover
-    from httpx import TransportError as _TransportError
 
 
 class TGIJudge(RemoteJudge):
@@ -35,10 +30,8 @@ class TGIJudge(RemoteJudge):
         self._client = InferenceClient(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout_s)
 
     def _messages(self, prompt: JudgePrompt) -> list[dict[str, Any]]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
-        if self.accepts_images:
-            content += [{"type": "image_url", "image_url": {"url": data_url(im)}} for im in prompt.images]
-        return [{"role": "system", "content": prompt.system}, {"role": "user", "content": content}]
+        urls = [data_url(im) for im in prompt.images] if self.accepts_images else []
+        return chat_messages(prompt.system, prompt.user, urls, images_first=False)
 
     def _call(self, messages: list[dict[str, Any]], prompt: JudgePrompt) -> Completion:
         # TGI rejects temperature 0: near-greedy first, sampling on the retry.
@@ -74,15 +67,8 @@ class TGIJudge(RemoteJudge):
 
         def attempt() -> Completion:
             try:
-                return self._call(messages, prompt)
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
-                check_status(status, exc.response.headers if exc.response is not None else None)
-                raise JudgeBackendError(f"{self.name}: HTTP {status}") from exc
-            except InferenceTimeoutError as exc:
-                raise TimeoutError("timeout") from exc
-            except _TransportError as exc:
-                raise ConnectionError(f"transport error: {type(exc).__name__}") from exc
+                with tgi_errors(lambda status, _detail: JudgeBackendError(f"{self.name}: HTTP {status}")):
+                    return self._call(messages, prompt)
             except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                 raise Retry(f"bad response: {type(exc).__name__}", reason="bad_response") from exc
 
