@@ -69,7 +69,10 @@ class ImageAccessSettings(BaseSettings):
     s3_buckets: list[str] = Field(default_factory=list)
     allow_plain_http: bool = False
     max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(default=40_000_000, ge=1)
+    # Decoded pixels (declared sizes, checked before decoding): per image (25 MP holds a 24 MP camera's
+    # 6000x4000; RGB costs 3 bytes a pixel) and over all the images of one request.
+    max_pixels: int = Field(default=25_000_000, ge=1)
+    max_request_pixels: int = Field(default=100_000_000, ge=1)
     # One deadline for a whole http(s) fetch: resolving, connecting and every read.
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
