@@ -59,6 +59,7 @@ def _captions(story: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vispod.common.images import ImageAccessError
     from vispod.common.settings import load_settings
     from vispod.judge import stats
     from vispod.judge.images import prepare_images
@@ -102,9 +103,12 @@ def run(args: argparse.Namespace) -> int:
         text_b = (story / f"{args.b}.txt").read_text(encoding="utf-8")
         photos = sorted(story.glob("image_*.jpg"))
         raw = [p.read_bytes() for p in photos] if wants_images else []
-        images = prepare_images(
-            raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
-        )
+        try:  # the format allow-list and pixel limits every service applies
+            images = prepare_images(raw, max_images=settings.max_images, max_side=settings.max_image_side,
+                                    max_bytes=settings.max_image_bytes, limits=settings.images)
+        except ImageAccessError as exc:
+            print(f"vispod judge: {story}: {exc}", file=sys.stderr)
+            return 2
         pair = PairInput(text_a, text_b, photos_text(_captions(story), len(photos)), images)
         verdicts = panel.compare(pair, settings.criteria)
         len_a, len_b = len(text_a.split()), len(text_b.split())
