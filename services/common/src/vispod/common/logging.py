@@ -95,8 +95,8 @@ def _mask_userinfo(m: re.Match[str]) -> str:
 
 
 def _mask_assignments(text: str) -> str:
-    """`name=value`, `name: value`, `"name": "value"`, `--name value`: the value masked when the name is a secret's. Scanned by
-    hand so that a non-secret name never swallows what follows it (`https://h/p?key=…`)."""
+    """`name=value`, `name: value`, `"name": "value"`, `--name value`: the value masked when the name is a
+    secret's. Scanned by hand so that a non-secret name never swallows what follows it (`https://h/p?key=…`)."""
     out: list[str] = []
     pos = 0
     for m in _NAME_SEP.finditer(text):

@@ -97,8 +97,9 @@ class GrpcTlsSettings(BaseSettings):
     A server with `cert_file` + `key_file` serves TLS; with `ca_file` too it requires client certificates
     signed by that CA (mutual TLS). Admin RPCs (e.g. GeneratorService.UpdateAdapter) then need a client
     whose certificate names (CN or SAN) one of `admin_identities`. Without mutual TLS nobody can be
-    identified: admin RPCs are open only while `admin_open_without_mtls` is on (local development; the
-    Helm chart turns it off). A client trusts `ca_file` and presents `cert_file`/`key_file` when given.
+    identified: admin RPCs are refused (PERMISSION_DENIED) unless `admin_open_without_mtls` is set, an
+    explicit opt-in for local development that every server logs at start-up as a warning. A client
+    trusts `ca_file` and presents `cert_file`/`key_file` when given.
     """
 
     model_config = SettingsConfigDict(env_prefix="VISPOD_GRPC_TLS_", extra="ignore")
@@ -110,7 +111,7 @@ class GrpcTlsSettings(BaseSettings):
     # only for those who present one).
     require_client_cert: bool = True
     admin_identities: list[str] = Field(default_factory=list)
-    admin_open_without_mtls: bool = True
+    admin_open_without_mtls: bool = False
 
     @model_validator(mode="after")
     def _pairs(self) -> GrpcTlsSettings:
