@@ -33,6 +33,9 @@ class KafkaSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=20)
     # Longest a handler may take before the group considers the consumer dead.
     max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
+    # How long the group waits for a consumer that went silent (a crashed process) before its partitions go to
+    # another member; a restarted process gets them back only then (`vispod up` uses 10 s).
+    session_timeout_ms: int = Field(default=45_000, ge=6_000, le=300_000)
     # Events fetched (and handled concurrently) per poll; bounds work in flight (backpressure).
     max_poll_records: int = Field(default=500, ge=1)
     # How long the broker may hold an empty fetch; low values cut end-to-end latency at low rates.
