@@ -64,7 +64,7 @@ def _detector_patterns() -> list[re.Pattern[str]]:
 _DETECTED = _detector_patterns()
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
 _PROVIDER_KEYS = re.compile(
-    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,}|hf_[A-Za-z0-9]{20,}|ya29\.[0-9A-Za-z_.-]{20,}"
+    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{8,}|AIza[0-9A-Za-z_-]{30,}|hf_[A-Za-z0-9]{20,}|ya29\.[0-9A-Za-z_.-]{20,}"
     r"|github_pat_[A-Za-z0-9_]{22,})")
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.I)
 # scheme://userinfo@: to the last '@' of the run; userinfo when it has ':' before any '/', or no '/' at all.
