@@ -121,6 +121,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
 
         def fail(context: grpc.ServicerContext, exc: Exception) -> None:
             if isinstance(exc, VispodError) and exc.status is not Status.INTERNAL:
+                # The caller's input was refused (an image outside the allow-lists, over a limit…): say why.
+                log.info("request refused", extra={"method": method, "code": GRPC_CODES[exc.status].name,
+                                                   "reason": str(exc)[:500]})
                 context.abort(GRPC_CODES[exc.status], str(exc))
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
