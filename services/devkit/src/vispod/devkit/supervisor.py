@@ -21,11 +21,14 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RestartPolicy:
+    """Delays double from `backoff_s` up to `max_backoff_s` while a service keeps dying; `max_crashes` exits within
+    `window_s` end the stack; a run of `stable_after_s` resets the delay."""
+
     backoff_s: float = 1.0
     max_backoff_s: float = 16.0
     max_crashes: int = 5
     window_s: float = 300.0
-    stable_after_s: float = 60.0  # a run this long resets the backoff
+    stable_after_s: float = 60.0
 
 
 class GaveUp(Exception):
