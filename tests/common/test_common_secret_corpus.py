@@ -76,6 +76,7 @@ HARMLESS_LINES = [
     "fetching https://medium.com/@user/post failed: HTTP 404",
     "ratio 10:30 at 12:45:01; pairs: alpha=1, beta=2; --max-tokens 20 --token-file t.txt",
     "image host 'images.example' resolves to a loopback address (127.0.0.1)",
+    "the token budget was spent: 300 tokens; Basic auth is off; a bearer of news",
 ]
 
 

@@ -66,7 +66,8 @@ _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(
 _PROVIDER_KEYS = re.compile(
     r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{8,}|AIza[0-9A-Za-z_-]{30,}|hf_[A-Za-z0-9]{20,}|ya29\.[0-9A-Za-z_.-]{20,}"
     r"|github_pat_[A-Za-z0-9_]{22,})")
-_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.I)
+# A credential after its scheme; 8 characters at least, so prose ("the token was", "Basic auth") stays.
+_AUTH_SCHEME = re.compile(r"\b((?i:bearer|basic)|Token)\s+[A-Za-z0-9._~+/=-]{8,}")
 # scheme://userinfo@: to the last '@' of the run; userinfo when it has ':' before any '/', or no '/' at all.
 _URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)(\S*)@", re.I)
 _NAME_SEP = re.compile(r"""(?P<q>["']?)(?P<name>[A-Za-z_][\w.-]{0,80})(?P=q)\s*[:=]\s*"""
