@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import loopback_only
 import pytest
+from loopback_only import _stays_on_the_machine  # noqa: F401  (autouse: a test that leaves the machine fails)
 
 from vispod.common.settings import DatasetSettings, KafkaSettings
 from vispod.devkit.checkout import use_shared_datasets
@@ -17,6 +19,7 @@ use_shared_datasets()  # VISPOD_DATASETS_ROOT: shared/datasets beside the checko
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    loopback_only.install()
     config.addinivalue_line("markers", "slow: long-running test")
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
 

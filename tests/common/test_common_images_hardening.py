@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def test_non_public_addresses_are_refused_unless_configured(host: str, kind: str
 
 
 def test_an_allow_listed_name_that_resolves_to_loopback_is_refused(server: int) -> None:
-    # 'localhost' is resolved by the system resolver, as a re-pointed DNS name would be.
+    # 'localhost' is resolved by the default resolver (the tests' stub answers it as /etc/hosts does).
     fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["localhost"], allow_plain_http=True))
     with pytest.raises(ImageAccessError, match="resolves to a loopback address"):
         fetcher.fetch(f"http://localhost:{server}/ok.jpg")
@@ -178,7 +179,10 @@ def test_a_slow_resolver_counts_against_the_deadline() -> None:
 
 
 def test_unresolvable_host_is_a_refusal() -> None:
-    fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["no-such-host.invalid"]))
+    def nxdomain(host: str, port: int) -> list[str]:  # what the system resolver says of such a name, asked nobody
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    fetcher = ImageFetcher(ImageAccessSettings(allowed_hosts=["no-such-host.invalid"]), resolver=nxdomain)
     with pytest.raises(ImageAccessError, match="cannot resolve"):
         fetcher.fetch("https://no-such-host.invalid/x.jpg")
 

@@ -4,7 +4,9 @@ certificate, probes that work behind TLS."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import yaml
 from deploy_tools import Rendered
 
 GRPC_SERVERS = {"synth", "generator", "judge", "metrics", "voice"}
@@ -37,3 +39,13 @@ def test_tls_values_mount_the_secret_and_name_the_admins(sasl_tls_render: Render
         assert {"name": "grpc-tls", "mountPath": "/etc/vispod/grpc-tls", "readOnly": True} in c["volumeMounts"], name
         assert {"name": "grpc-tls", "secret": {"secretName": "vispod-grpc-tls"}} in pod["volumes"], name
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", name  # kubelet's gRPC probe has no TLS
+
+
+def test_compose_keeps_admin_rpcs_closed_on_the_host_network() -> None:
+    """The image binds 0.0.0.0 and compose uses host networking: every gRPC server says admin RPCs are closed."""
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= GRPC_SERVERS
+    for name in GRPC_SERVERS:
+        assert services[name].get("network_mode") == "host", name
+        assert services[name]["environment"].get("VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS") == "false", name

@@ -11,6 +11,7 @@ from gen_helpers import generator_settings, make_event
 
 from vispod.common.artifacts import ArtifactStore
 from vispod.common.bus import EventPublisher, EventReader
+from vispod.common.settings import GrpcTlsSettings
 from vispod.common.topics import Topic
 from vispod.devkit.testing.adapter_files import make_lora_adapter, published_event
 from vispod.generator.service import build
@@ -22,7 +23,8 @@ A = generator_pb2.UpdateAdapterRequest
 def test_published_adapter_is_served_and_recorded(tiny_vlm: Path, story_dir: Path, kafka, tmp_path: Path) -> None:
     s = generator_settings(story_dir, kafka, backend="local", model_path=tiny_vlm, max_new_tokens=10,
                            temperature=0.0, max_attempts=1, artifact_root=tmp_path / "artifacts",
-                           adapter_state_dir=tmp_path / "state", adapter_cache_dir=tmp_path / "cache")
+                           adapter_state_dir=tmp_path / "state", adapter_cache_dir=tmp_path / "cache",
+                           grpc_tls=GrpcTlsSettings(admin_open_without_mtls=True))  # UpdateAdapter over plaintext
     store = ArtifactStore(s.artifact_root)
     uri = store.put_dir(make_lora_adapter(tiny_vlm, tmp_path / "lora", seed=3), "story", "1")
     handle = build(s).start()

@@ -74,3 +74,19 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, monkeypatch, capsys) -> 
 def test_cli_says_when_the_folder_is_absent(tmp_path, capsys) -> None:
     assert main(["judge", "--pairs", str(tmp_path / "nope"), "--a", "x", "--b", "y"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_photo_whose_format_is_not_allowed(tmp_path, monkeypatch, capsys) -> None:
+    """`image_1.jpg` holding TIFF bytes: the same format allow-list as every service, not a JPEG sent on."""
+    from PIL import Image
+
+    pairs = _stories(tmp_path / "pairs", 1)
+    Image.new("RGB", (8, 8)).save(pairs / "story_000" / "image_1.jpg", format="TIFF")
+    with FakeAPI("openai", _longer_wins) as server:
+        monkeypatch.setenv("VISPOD_JUDGE_OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("VISPOD_JUDGE_OPENAI_API_KEY", KEY)
+        code = main(["judge", "--pairs", str(pairs), "--a", "sys-a", "--b", "sys-b", "--judges", "openai:gpt-test",
+                     "--criteria", "naturalness", "--out", str(tmp_path / "j.json")])
+        assert server.requests == []  # nothing was sent to the judge
+    assert code == 2
+    assert "story_000: image 1: format TIFF is not allowed" in capsys.readouterr().err

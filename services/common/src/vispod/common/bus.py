@@ -297,7 +297,8 @@ class EventConsumer:
             *([] if self.replay else self.topics), **cfg, group_id=None if self.replay else self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=self.max_batch,
-            max_poll_interval_ms=self.kafka.max_poll_interval_ms, client_id=f"vispod-{self.service}",
+            max_poll_interval_ms=self.kafka.max_poll_interval_ms, session_timeout_ms=self.kafka.session_timeout_ms,
+            client_id=f"vispod-{self.service}",
             fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
         )
         if self.replay:

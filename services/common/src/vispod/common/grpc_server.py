@@ -50,7 +50,8 @@ def admin_denial(context: grpc.ServicerContext, tls: GrpcTlsSettings) -> str | N
         return f"client {sorted(ids)} is not in VISPOD_GRPC_TLS_ADMIN_IDENTITIES"
     if tls.admin_open_without_mtls:
         return None
-    return "admin RPCs need mutual TLS (VISPOD_GRPC_TLS_CA_FILE) and an allowed client identity"
+    return ("admin RPCs need mutual TLS (VISPOD_GRPC_TLS_CA_FILE) and an allowed client identity "
+            "(or, for local development only, VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS=true)")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
 
         def fail(context: grpc.ServicerContext, exc: Exception) -> None:
             if isinstance(exc, VispodError) and exc.status is not Status.INTERNAL:
+                # The caller's input was refused (an image outside the allow-lists, over a limit…): say why.
+                log.info("request refused", extra={"method": method, "code": GRPC_CODES[exc.status].name,
+                                                   "reason": str(exc)[:500]})
                 context.abort(GRPC_CODES[exc.status], str(exc))
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
@@ -174,8 +178,9 @@ class GrpcServer:
         tls = tls or GrpcTlsSettings()
         admin = {f"/{svc.name}/{m}" for svc in services for m in svc.admin_methods}
         if admin and not tls.mutual and tls.admin_open_without_mtls:
-            log.warning("admin RPCs are open to any caller: no mutual TLS (local development only)",
-                        extra={"methods": sorted(admin)})
+            log.warning("admin RPCs are OPEN to any caller that reaches the port: "
+                        "VISPOD_GRPC_TLS_ADMIN_OPEN_WITHOUT_MTLS=true and no mutual TLS (local development only)",
+                        extra={"methods": sorted(admin), "host": host, "port": port})
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers, thread_name_prefix=f"{service}-grpc"),
                                   interceptors=[_MetricsInterceptor(service, admin, tls)],
                                   options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),

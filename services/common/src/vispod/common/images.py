@@ -3,9 +3,11 @@
 file:// only beneath configured roots: the file is opened relative to the root's directory
 descriptor without leaving it (see vispod.common.beneath) and read from that one descriptor, so a
 path swapped for a symlink mid-read cannot escape. http(s):// only to allow-listed hosts whose
-resolved addresses are public (or in a configured network); the connection goes to the address
-that was checked; one deadline bounds the whole fetch; no redirects. s3:// only to allow-listed
-buckets, when boto3 is installed. Decoding checks bytes, pixels (decompression bombs) and format.
+resolved addresses are public (or in a configured network), IPv4 addresses embedded in IPv6 ones
+(mapped, 6to4, Teredo, NAT64) included; the connection goes to the address that was checked; one
+deadline bounds the whole fetch (resolving, connecting, TLS, status line, headers, body: a watchdog
+shuts the socket when it passes); no redirects. s3:// only to allow-listed buckets, when boto3 is
+installed. Decoding checks bytes, pixels (decompression bombs, and a budget per request) and format.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import socket
 import ssl
 import stat
+import threading
 import time
 import urllib.parse
 import warnings
@@ -49,10 +52,30 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """IPv4 addresses an IPv6 address carries to a v4 host: mapped, 6to4, Teredo (server and client), NAT64."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if addr.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", addr.ipv4_mapped))
+    if addr.sixtofour is not None:
+        found.append(("6to4", addr.sixtofour))
+    if addr.teredo is not None:
+        found += [("Teredo", v4) for v4 in addr.teredo]
+    if any(addr in net for net in _NAT64):
+        found.append(("NAT64", ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)))
+    return found
+
+
 def _non_public_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """Why an address is not a public one ('' when it is public)."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return _non_public_kind(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address):
+        for how, v4 in _embedded_ipv4(addr):
+            kind = _non_public_kind(v4)
+            if kind:
+                return kind if how == "IPv4-mapped" else f"{kind} ({how} of {v4})"
     for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
         if getattr(addr, f"is_{kind}"):
             return kind.replace("_", "-")
@@ -80,6 +103,31 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+class _Watchdog:
+    """Shuts a connection's socket when the fetch deadline passes, so no read, however slowly the server
+    trickles (status line, headers, chunk sizes, TLS records), outlives it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, remaining: float) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(remaining, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            sock = None if self._done else self._conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+
 class ImageFetcher:
     def __init__(self, settings: ImageAccessSettings, resolver: Resolver = resolve_host) -> None:
         self.settings = settings
@@ -105,9 +153,9 @@ class ImageFetcher:
             raise ImageAccessError(f"sha256 mismatch for {uri}")
         return data
 
-    def load(self, uri: str, expected_sha256: str = "") -> Image.Image:
-        """Fetches and decodes an image (RGB) within the byte, pixel and format limits."""
-        return decode_image(self.fetch(uri, expected_sha256), self.settings, uri)
+    def load(self, uri: str, expected_sha256: str = "", budget: PixelBudget | None = None) -> Image.Image:
+        """Fetches and decodes an image (RGB) within the byte, pixel and format limits (and a request's budget)."""
+        return decode_image(self.fetch(uri, expected_sha256), self.settings, uri, budget)
 
     # -- file:// ---------------------------------------------------------------------------------
 
@@ -127,7 +175,10 @@ class ImageFetcher:
     def _read_file(self, parsed: urllib.parse.ParseResult) -> bytes:
         if parsed.netloc not in ("", "localhost"):
             raise ImageAccessError(f"file URI with a host ({parsed.netloc!r}) refused")
-        raw = Path(urllib.parse.unquote(parsed.path))
+        path = urllib.parse.unquote(parsed.path)
+        if "\x00" in path:  # the kernel would stop at it: "a.png%00.jpg" would open "a.png"
+            raise ImageAccessError("file URI path contains a NUL byte (%00): refused")
+        raw = Path(path)
         if not raw.is_absolute():
             raise ImageAccessError(f"file URI path must be absolute: {raw}")
         if not self.settings.file_roots:
@@ -144,16 +195,17 @@ class ImageFetcher:
             if exc.errno in ESCAPE_ERRNOS:
                 raise ImageAccessError(f"{raw} is outside the allowed image roots") from exc
             raise ImageAccessError(f"{raw} cannot be opened: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb", buffering=0) as fh:
-            info = os.fstat(fh.fileno())
+        try:  # the descriptor is ours from here: closed whatever happens (a folder fails fdopen)
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ImageAccessError(f"{raw} is not a file")
             if info.st_size > self.settings.max_bytes:
                 raise ImageAccessError(f"{raw} is {info.st_size} bytes, over the {self.settings.max_bytes}-byte limit")
-            try:
-                data = fh.read(self.settings.max_bytes + 1)
-            except OSError as exc:
-                raise ImageAccessError(f"{raw} cannot be read: {exc.strerror}") from exc
+            data = _read_fd(fd, self.settings.max_bytes + 1)
+        except OSError as exc:
+            raise ImageAccessError(f"{raw} cannot be read: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
         if len(data) > self.settings.max_bytes:
             raise ImageAccessError(f"{raw} is over the {self.settings.max_bytes}-byte limit")
         return data
@@ -187,8 +239,11 @@ class ImageFetcher:
         host = (parsed.hostname or "").lower()
         if host not in {h.lower() for h in self.settings.allowed_hosts}:
             raise ImageAccessError(f"host {host!r} is not in the allowed image hosts")
+        try:
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        except ValueError as exc:  # out of range or not a number
+            raise ImageAccessError(f"bad port in image URI {uri!r}: {exc}") from None
         deadline = time.monotonic() + self.settings.fetch_timeout_s
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
         address = self._checked_address(host, port, deadline)
         remaining = max(deadline - time.monotonic(), 0.001)
         conn: http.client.HTTPConnection = (
@@ -197,6 +252,7 @@ class ImageFetcher:
         target = parsed.path or "/"
         if parsed.query:
             target += "?" + parsed.query
+        watchdog = _Watchdog(conn, remaining)
         try:
             conn.request("GET", target, headers={"Accept": "image/*", "Connection": "close"})
             resp = conn.getresponse()
@@ -215,7 +271,10 @@ class ImageFetcher:
                 raise ImageAccessError(f"fetching {uri} took over {self.settings.fetch_timeout_s} s") from exc
             raise ImageAccessError(f"fetching {uri} failed: {exc}") from exc
         finally:
+            watchdog.cancel()
             conn.close()
+        if time.monotonic() >= deadline:  # the watchdog cut a body short that happened to parse
+            raise ImageAccessError(f"fetching {uri} took over {self.settings.fetch_timeout_s} s")
         return data
 
     def _read_body(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection,
@@ -254,8 +313,36 @@ class ImageFetcher:
         return data
 
 
-def decode_image(data: bytes, settings: ImageAccessSettings, name: str = "image") -> Image.Image:
-    """Decodes with limits: size, declared pixel count (before decoding), allowed formats; returns RGB."""
+def _read_fd(fd: int, limit: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = os.read(fd, min(_CHUNK, limit - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+class PixelBudget:
+    """Decoded pixels one request may spend over all its images (VISPOD_IMAGES_MAX_REQUEST_PIXELS): each image
+    is charged its declared size before it is decoded, so a request of many big canvases is refused, not paid."""
+
+    def __init__(self, settings: ImageAccessSettings) -> None:
+        self.limit = settings.max_request_pixels
+        self.spent = 0
+
+    def charge(self, pixels: int, name: str) -> None:
+        if self.spent + pixels > self.limit:
+            raise ImageAccessError(
+                f"{name} ({pixels} pixels) would bring the request's images to {self.spent + pixels} pixels, over "
+                f"the per-request budget of {self.limit} (VISPOD_IMAGES_MAX_REQUEST_PIXELS)")
+        self.spent += pixels
+
+
+def decode_image(data: bytes, settings: ImageAccessSettings, name: str = "image",
+                 budget: PixelBudget | None = None) -> Image.Image:
+    """Decodes with limits: size, declared pixel count (before decoding; per image, and against the request's
+    `budget` when given), allowed formats; returns RGB."""
     if len(data) > settings.max_bytes:
         raise ImageAccessError(f"{name} is {len(data)} bytes, over the {settings.max_bytes}-byte limit")
     try:
@@ -266,7 +353,10 @@ def decode_image(data: bytes, settings: ImageAccessSettings, name: str = "image"
                 raise ImageAccessError(f"{name}: format {img.format} is not allowed")
             pixels = img.width * img.height
             if pixels > settings.max_pixels:
-                raise ImageAccessError(f"{name} has {pixels} pixels, over the {settings.max_pixels}-pixel limit")
+                raise ImageAccessError(f"{name} has {pixels} pixels ({img.width}x{img.height}), over the "
+                                       f"{settings.max_pixels}-pixel limit (VISPOD_IMAGES_MAX_PIXELS)")
+            if budget is not None:
+                budget.charge(pixels, name)
             img.load()
     except ImageAccessError:
         raise

@@ -33,6 +33,9 @@ class KafkaSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=20)
     # Longest a handler may take before the group considers the consumer dead.
     max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
+    # How long the group waits for a consumer that went silent (a crashed process) before its partitions go to
+    # another member; a restarted process gets them back only then (`vispod up` uses 10 s).
+    session_timeout_ms: int = Field(default=45_000, ge=6_000, le=300_000)
     # Events fetched (and handled concurrently) per poll; bounds work in flight (backpressure).
     max_poll_records: int = Field(default=500, ge=1)
     # How long the broker may hold an empty fetch; low values cut end-to-end latency at low rates.
@@ -69,7 +72,10 @@ class ImageAccessSettings(BaseSettings):
     s3_buckets: list[str] = Field(default_factory=list)
     allow_plain_http: bool = False
     max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(default=40_000_000, ge=1)
+    # Decoded pixels (declared sizes, checked before decoding): per image (25 MP holds a 24 MP camera's
+    # 6000x4000; RGB costs 3 bytes a pixel) and over all the images of one request.
+    max_pixels: int = Field(default=25_000_000, ge=1)
+    max_request_pixels: int = Field(default=100_000_000, ge=1)
     # One deadline for a whole http(s) fetch: resolving, connecting and every read.
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
@@ -94,8 +100,9 @@ class GrpcTlsSettings(BaseSettings):
     A server with `cert_file` + `key_file` serves TLS; with `ca_file` too it requires client certificates
     signed by that CA (mutual TLS). Admin RPCs (e.g. GeneratorService.UpdateAdapter) then need a client
     whose certificate names (CN or SAN) one of `admin_identities`. Without mutual TLS nobody can be
-    identified: admin RPCs are open only while `admin_open_without_mtls` is on (local development; the
-    Helm chart turns it off). A client trusts `ca_file` and presents `cert_file`/`key_file` when given.
+    identified: admin RPCs are refused (PERMISSION_DENIED) unless `admin_open_without_mtls` is set, an
+    explicit opt-in for local development that every server logs at start-up as a warning. A client
+    trusts `ca_file` and presents `cert_file`/`key_file` when given.
     """
 
     model_config = SettingsConfigDict(env_prefix="VISPOD_GRPC_TLS_", extra="ignore")
@@ -107,7 +114,7 @@ class GrpcTlsSettings(BaseSettings):
     # only for those who present one).
     require_client_cert: bool = True
     admin_identities: list[str] = Field(default_factory=list)
-    admin_open_without_mtls: bool = True
+    admin_open_without_mtls: bool = False
 
     @model_validator(mode="after")
     def _pairs(self) -> GrpcTlsSettings:

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("--store", choices=STORES, default="files",
                    help="adapter store: unsigned local folders (files) or signed versions on a local S3 server (s3)")
+    p.add_argument("--restart-backoff", type=float, default=1.0,
+                   help="seconds before restarting a service that died (doubling while it keeps dying)")
+    p.add_argument("--max-crashes", type=int, default=5,
+                   help="exits of one service within 5 minutes after which the stack gives up and stops")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("submit", help="publish an image set and print the events that follow")
@@ -59,9 +63,11 @@ def _example(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from vispod.devkit.local_stack import run_stack
+    from vispod.devkit.supervisor import RestartPolicy
 
     services = args.services.split(",") if args.services else None
-    return run_stack(services, args.image_root, args.workdir, args.ready_timeout, args.store)
+    policy = RestartPolicy(backoff_s=args.restart_backoff, max_crashes=args.max_crashes)
+    return run_stack(services, args.image_root, args.workdir, args.ready_timeout, args.store, policy)
 
 
 def _submit(args: argparse.Namespace) -> int:

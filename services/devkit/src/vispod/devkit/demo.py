@@ -103,7 +103,8 @@ class Stack:
                 log.flush()
                 self.lines.append(line)
                 if line.startswith(("kafka:", "starting", "stopping", "stopped")) or "grpc 127.0.0.1" in line \
-                        or "did not become ready" in line or "exited with" in line:
+                        or "did not become ready" in line or "exited with" in line or "killed by" in line \
+                        or "restart" in line or "ready again" in line or line.startswith("GIVING UP"):
                     print(f"  [up] {line.rstrip()}", flush=True)
                 if line.startswith("ready"):
                     self.ready.set()

@@ -1,4 +1,5 @@
-"""`vispod up`: one broker and one process per installed service on this machine, until Ctrl-C/SIGTERM."""
+"""`vispod up`: one broker and one process per installed service on this machine, until Ctrl-C/SIGTERM; a
+service that dies is restarted with backoff (vispod.devkit.supervisor)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from vispod.common.lifecycle_signing import local_identities
 from vispod.common.settings import DatasetSettings, KafkaSettings
 from vispod.devkit import local_kafka
 from vispod.devkit.local_adapter_store import STORES, start_adapter_store
+from vispod.devkit.supervisor import GaveUp, RestartPolicy, Supervised, Supervisor
 
 # Start order: producers of what others consume come first.
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
@@ -39,10 +41,18 @@ EMBEDDED_DEFAULTS = {
 @dataclass
 class Running:
     name: str
-    process: subprocess.Popen[bytes]
     grpc_port: int
     metrics_port: int
     log: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] = None  # type: ignore[assignment]  # set by start()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """(Re)starts the service on the same ports, appending to its log."""
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", f"vispod.{self.name}"], env=self.env, stdout=out,
+                                            stderr=subprocess.STDOUT, preexec_fn=local_kafka.die_with_parent)
+        return self.process
 
 
 def stack_state(bootstrap: str | None = None) -> dict | None:
@@ -81,7 +91,7 @@ def _wait_ready(svc: Running, deadline: float, stop: threading.Event) -> bool:
 
 
 def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, ready_timeout: float,
-              store: str = "files") -> int:
+              store: str = "files", restarts: RestartPolicy | None = None) -> int:
     """`store`: "files" (unsigned local folders under the artifact root) or "s3" (a local S3Proxy: signed
     versions, verified by the generators before loading; see local_adapter_store)."""
     if store not in STORES:
@@ -137,6 +147,8 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 prefix_env + "ARTIFACT_ROOT": str(workdir / "artifacts"),
                 "PYTHONUNBUFFERED": "1",
             }
+            # A restarted service takes its partitions back once the group gives up on its dead predecessor.
+            env.setdefault("VISPOD_KAFKA_SESSION_TIMEOUT_MS", "10000")
             for key, value in EMBEDDED_DEFAULTS.get(name, {}).items():
                 env.setdefault(key, value)
             if name == "generator":  # adapter registry state beside the stack, not in the caller's folder
@@ -149,10 +161,10 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
             if name == "gate":
                 env.setdefault("VISPOD_GATE_SIGNING_KEY_FILE", str(local_identities(workdir / "keys") / "gate.key"))
             log = workdir / f"{name}.log"
-            with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
-                proc = subprocess.Popen([sys.executable, "-m", f"vispod.{name}"], env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, preexec_fn=local_kafka.die_with_parent)
-            running.append(Running(name, proc, grpc_port, metrics_port, log))
+            log.unlink(missing_ok=True)
+            svc = Running(name, grpc_port, metrics_port, log, env)
+            svc.start()
+            running.append(svc)
         deadline = time.monotonic() + ready_timeout
         for svc in running:
             if not _wait_ready(svc, deadline, stop):
@@ -162,22 +174,29 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
                 code = 1
                 return code
             print(f"{svc.name}: grpc 127.0.0.1:{svc.grpc_port} metrics http://127.0.0.1:{svc.metrics_port}/metrics "
-                  f"(log {svc.log})", flush=True)
-        UP_STATE.parent.mkdir(parents=True, exist_ok=True)
-        UP_STATE.write_text(json.dumps({
-            "bootstrap": bootstrap, "pid": os.getpid(),
-            "file_roots": [str(r) for r in roots], "image_inbox": str(inbox),
-            "services": {s.name: {"grpc": s.grpc_port, "metrics": s.metrics_port} for s in running},
-            "adapter_store": ({"url": adapter_store.url, "endpoint_url": adapter_store.server.endpoint_url,
-                               "env_file": str(adapter_store.env_file)} if adapter_store else None),
-        }))
+                  f"(pid {svc.process.pid}, log {svc.log})", flush=True)
+
+        def write_state(*_: object) -> None:
+            UP_STATE.parent.mkdir(parents=True, exist_ok=True)
+            UP_STATE.write_text(json.dumps({
+                "bootstrap": bootstrap, "pid": os.getpid(),
+                "file_roots": [str(r) for r in roots], "image_inbox": str(inbox),
+                "services": {s.name: {"grpc": s.grpc_port, "metrics": s.metrics_port, "pid": s.process.pid}
+                             for s in running},
+                "adapter_store": ({"url": adapter_store.url, "endpoint_url": adapter_store.server.endpoint_url,
+                                   "env_file": str(adapter_store.env_file)} if adapter_store else None),
+            }))
+
+        write_state()
+        supervisor = Supervisor([Supervised(s.name, s.start, s.metrics_port, s.log, s.process) for s in running],
+                                restarts or RestartPolicy(), on_restart=write_state)
         print("ready — Ctrl-C to stop", flush=True)
-        while not stop.wait(1.0):
-            for svc in running:
-                if svc.process.poll() is not None:
-                    print(f"{svc.name} exited with {svc.process.returncode}; see {svc.log}", flush=True)
-                    code = 1
-                    stop.set()
+        while not stop.wait(0.5):
+            try:
+                supervisor.check()
+            except GaveUp as exc:
+                print(f"GIVING UP: {exc}", flush=True)
+                return 1
         return code
     finally:
         print("stopping …", flush=True)

@@ -1,7 +1,9 @@
 """Model output → structured turns: parsing, sound repairs, and detection of malformed output.
 
 Labels. A line starts a turn when, after stripping list markers and markdown emphasis
-(`**Speaker 1:**`, `- [Host 2]:`), it begins with a label and a colon. A label resolves to a
+(`**Speaker 1:**`, `- [Host 2]:`), it begins with a label and a colon. Labels may be in any script: letters
+with combining marks (Hindi, Bengali, Tamil, Thai names; accents typed apart, which NFC joins) and the colon
+variants of vispod.common.label_text count. A label resolves to a
 requested speaker when it is (case-insensitively) one of their names or first names, the name in
 parentheses of `Host 1 (Alex)`, or `Speaker|Host|Guest N` with N ≤ the number of speakers (so
 "Speaker 2" maps to the 2nd requested name). Other labels made of 1–3 capitalised words (or
@@ -33,6 +35,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vispod.common.label_text import LABEL_COLONS, is_mark, is_name_char, normalise_label_text
 from vispod.v1 import common_pb2
 
 _LABEL_LINE = re.compile(
@@ -42,7 +45,6 @@ _LABEL_LINE = re.compile(
 )
 _GENERIC = re.compile(r"(?:speaker|host|guest|co-?host|person|voice|narrator)\s*#?\s*(\d{1,2})", re.I)
 _PAREN = re.compile(r"^(?P<base>.*?)\s*\((?P<inner>[^()]+)\)\s*$")
-_NAME_LIKE = re.compile(r"^(?:[A-Z][\w'’\-]*)(?:\s+[A-Z][\w'’\-]*){0,2}$")
 _STAGE = re.compile(r"^\s*(?:\[[^\]]*\]|\([^)]*\)|\*[^*]+\*)\s*$")
 _END_PUNCT = re.compile(r"[.!?…\"'”’)]\s*$")
 # "[Scene 3]": the scene-by-scene plan's marker; the turns after it discuss that image.
@@ -65,6 +67,25 @@ which while will with would your youre thats theres its it's into onto upon look
 looking seem seemed seems
 """))
 _WORD = re.compile(r"[a-z]+")
+
+
+def _for_matching(line: str) -> str:
+    """The line with each combining mark as a letter and each colon variant as ':', one character for one, so
+    the label pattern sees names in every script and its spans still index the line."""
+    return "".join("a" if is_mark(c) else ":" if c in LABEL_COLONS else c for c in line)
+
+
+def _name_like(label: str) -> bool:
+    """1-3 words, each starting with a capital or a caseless letter (scripts without case)."""
+    words = label.split()
+    if not 1 <= len(words) <= 3 or len(label) > 30:
+        return False
+    for w in words:
+        if not (w[0].isalpha() and (w[0].isupper() or w[0].lower() == w[0].upper())):
+            return False
+        if not all(is_name_char(c) or c in "'’-_" for c in w[1:]):
+            return False
+    return True
 
 
 def _keywords(text: str) -> set[str]:
@@ -125,11 +146,12 @@ class TranscriptParser:
     def __init__(self, speaker_names: Sequence[str], captions: Sequence[str] = (), num_images: int = 0) -> None:
         self.names = list(speaker_names)
         self._by_name: dict[str, int] = {}
-        for i, name in enumerate(self.names):
+        keys = [normalise_label_text(n) for n in self.names]
+        for i, name in enumerate(keys):
             self._by_name.setdefault(name.lower(), i)
-        for i, name in enumerate(self.names):  # first names, where unambiguous
+        for i, name in enumerate(keys):  # first names, where unambiguous
             first = name.split()[0].lower() if name.split() else ""
-            if first and sum(1 for n in self.names if n.split() and n.split()[0].lower() == first) == 1:
+            if first and sum(1 for n in keys if n.split() and n.split()[0].lower() == first) == 1:
                 self._by_name.setdefault(first, i)
         self.matcher = ImageMatcher(captions, num_images or len(captions))
         self._buffer = ""
@@ -158,8 +180,7 @@ class TranscriptParser:
             if g:
                 n = int(g.group(1))
                 return n - 1 if 1 <= n <= len(self.names) else -1
-        base = candidates[-1]
-        if _NAME_LIKE.match(base) and len(base) <= 30:
+        if _name_like(candidates[-1]):
             return -1
         return None
 
@@ -173,17 +194,18 @@ class TranscriptParser:
         return self._drain(final=False)
 
     def _line(self, raw: str) -> None:
-        line = raw.strip()
+        line = normalise_label_text(raw.strip())
         if not line:
             return
         scene = SCENE_MARKER.match(line)
         if scene:
             self._scene = int(scene.group(1)) - 1
             return
-        m = _LABEL_LINE.match(line)
-        idx = self._resolve(m.group("label")) if m else None
+        m = _LABEL_LINE.match(_for_matching(line))
+        label = line[m.start("label"):m.end("label")] if m else ""
+        idx = self._resolve(label) if m else None
         if idx is not None and m is not None:
-            rest = m.group("rest").strip()
+            rest = line[m.start("rest"):].strip()
             current = self._turns[-1] if self._turns else None
             if current is not None and idx >= 0 and current.speaker == idx:
                 self._merged += 1
@@ -191,7 +213,7 @@ class TranscriptParser:
                 return
             if idx < 0:
                 self._hold = True
-            self._turns.append(_Turn(idx, re.sub(r"[*_\[\]]", "", m.group("label")).strip(), [rest], self._scene))
+            self._turns.append(_Turn(idx, re.sub(r"[*_\[\]]", "", label).strip(), [rest], self._scene))
             return
         if _STAGE.match(line):
             self._stage += 1

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from vispod.common.errors import InvalidArgument
-from vispod.common.images import ImageFetcher, decode_image, mime_type
+from vispod.common.images import ImageFetcher, PixelBudget, decode_image, mime_type
 from vispod.v1 import common_pb2, events_pb2
 
 if TYPE_CHECKING:
@@ -87,12 +87,13 @@ def prepare(event: events_pb2.ImageSetSubmitted, settings: GeneratorSettings, fe
     job = Job(event, speakers, target, language, captions)
     if text_only and not facts and not settings.validate_images_in_text_mode:
         return job
+    budget = PixelBudget(settings.images)
     for i, ref in enumerate(event.images):
         data = fetcher.fetch(ref.uri, ref.sha256)
         fmt = _format(data)
         if ref.mime_type and fmt and mime_type(fmt) != ref.mime_type.lower():
             raise InvalidArgument(f"image {i + 1}: declared {ref.mime_type} but the bytes are {mime_type(fmt)}")
-        img = decode_image(data, settings.images, f"image {i + 1} ({ref.uri})")
+        img = decode_image(data, settings.images, f"image {i + 1} ({ref.uri})", budget)
         if not text_only or facts:
             job.images.append(img)
             job.digests.append(hashlib.sha256(data).hexdigest())

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from vispod.common.images import ImageAccessError
 from vispod.common.settings import DatasetSettings
 from vispod.common.story_folder import STORY_FILE, read_story
 
@@ -89,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     per_story = []
     started = time.monotonic()
     for i, story in enumerate(stories, 1):
-        images = _story_images(story, settings) if wants_images else []
+        try:  # the format allow-list and pixel limits every service applies
+            images = _story_images(story, settings) if wants_images else []
+        except ImageAccessError as exc:
+            print(f"vispod judge: {story}: {exc}", file=sys.stderr)
+            return 2
         story_records, story_doc = _judge_story(panel, settings, story, args.a, args.b, images)
         records += story_records
         per_story.append(story_doc)
@@ -158,7 +163,8 @@ def _story_images(story: Path, settings):  # type: ignore[no-untyped-def]
 
     raw = [p.read_bytes() for p in _photos(story)]
     return prepare_images(
-        raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes
+        raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes,
+        limits=settings.images,
     )
 
 

@@ -8,27 +8,22 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from vispod.common.images import PixelBudget, decode_image
+from vispod.common.settings import ImageAccessSettings
 from vispod.judge.backends.base import JudgeImage
-
-# Decoding is bounded before any resize: a hostile file cannot claim a huge canvas.
-MAX_SOURCE_PIXELS = 40_000_000
-
-
-def _rgb(data: bytes | Image.Image) -> Image.Image:
-    if isinstance(data, Image.Image):  # already decoded within the access limits (ImageFetcher.load)
-        return data.convert("RGB")
-    with Image.open(io.BytesIO(data)) as img:
-        if img.width * img.height > MAX_SOURCE_PIXELS:
-            raise ValueError(f"image of {img.width}x{img.height} px is too large")
-        return img.convert("RGB")
 
 
 def prepare_images(raw: Sequence[bytes | Image.Image], *, max_images: int, max_side: int,
-                   max_bytes: int) -> tuple[JudgeImage, ...]:
-    """First `max_images` images as JPEGs no longer than `max_side` px and no bigger than `max_bytes`."""
+                   max_bytes: int, limits: ImageAccessSettings | None = None) -> tuple[JudgeImage, ...]:
+    """First `max_images` images as JPEGs no longer than `max_side` px and no bigger than `max_bytes`. Raw bytes
+    are decoded within `limits` (format allow-list, bytes, pixels per image and per call) as every service
+    decodes them; decoded images came through ImageFetcher.load and its limits already."""
+    limits = limits or ImageAccessSettings()
+    budget = PixelBudget(limits)
     out = []
-    for data in list(raw)[:max_images]:
-        rgb = _rgb(data)
+    for i, data in enumerate(list(raw)[:max_images]):
+        rgb = data.convert("RGB") if isinstance(data, Image.Image) else decode_image(data, limits, f"image {i + 1}",
+                                                                                     budget)
         rgb.thumbnail((max_side, max_side))
         for quality in (85, 70, 55, 40):
             buf = io.BytesIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from vispod.common.images import PixelBudget
 from vispod.judge.backends import JudgeBackend, JudgeImage, build_backend
 from vispod.judge.images import prepare_images
 from vispod.judge.protocol import JudgedVerdict, PairInput, Panel, photos_text
@@ -70,10 +71,11 @@ class Comparer:
         warnings: list[str] = []
         prepared: list[JudgeImage] = []
         if self.wants_images():
+            budget = PixelBudget(self.fetcher.settings)  # type: ignore[union-attr]
             for ref in list(images)[: self.settings.max_images]:
                 try:
                     # load = fetch + decode within the byte, pixel and format limits every service applies
-                    img = self.fetcher.load(ref.uri, ref.sha256)  # type: ignore[union-attr]
+                    img = self.fetcher.load(ref.uri, ref.sha256, budget)  # type: ignore[union-attr]
                     prepared += prepare_images(
                         [img],
                         max_images=1,

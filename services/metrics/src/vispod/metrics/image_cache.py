@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from vispod.common.images import decode_image
+from vispod.common.images import PixelBudget, decode_image
 from vispod.common.lru import LRU
 from vispod.common.settings import ImageAccessSettings
 
@@ -25,10 +25,12 @@ class ImageInput:
     load: Callable[[], Image.Image]
 
     @classmethod
-    def from_bytes(cls, data: bytes, limits: ImageAccessSettings | None = None, name: str = "image") -> ImageInput:
-        """Decoded lazily with the shared byte/pixel/format limits (corrupt data raises ImageAccessError)."""
+    def from_bytes(cls, data: bytes, limits: ImageAccessSettings | None = None, name: str = "image",
+                   budget: PixelBudget | None = None) -> ImageInput:
+        """Decoded lazily with the shared byte/pixel/format limits and the request's pixel budget (corrupt data
+        raises ImageAccessError)."""
         limits = limits or ImageAccessSettings()
-        return cls(hashlib.sha256(data).hexdigest(), lambda: decode_image(data, limits, name))
+        return cls(hashlib.sha256(data).hexdigest(), lambda: decode_image(data, limits, name, budget))
 
     @classmethod
     def from_pil(cls, img: Image.Image) -> ImageInput:

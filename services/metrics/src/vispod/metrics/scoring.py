@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter
 
 from vispod.common.errors import InvalidArgument
-from vispod.common.images import ImageAccessError, ImageFetcher
+from vispod.common.images import ImageAccessError, ImageFetcher, PixelBudget
 from vispod.common.metric_fields import values
 from vispod.metrics import prom
 from vispod.metrics.aligned_grounding import AlignedGrounding, aligned_grounding
@@ -137,7 +137,7 @@ class DialogueScorer:
                 raise InvalidArgument(f"image {i} has no uri")
 
     def _inputs(self, refs: Sequence[common_pb2.ImageRef], kind: str, strict: bool,
-                warnings: list[str]) -> list[ImageInput]:
+                warnings: list[str], budget: PixelBudget) -> list[ImageInput]:
         out = []
         for i, ref in enumerate(refs):
             try:
@@ -147,7 +147,7 @@ class DialogueScorer:
                     raise InvalidArgument(f"{kind} {i}: {exc}") from exc
                 warnings.append(f"{kind} {i} skipped: {exc}")
                 continue
-            img = ImageInput.from_bytes(data, self.settings.images, ref.uri)
+            img = ImageInput.from_bytes(data, self.settings.images, ref.uri, budget)
             if not strict and self.grounding is not None and img.key not in self.grounding.cache:
                 # decode now, so one corrupt image costs a warning instead of the whole set's grounding
                 try:
@@ -181,8 +181,9 @@ class DialogueScorer:
             warnings.append("grounding disabled (VISPOD_METRICS_GROUNDING_ENABLED=false)")
         else:
             g_started = time.perf_counter()
-            inputs = self._inputs(images, "image", strict, warnings)
-            extra = self._inputs(distractors, "distractor", strict, warnings)
+            budget = PixelBudget(self.settings.images)  # one per request, images and distractors together
+            inputs = self._inputs(images, "image", strict, warnings, budget)
+            extra = self._inputs(distractors, "distractor", strict, warnings, budget)
             if not inputs:
                 warnings.append("no usable image: grounding not computed")
             else:

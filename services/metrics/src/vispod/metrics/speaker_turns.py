@@ -1,7 +1,8 @@
 """Speaker turns as people and models actually write them.
 
 Handles `Speaker 1:`, `**Host 1 (Alex):**`, `**Alex**:`, `[Jamie]:`, `Dr. Mary Ann Lee:`, `HOST:`, `SPEAKER_00:`,
-`Élodie:`, `主持人：` (labels in any script, ASCII or full-width colon), a label alone on its line with the words
+`Élodie:`, `主持人：`, `राहुल:` (labels in any script, combining marks and decomposed accents included; the colon
+ASCII, full-width, small or ratio: vispod.common.label_text), a label alone on its line with the words
 on the next, titles (`**Podcast Transcript: "…"**`) and stage directions
 (`**[Outro music fades in.]**`). `Host 1 (Alex)` and a later `Alex` are one speaker. Consecutive segments of one
 speaker merge into one turn, so counting turns counts real changes of speaker.
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from vispod.common.label_text import LABEL_COLONS, is_name_char, normalise_label_text
 from vispod.metrics.language import count_words
 
 UNKNOWN_SPEAKER = "unknown"
@@ -48,7 +50,6 @@ _TIMESTAMP = re.compile(r"^\[?\(?\d{1,2}:\d{2}(?::\d{2})?\)?\]?\s*")
 _STAGE_LINE = re.compile(r"^[*_\s]*[\[(][^\])]*[\])][*_\s.]*$")
 _INLINE_DIRECTION = re.compile(r"\[[^\]]{0,80}\]")
 _LABEL_PUNCT = frozenset("_'’.-")
-_COLONS = (":", "\uff1a")  # ASCII and full-width (Chinese, Japanese)
 _PAREN = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<inner>[^()]*)\)\s*$")
 _MAX_LABEL_CHARS = 48
 _MAX_LABEL_TOKENS = 5
@@ -82,17 +83,18 @@ class _Line:
 
 def normalise_name(name: str) -> str:
     """Case-, space- and punctuation-insensitive key: 'Speaker1', 'SPEAKER 1', 'speaker_1' -> 'speaker 1'."""
-    name = name.replace("_", " ").replace("’", "'")
+    name = normalise_label_text(name).replace("_", " ").replace("’", "'")
     name = re.sub(r"(?<=[^\W\d_])(?=\d)", " ", name)
     return re.sub(r"\s+", " ", name).strip(" .").lower()
 
 
 def _label_token_ok(tok: str) -> bool:
-    """A capitalised word in any script ('Alex', 'Élodie', 'O'Neil'), or one in a script without case ('主持人')."""
+    """A capitalised word in any script ('Alex', 'Élodie', 'O'Neil'), or one in a script without case ('主持人',
+    'राहुल', 'สมชาย': letters with combining marks)."""
     first = tok[0]
     if not first.isalpha() or first.islower():
         return False
-    return all(c.isalnum() or c in _LABEL_PUNCT for c in tok[1:])
+    return all(is_name_char(c) or c in _LABEL_PUNCT for c in tok[1:])
 
 
 def _name_tokens_ok(tokens: Sequence[str]) -> bool:
@@ -157,7 +159,7 @@ def _split_line(line: str) -> _Line:
         return _Line(None, "", stage=True)
     if _STAGE_LINE.match(line):
         return _Line(None, "", stage=True)
-    colon = min((i for i in (line.find(c, 0, _LABEL_SEARCH_CHARS) for c in _COLONS) if i >= 0), default=-1)
+    colon = min((i for i in (line.find(c, 0, _LABEL_SEARCH_CHARS) for c in LABEL_COLONS) if i >= 0), default=-1)
     if colon > 0:
         head = line[:colon]
         formatted = head.lstrip().startswith(("**", "__", "[")) or head.rstrip().endswith(("**", "__", "]"))
@@ -177,7 +179,7 @@ def clean_speech(text: str) -> str:
 
 def parse_turns(text: str, known_speakers: Iterable[str] = ()) -> list[Turn]:
     """Merged speaker turns of a transcript; one `unknown` turn when it carries no labels at all."""
-    lines = [_split_line(s.strip()) for s in text.splitlines() if s.strip()]
+    lines = [_split_line(s.strip()) for s in normalise_label_text(text).splitlines() if s.strip()]
     known = {normalise_name(s) for s in known_speakers if s.strip()}
     counts = Counter(ln.label.key for ln in lines if ln.label)
     aliases = {ln.label.alias: ln.label.key for ln in lines if ln.label and ln.label.alias and ln.label.strong}

@@ -23,6 +23,7 @@ import itertools
 import logging
 
 from huggingface_hub import InferenceClient
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import InferenceTimeoutError
 
 from vispod.common.http_retry import RetryPolicy
@@ -101,6 +102,8 @@ class TGIBackend(ChatServerBackend):
         messages = chat_messages(inp, self.text_only)
         model = inp.adapter.adapter_id if inp.adapter else "tgi"
         base_url = self.rollout.base_url if self.rollout is not None else self.base_url
+        # No telemetry: the client's first call would fetch an agent registry from huggingface.co for its User-Agent.
+        hf_constants.HF_HUB_DISABLE_TELEMETRY = True
         client = InferenceClient(base_url=base_url, timeout=self.timeout_s)
 
         def open_stream():

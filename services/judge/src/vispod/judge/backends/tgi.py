@@ -4,7 +4,8 @@ Route "chat" (default): TGI's /v1/chat/completions, images as OpenAI-style image
 Route "generate": TGI's native text generation (POST / with {"inputs", "parameters"}), for models
 served without a chat template; the system and user prompts are joined, and images go inside
 `inputs` as markdown data-URL images, as TGI's vision models expect. Images are read only when TGI
-serves a vision model (setting tgi_images).
+serves a vision model (setting tgi_images). The client never asks the Hub anything: huggingface_hub would
+otherwise fetch an "agent harnesses" registry from huggingface.co to build its User-Agent on the first call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from huggingface_hub import InferenceClient
+from huggingface_hub import constants as hf_constants
 
 from vispod.common.http_retry import Retry
 from vispod.common.llm_server import chat_messages, tgi_errors
@@ -27,6 +29,7 @@ class TGIJudge(RemoteJudge):
         if route not in ("chat", "generate"):
             raise ValueError(f"TGI route must be chat or generate, not {route!r}")
         self.route = route
+        hf_constants.HF_HUB_DISABLE_TELEMETRY = True  # read at call time (HF_HUB_OFFLINE would refuse TGI calls too)
         self._client = InferenceClient(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout_s)
 
     def _messages(self, prompt: JudgePrompt) -> list[dict[str, Any]]:
