@@ -108,7 +108,10 @@ def test_one_dockerfile_builds_every_service() -> None:
     assert "USER 10001:10001" in text
     assert "grpc_tools.protoc -I protos" in text, "stubs are generated at build time"
     assert "COPY services/${SERVICE}/ services/${SERVICE}/" in text
-    assert "pip install ./services/common ./services/${SERVICE}" in text, "only common + the service itself"
+    # only common, the service itself and the library it needs (perception, for the generator: see
+    # tests/common/test_common_runtime_boundary.py)
+    assert "pip install ./services/common ${with} ./services/${SERVICE}" in text
+    assert set(re.findall(r'with="([^"]*)"', text)) == {"./services/perception", ""}
     assert 'exec python -m \\"vispod.${VISPOD_SERVICE}\\"' in text and "VISPOD_SERVICE=${SERVICE}" in text
     runtime = text.split("AS build", 1)[1].split("\nFROM ", 1)[1]
     assert "grpcio-tools" not in runtime, "protoc stays in the build stage"
