@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from deploy_tools import load_docs
+from deploy_tools import load_docs, object_key
 
 KEYS_SECRET, CREDS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-adapter-store", "vispod-trainer-signing-key"
 
 
 def objects(text: str) -> dict[str, dict]:
-    return {f"{d['kind']}/{d['metadata']['name']}": d for d in load_docs(text)}
+    return {object_key(d): d for d in load_docs(text)}
 
 
 def pod(obj: dict) -> dict:
