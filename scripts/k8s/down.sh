@@ -56,8 +56,22 @@ awk -v root="$K8S_RUN" '$2 ~ "^"root {print $2}' /proc/mounts | sort -r | while 
   umount "$m" 2>/dev/null || umount -l "$m"
 done
 
-# kube-proxy's chains (KUBE-*) and nothing else.
+# kube-proxy's and kubelet's chains (KUBE-*: no other Kubernetes runs here) and the rules that jump to them.
 [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1
+for ipt in iptables ip6tables; do
+  command -v "$ipt" >/dev/null || continue
+  for table in filter nat mangle; do
+    "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' | while read -r rule; do
+      eval "$ipt -t $table ${rule/-A /-D }"
+    done
+    for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      "$ipt" -t "$table" -F "$chain"
+    done
+    for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      "$ipt" -t "$table" -X "$chain"
+    done
+  done
+done
 ip link show "$K8S_BRIDGE" >/dev/null 2>&1 && ip link delete "$K8S_BRIDGE" && log "removed bridge $K8S_BRIDGE"
 if [ -f "$K8S_STATE/sysctl.saved" ]; then
   while IFS='=' read -r key value; do

@@ -158,7 +158,7 @@ def seed_data(dirs: dict[str, Path], work: Path) -> Path:
     from vispod.gate.splits import load_split
 
     story = write_example_story(work / "story")
-    eval_set = dirs["vispod-models"] / "eval-set" / f"story_{story.name}"
+    eval_set = dirs["vispod-models"] / "eval-set" / "story_example"
     if eval_set.exists():
         shutil.rmtree(eval_set)
     shutil.copytree(story, eval_set)
@@ -185,8 +185,8 @@ def submit_story(c: Cluster, story: Path, artifacts: Path, adapter: str = "", ti
     and waits for its DialogueGenerated."""
     from vispod.common.bus import EventPublisher, EventReader
     from vispod.common.topics import Topic, dlq_topic
-    from vispod.devkit.submit import follow, image_set_event, image_set_from_folder
-    from vispod.v1 import common_pb2
+    from vispod.devkit.submit import image_set_event, image_set_from_folder
+    from vispod.v1 import common_pb2, events_pb2
 
     set_id, refs = image_set_from_folder(story)
     inbox = artifacts / "inbox"
@@ -210,12 +210,17 @@ def submit_story(c: Cluster, story: Path, artifacts: Path, adapter: str = "", ti
         publisher = EventPublisher(kafka, "k8s-e2e")
         publisher.publish(Topic.IMAGESET_SUBMITTED, event)
         publisher.close()
-        got = follow(reader, event, timeout, lambda env: None)
+        deadline = time.monotonic() + timeout
+        dialogue = None
+        while dialogue is None and time.monotonic() < deadline:
+            for env in reader.read(1, timeout=5.0):
+                m = env.message
+                if isinstance(m, events_pb2.DeadLetter) and event.correlation_id.encode() in m.payload:
+                    raise Failed(f"generator dead-lettered the image set: {m.error}")
+                if isinstance(m, events_pb2.DialogueGenerated) and m.correlation_id == event.correlation_id:
+                    dialogue = m
     finally:
         reader.close()
-    if "dead_letter" in got:
-        raise Failed(f"generator dead-lettered the image set: {got['dead_letter'].error}")
-    dialogue = got.get("dialogue")
     if dialogue is None:
         raise Failed(f"no DialogueGenerated within {timeout:.0f} s")
     if dialogue.status != common_pb2.STATUS_OK:
@@ -245,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--namespace", default="vispod-e2e")
     ap.add_argument("--values", type=Path, default=LOCAL / "values-cpu.yaml")
     ap.add_argument("--keep", action="store_true", help="leave the release installed (debugging)")
+    ap.add_argument("--node", default=os.environ.get("VISPOD_K8S_NODE_NAME", "vispod-node"))
+    ap.add_argument("--only", default="", help="run one phase alone (debugging): gpu")
     args = ap.parse_args(argv)
+    if args.only == "gpu":
+        print(gpu_scheduling(args.node, args.values))
+        return 0
     c = Cluster(args.namespace)
     summary: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -291,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         done()
 
         done = phase("trainer Job publishes a signed adapter to S3")
-        c.kubectl("wait", "--for=condition=complete", "job/trainer", "--timeout=1200s", timeout=1230)
+        # The install-time Job is trainer-<hash of its spec>; helm install did not wait for it.
+        c.kubectl("wait", "--for=condition=complete", "job", "-l", "app.kubernetes.io/name=trainer",
+                  "--timeout=1200s", timeout=1230)
         keys = store_versions(c, s3)
         published = [m for m in adapter_events(c) if type(m).__name__ == "AdapterPublished"]
         if not published:
@@ -341,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
             raise Failed(f"helm uninstall left {left}")
         summary["uninstall"] = "uninstall clean"
         done()
+
+        done = phase("GPU profile scheduling")
+        summary["gpu"] = gpu_scheduling(args.node, args.values)
+        done()
     except Failed as exc:
         say(f"FAILED: {exc}")
         say(f"timings: {json.dumps(timings)}")
@@ -353,8 +369,47 @@ def main(argv: list[str] | None = None) -> int:
             run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", check=False)
     say(f"timings: {json.dumps(timings)}, total {time.monotonic() - started:.0f} s")
     print("k8s e2e: " + ", ".join(summary.get(k, f"{k} NOT RUN") for k in
-                                  ("pods", "dialogue", "adapter", "upgrade", "rollout", "uninstall")))
+                                  ("pods", "dialogue", "adapter", "upgrade", "rollout", "uninstall", "gpu")))
     return 0
+
+
+def gpu_scheduling(node: str, values: Path) -> str:
+    """The GPU profile on a node that advertises nvidia.com/gpu (capacity patched; the pods need not run): the
+    trainer Job and the engine are scheduled where the chart says (GPU node selector, toleration, GPU limit)."""
+    c = Cluster("vispod-e2e-gpu")
+    gpu_patch = json.dumps([{"op": "add", "path": f"/status/{k}/nvidia.com~1gpu", "value": "4"}
+                            for k in ("capacity", "allocatable")])
+    run("kubectl", "patch", "node", node, "--subresource=status", "--type=json", "-p", gpu_patch)
+    run("kubectl", "label", "node", node, "nvidia.com/gpu.present=true", "--overwrite")
+    try:
+        run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", timeout=300)
+        run("kubectl", "create", "namespace", c.ns)
+        # Only the two GPU workloads matter here; the CUDA tags need not exist (nothing is pulled, nothing runs).
+        c.helm("install", "vispod", str(CHART), "-f", str(values), "-f", str(CHART / "ci" / "gpu-values.yaml"),
+               "--set", "synth.enabled=false,judge.enabled=false,metrics.enabled=false,voice.enabled=false,"
+               "gate.enabled=false,generator.enabled=false,trainer.cronJob.enabled=false")
+
+        def scheduled() -> dict[str, str]:
+            placed = {}
+            for pod in c.pods():
+                app = pod["metadata"]["labels"].get("app.kubernetes.io/name", "")
+                conds = {x["type"]: x["status"] for x in pod["status"].get("conditions", [])}
+                if app in ("trainer", "tgi") and conds.get("PodScheduled") == "True":
+                    limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
+                    if pod["spec"].get("nodeName") == node and limits.get("nvidia.com/gpu") == "1":
+                        placed[app] = pod["metadata"]["name"]
+            return placed if set(placed) == {"trainer", "tgi"} else {}
+
+        placed = wait("the trainer Job and TGI on the GPU node", scheduled, 120)
+        say(f"GPU profile: {placed} scheduled on {node} with nvidia.com/gpu: 1")
+        c.helm("uninstall", "vispod", "--wait", "--timeout", "5m")
+        return "gpu scheduling ok"
+    finally:
+        run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=false", check=False)
+        run("kubectl", "label", "node", node, "nvidia.com/gpu.present-", check=False)
+        unpatch = json.dumps([{"op": "remove", "path": f"/status/{k}/nvidia.com~1gpu"}
+                              for k in ("capacity", "allocatable")])
+        run("kubectl", "patch", "node", node, "--subresource=status", "--type=json", "-p", unpatch, check=False)
 
 
 def diagnose(c: Cluster) -> None:

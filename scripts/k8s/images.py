@@ -9,7 +9,8 @@ What the Dockerfile builds, assembled from parts that exist on this machine:
   deps    the service's other third-party distributions, copied file by file (their RECORD) from the project's
           venv, so every image carries the versions the test suite ran with (requirements/constraints.txt)
   vispod  vispod-common + vispod-<service> from this checkout, with the generated gRPC stubs
-Plus `jre` images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`).
+Plus `jre` images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
+vispod/tgi-cpu: the generator's image with tgi_cpu_engine.py, a CPU stand-in for TGI (adapters fixed at start-up).
 
 Run with the project's venv python (its metadata is the source of the dependency closure):
   python scripts/k8s/images.py [--services generator,gate] [--tag 0.1.0] [--no-import]
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
+import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -91,7 +92,7 @@ def closure(roots: list[tuple[str, set[str]]]) -> set[str]:
             continue  # an optional platform dependency that is not installed here
         first = key not in seen
         seen.add(key)
-        for raw in d.requires or []:
+        for raw in declared_requirements(key) or d.requires or []:
             req = Requirement(raw)
             env_extras = extras | {""}
             if req.marker and not any(req.marker.evaluate({"extra": e}) for e in env_extras):
@@ -99,6 +100,20 @@ def closure(roots: list[tuple[str, set[str]]]) -> set[str]:
             if first or (req.marker and "extra" in str(req.marker)):
                 todo.append((req.name, set(req.extras)))
     return seen
+
+
+def declared_requirements(key: str) -> list[str] | None:
+    """A vispod package's requirements as this checkout declares them (the venv's metadata may be older)."""
+    if not key.startswith("vispod-"):
+        return None
+    pyproject = REPO / "services" / key.removeprefix("vispod-") / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    project = tomllib.loads(pyproject.read_text())["project"]
+    reqs = list(project.get("dependencies", []))
+    for extra, items in project.get("optional-dependencies", {}).items():
+        reqs += [f"{r}; extra == '{extra}'" if ";" not in r else f"{r} and extra == '{extra}'" for r in items]
+    return reqs
 
 
 def is_vispod(name: str) -> bool:
@@ -330,6 +345,11 @@ def build(services: list[str], tag: str, registry: str) -> list[dict]:
             "entrypoint": ["/bin/sh", "-c", 'exec python -m "vispod.${VISPOD_SERVICE}" "$@"', "--"],
         })
         log(f"{svc}: {len(need)} distributions, torch={'yes' if 'torch' in need else 'no'}")
+        if svc == "generator":  # the TGI stand-in: the generator's runtime (llama.cpp, the LoRA converter) + a server
+            engine = write_layer(LAYERS / "tgi-cpu.tar", [(HERE / "tgi_cpu_engine.py", "opt/vispod/tgi_cpu_engine.py")])
+            images.append(dict(images[-1], name=f"{registry}/tgi-cpu:{tag}",
+                               layers=[*images[-1]["layers"], str(engine)],
+                               entrypoint=["python", "/opt/vispod/tgi_cpu_engine.py"]))
     return images
 
 
@@ -350,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_import:
         return 0
     sock = os.environ.get("VISPOD_K8S_CONTAINERD_SOCK", "/run/vispod-k8s/containerd.sock")
-    with tempfile.TemporaryDirectory(dir=K8S_HOME) as tmp:
-        archive = Path(tmp) / "images.tar"
-        subprocess.run([sys.executable, str(HERE / "oci_image.py"), "--spec", str(args.spec_out),
-                        "--out", str(archive)], check=True)
-        subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import", str(archive)], check=True)
+    # Streamed: no multi-GB archive on disk; layers containerd already holds are skipped by digest.
+    writer = subprocess.Popen([sys.executable, str(HERE / "oci_image.py"), "--spec", str(args.spec_out), "--out", "-"],
+                              stdout=subprocess.PIPE)
+    importer = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import", "-"],
+                              stdin=writer.stdout, check=False)
+    if writer.wait() != 0 or importer.returncode != 0:
+        raise SystemExit("image import failed")
     log(f"imported {len(images)} images")
     return 0
 

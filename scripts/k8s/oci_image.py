@@ -16,9 +16,9 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,18 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.spec:
         images = json.loads(args.spec.read_text())["images"]
     elif args.name and args.file:
-        out_dir = Path(args.out).parent if args.out != "-" else Path(os.environ.get("TMPDIR", "/tmp"))
-        layer = files_layer(args.file, out_dir / (hashlib.sha256(args.name.encode()).hexdigest()[:12] + ".layer.tar"))
-        images = [{"name": args.name, "layers": [str(layer)], "user": args.user,
-                   "entrypoint": [args.entrypoint] if args.entrypoint else None}]
+        with tempfile.TemporaryDirectory() as tmp:
+            layer = files_layer(args.file, Path(tmp) / "layer.tar")
+            images = [{"name": args.name, "layers": [str(layer)], "user": args.user,
+                       "entrypoint": [args.entrypoint] if args.entrypoint else None}]
+            emit(images, args.out)
+        return 0
     else:
         ap.error("give --spec, or --name with --file")
-    if args.out == "-":
+    emit(images, args.out)
+    return 0
+
+
+def emit(images: list[dict], out: str) -> None:
+    if out == "-":
         write_archive(images, sys.stdout.buffer)
     else:
-        with open(args.out, "wb") as f:
+        with open(out, "wb") as f:
             write_archive(images, f)
-    return 0
 
 
 if __name__ == "__main__":

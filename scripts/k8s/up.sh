@@ -93,11 +93,13 @@ wait_for() {  # what seconds command...
 }
 
 # --- containerd (Debian's), with its own config, root, state and socket ---------------------------------
+# Pods get a route to the service range only (no default route): nothing in a pod can reach past this node.
 cat >"$K8S_STATE/cni/net.d/10-vispod.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "vispod", "plugins": [
   {"type": "bridge", "bridge": "$K8S_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$K8S_STATE/cni/ipam",
-            "ranges": [[{"subnet": "$K8S_POD_CIDR", "gateway": "$K8S_NODE_IP", "rangeStart": "${K8S_POD_CIDR%.0.0/16}.1.1"}]]}}]}
+            "ranges": [[{"subnet": "$K8S_POD_CIDR", "gateway": "$K8S_NODE_IP", "rangeStart": "${K8S_POD_CIDR%.0.0/16}.1.1"}]],
+            "routes": [{"dst": "$K8S_SERVICE_CIDR"}]}}]}
 EOF
 cat >"$CONF/containerd.toml" <<EOF
 version = 2
@@ -148,6 +150,7 @@ start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$K8S_ETCD_P
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --kubelet-client-certificate "$PKI/admin.crt" --kubelet-client-key "$PKI/admin.key" \
+  --kubelet-preferred-address-types InternalIP \
   --enable-admission-plugins NodeRestriction --profiling=false
 wait_for kube-apiserver 120 kubectl get --raw /readyz
 start kube-controller-manager kube-controller-manager --kubeconfig "$PKI/admin.kubeconfig" \
@@ -189,6 +192,7 @@ clusterDNS: ["$K8S_NODE_IP"]
 clusterDomain: cluster.local
 resolvConf: "$CONF/resolv.conf"
 failSwapOn: false
+podLogsDir: "$K8S_STATE/pod-logs"
 oomScoreAdj: 0
 maxPods: 60
 serializeImagePulls: false

@@ -65,3 +65,16 @@ def test_every_gpu_profile_trains_on_a_gpu_node(values: str, helm_template: Call
         assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert pod["containers"][0]["image"].endswith("-cuda")
+
+
+def test_trainer_image_gets_gguf_for_its_text_models() -> None:
+    """The trainer loads GGUF base models (SmolLM2, the generator's default) through transformers, which needs
+    the gguf package: the trainer's image, built from its declared dependencies, lacked it and every training
+    pod of the CPU profile failed with "Please install torch and gguf>=0.10.0"."""
+    import tomllib
+
+    from deploy_tools import REPO
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "services" / "trainer" / "pyproject.toml").read_text())["project"]
+    assert "gguf" in {Requirement(r).name for r in project["dependencies"]}
