@@ -202,7 +202,7 @@ def store_signed(store: AdapterStore, signer: Signer, adapter_dir: Path, manifes
             started = time.monotonic()
             stored = store.publish(adapter_dir, manifest, signer)
             log.info("adapter version published", extra={
-                "adapter_id": stored.adapter_id, "uri": stored.uri, "created": stored.created,
+                "adapter_id": stored.adapter_id, "uri": stored.uri, "newly_stored": stored.created,
                 "seconds": round(time.monotonic() - started, 3)})
             return stored
         except StoreRejected as exc:
