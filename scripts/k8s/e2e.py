@@ -151,13 +151,26 @@ def make_secrets(c: Cluster, work: Path) -> dict[str, str]:
     return s3
 
 
+def example_story(work: Path) -> Path:
+    """The example story (scikit-image's real photos), cut to two photos: every dialogue here is generated on 2
+    shared cores, the gate's evaluation included."""
+    from vispod.devkit.example_story import write_example_story
+
+    story = write_example_story(work / "story")
+    meta = json.loads((story / "story.json").read_text())
+    for entry in meta["images"][2:]:
+        (story / entry["file"]).unlink()
+    meta["images"] = meta["images"][:2]
+    (story / "story.json").write_text(json.dumps(meta, indent=2))
+    return story
+
+
 def seed_data(dirs: dict[str, Path], work: Path) -> Path:
     """An example story (real photos from scikit-image) as the gate's eval set, and a few training pairs."""
-    from vispod.devkit.example_story import write_example_story
     from vispod.devkit.mini_paper_data import DataProfile, build
     from vispod.gate.splits import load_split
 
-    story = write_example_story(work / "story")
+    story = example_story(work)
     eval_set = dirs["vispod-models"] / "eval-set" / "story_example"
     if eval_set.exists():
         shutil.rmtree(eval_set)
@@ -249,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--namespace", default="vispod-e2e")
     ap.add_argument("--values", type=Path, default=LOCAL / "values-cpu.yaml")
+    ap.add_argument("--tgi-values", type=Path, default=LOCAL / "values-tgi-cpu.yaml")
     ap.add_argument("--keep", action="store_true", help="leave the release installed (debugging)")
     ap.add_argument("--node", default=os.environ.get("VISPOD_K8S_NODE_NAME", "vispod-node"))
     ap.add_argument("--only", default="", help="run one phase alone (debugging): gpu")
+    ap.add_argument("--resume", action="store_true", help="go on from the trainer phase with a release left by --keep")
     args = ap.parse_args(argv)
     if args.only == "gpu":
         print(gpu_scheduling(args.node, args.values))
@@ -268,38 +283,46 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="vispod-k8s-e2e-"))
     try:
-        done = phase("namespace, volumes, secrets, data")
-        run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", timeout=300)
-        run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", timeout=120)
-        shutil.rmtree(STATE / "volumes" / c.ns, ignore_errors=True)
-        run("kubectl", "create", "namespace", c.ns)
-        dirs = make_volumes(c)
-        s3 = make_secrets(c, work)
-        story = seed_data(dirs, work)
-        done()
+        if args.resume:  # a release left by --keep: its volumes, its S3 credentials, a fresh copy of the story
+            dirs = {claim: volume_dir(c.ns, claim) for claim in
+                    ("vispod-artifacts", "vispod-models", "trainer-data", "trainer-work")}
+            secret = c.json("get", "secret", "vispod-adapter-store")["data"]
+            s3 = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+            story = example_story(work)
+        else:
+            done = phase("namespace, volumes, secrets, data")
+            # Leftovers of an interrupted run: a training pod would take its 180 s grace period to go.
+            run("kubectl", "-n", c.ns, "delete", "pods", "--all", "--grace-period=0", "--force", check=False)
+            run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", timeout=300)
+            run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", timeout=120)
+            shutil.rmtree(STATE / "volumes" / c.ns, ignore_errors=True)
+            run("kubectl", "create", "namespace", c.ns)
+            dirs = make_volumes(c)
+            s3 = make_secrets(c, work)
+            story = seed_data(dirs, work)
+            done()
 
-        done = phase("in-cluster Kafka and S3")
-        c.apply((LOCAL / "infra.yaml").read_text())
-        for app in ("kafka", "s3"):
-            c.kubectl("rollout", "status", f"deployment/{app}", "--timeout=300s", timeout=320)
-        done()
+            done = phase("in-cluster Kafka and S3")
+            c.apply((LOCAL / "infra.yaml").read_text())
+            for app in ("kafka", "s3"):
+                c.kubectl("rollout", "status", f"deployment/{app}", "--timeout=300s", timeout=320)
+            done()
 
-        done = phase("helm install --wait")
-        c.helm("install", RELEASE, str(CHART), "-f", str(args.values), "--wait", "--timeout", "15m")
-        n_ready, n_pods = ready_pods(c)
-        if n_ready != n_pods:
-            raise Failed(f"pods ready {n_ready}/{n_pods} after helm install --wait")
-        summary["pods"] = f"pods ready {n_ready}/{n_pods}"
-        say(summary["pods"])
-        done()
+            done = phase("helm install --wait")
+            c.helm("install", RELEASE, str(CHART), "-f", str(args.values), "--wait", "--timeout", "15m")
+            n_ready, n_pods = ready_pods(c)
+            if n_ready != n_pods:
+                raise Failed(f"pods ready {n_ready}/{n_pods} after helm install --wait")
+            summary["pods"] = f"pods ready {n_ready}/{n_pods}"
+            say(summary["pods"])
+            done()
 
-        done = phase("dialogue through in-cluster Kafka")
-        dialogue = submit_story(c, story, dirs["vispod-artifacts"])
-        say(f"dialogue: {len(dialogue.dialogue.turns)} turns by {dialogue.model} ({dialogue.backend}), "
-            f"adapter={dialogue.adapter_id or '(base)'}")
-        summary["dialogue"] = "dialogue ok"
-        done()
-
+            done = phase("dialogue through in-cluster Kafka")
+            dialogue = submit_story(c, story, dirs["vispod-artifacts"])
+            say(f"dialogue: {len(dialogue.dialogue.turns)} turns by {dialogue.model} ({dialogue.backend}), "
+                f"adapter={dialogue.adapter_id or '(base)'}")
+            summary["dialogue"] = "dialogue ok"
+            done()
         done = phase("trainer Job publishes a signed adapter to S3")
         # The install-time Job is trainer-<hash of its spec>; helm install did not wait for it.
         c.kubectl("wait", "--for=condition=complete", "job", "-l", "app.kubernetes.io/name=trainer",
@@ -309,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         if not published:
             raise Failed("the trainer Job completed but no AdapterPublished event is on the bus")
         adapter_id = published[-1].adapter_id
-        if not any(k.endswith("manifest.json") for k in keys):
+        name, _, version = adapter_id.partition("@")
+        if f"vispod/adapters/{name}/{version}/signed.json" not in keys:
             raise Failed(f"no signed manifest in the store: {keys}")
         say(f"published {adapter_id}: {len(keys)} objects in s3://vispod-adapters/vispod/")
         done()
@@ -329,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         done()
 
         done = phase("helm upgrade with a changed value keeps it")
-        c.helm("upgrade", RELEASE, str(CHART), "-f", str(args.values), "--set", "voice.env.VISPOD_VOICE_ENGINE=espeak",
-               "--wait", "--timeout", "10m")
+        # A changed generator value: its pods are replaced, and the new one must serve the promoted adapter.
+        c.helm("upgrade", RELEASE, str(CHART), "-f", str(args.values), "--set",
+               "generator.env.VISPOD_GENERATOR_MAX_NEW_TOKENS=170", "--wait", "--timeout", "10m")
         served = submit_story(c, story, dirs["vispod-artifacts"])
         if served.adapter_id != adapter_id:
             raise Failed(f"after helm upgrade the generator served {served.adapter_id or '(base)'}")
@@ -343,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         if served.adapter_id != adapter_id:
             raise Failed(f"the new generator pod served {served.adapter_id or '(base)'}")
         summary["upgrade"] = "upgrade kept it"
+        done()
+
+        done = phase("TGI-style rollout")
+        try:
+            summary["rollout"] = tgi_rollout(c, args.node, [args.values, args.tgi_values], story,
+                                             dirs["vispod-artifacts"], adapter_id)
+        finally:
+            advertise_gpus(args.node, False)
         done()
 
         done = phase("helm uninstall leaves nothing")
@@ -373,14 +406,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def advertise_gpus(node: str, on: bool) -> None:
+    """The node's status says it has 4 nvidia.com/gpu (and carries the GPU pool's label), or no longer does."""
+    op = [{"op": "add", "path": f"/status/{k}/nvidia.com~1gpu", "value": "4"} if on else
+          {"op": "remove", "path": f"/status/{k}/nvidia.com~1gpu"} for k in ("capacity", "allocatable")]
+    run("kubectl", "patch", "node", node, "--subresource=status", "--type=json", "-p", json.dumps(op), check=on)
+    if on:
+        run("kubectl", "label", "node", node, "nvidia.com/gpu.present=true", "--overwrite")
+    else:
+        run("kubectl", "label", "node", node, "nvidia.com/gpu.present-", check=False)
+
+
+def tgi_rollout(c: Cluster, node: str, values: list[Path], story: Path, artifacts: Path, adapter_id: str) -> str:
+    """serving.engine=tgi with a CPU engine that takes adapters only at start-up: the generator rolls the tgi
+    Deployment (under the chart's Role) to serve the active adapter, and a later helm upgrade keeps the list."""
+    advertise_gpus(node, True)
+    files = [a for v in values for a in ("-f", str(v))]
+    c.helm("upgrade", RELEASE, str(CHART), *files, "--wait", "--timeout", "10m")
+
+    def lora_adapters() -> str:
+        tgi = c.json("get", "deployment", "tgi")
+        env = tgi["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        return next((e.get("value", "") for e in env if e["name"] == "LORA_ADAPTERS"), "")
+
+    def rolled_out() -> bool:
+        if adapter_id not in lora_adapters():
+            return False
+        status = c.json("get", "deployment", "tgi")["status"]
+        return status.get("updatedReplicas") == status.get("replicas") == status.get("availableReplicas")
+
+    wait(f"the generator to roll TGI out with {adapter_id}", rolled_out, 900, every=5)
+    say(f"tgi Deployment rolled out by the generator: LORA_ADAPTERS={lora_adapters()}")
+    served = submit_story(c, story, artifacts)
+    if served.adapter_id != adapter_id or served.backend != "tgi":
+        raise Failed(f"through TGI the generator served {served.adapter_id or '(base)'} on {served.backend}")
+    c.helm("upgrade", RELEASE, str(CHART), *files, "--set", "voice.env.VISPOD_VOICE_ENGINE=espeak", "--wait",
+           "--timeout", "10m")
+    if adapter_id not in lora_adapters():
+        raise Failed(f"helm upgrade reset TGI's LORA_ADAPTERS to {lora_adapters()!r}")
+    served = submit_story(c, story, artifacts)
+    if served.adapter_id != adapter_id:
+        raise Failed(f"after helm upgrade TGI served {served.adapter_id or '(base)'}")
+    return "rollout ok"
+
+
 def gpu_scheduling(node: str, values: Path) -> str:
     """The GPU profile on a node that advertises nvidia.com/gpu (capacity patched; the pods need not run): the
     trainer Job and the engine are scheduled where the chart says (GPU node selector, toleration, GPU limit)."""
     c = Cluster("vispod-e2e-gpu")
-    gpu_patch = json.dumps([{"op": "add", "path": f"/status/{k}/nvidia.com~1gpu", "value": "4"}
-                            for k in ("capacity", "allocatable")])
-    run("kubectl", "patch", "node", node, "--subresource=status", "--type=json", "-p", gpu_patch)
-    run("kubectl", "label", "node", node, "nvidia.com/gpu.present=true", "--overwrite")
+    advertise_gpus(node, True)
     try:
         run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", timeout=300)
         run("kubectl", "create", "namespace", c.ns)
@@ -406,10 +480,7 @@ def gpu_scheduling(node: str, values: Path) -> str:
         return "gpu scheduling ok"
     finally:
         run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=false", check=False)
-        run("kubectl", "label", "node", node, "nvidia.com/gpu.present-", check=False)
-        unpatch = json.dumps([{"op": "remove", "path": f"/status/{k}/nvidia.com~1gpu"}
-                              for k in ("capacity", "allocatable")])
-        run("kubectl", "patch", "node", node, "--subresource=status", "--type=json", "-p", unpatch, check=False)
+        advertise_gpus(node, False)
 
 
 def diagnose(c: Cluster) -> None:

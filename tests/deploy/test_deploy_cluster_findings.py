@@ -78,3 +78,21 @@ def test_trainer_image_gets_gguf_for_its_text_models() -> None:
 
     project = tomllib.loads((REPO / "services" / "trainer" / "pyproject.toml").read_text())["project"]
     assert "gguf" in {Requirement(r).name for r in project["dependencies"]}
+
+
+def test_gate_eval_set_photos_are_inside_the_generators_image_roots(helm_template: Callable[..., str]) -> None:
+    """The gate sends the eval set's photos (on the models volume) to the generator, which reads only files under
+    imageAccess.fileRoots: with the defaults every evaluation failed with "outside the allowed image roots"."""
+    import json
+    from pathlib import PurePosixPath
+
+    from deploy_tools import config_data
+
+    docs = load_docs(helm_template())
+    eval_set = PurePosixPath(config_data(docs, "gate")["VISPOD_GATE_EVAL_SET"])
+    roots = [PurePosixPath(r) for r in json.loads(config_data(docs, "vispod-common")["VISPOD_IMAGES_FILE_ROOTS"])]
+    assert any(eval_set.is_relative_to(r) for r in roots), (eval_set, roots)
+    generator = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "generator")
+    container = generator["spec"]["template"]["spec"]["containers"][0]
+    mounts = [PurePosixPath(m["mountPath"]) for m in container["volumeMounts"]]
+    assert any(eval_set.is_relative_to(m) for m in mounts)
