@@ -96,3 +96,16 @@ def test_gate_eval_set_photos_are_inside_the_generators_image_roots(helm_templat
     container = generator["spec"]["template"]["spec"]["containers"][0]
     mounts = [PurePosixPath(m["mountPath"]) for m in container["volumeMounts"]]
     assert any(eval_set.is_relative_to(m) for m in mounts)
+
+
+def test_a_changed_shared_setting_rolls_every_service(helm_template: Callable[..., str]) -> None:
+    """Every service reads the vispod-common ConfigMap (Kafka, image roots) only at start: on the local cluster a
+    `helm upgrade` that changed it left every pod on the old settings until restarted by hand."""
+
+    def checksums(*sets: str) -> dict[str, dict[str, str]]:
+        docs = load_docs(helm_template(sets=sets))
+        return {d["metadata"]["name"]: d["spec"]["template"]["metadata"].get("annotations", {})
+                for d in docs if d["kind"] == "Deployment"}
+
+    before, after = checksums(), checksums("kafka.bootstrapServers=broker:9092")
+    assert before and all(before[name] != after[name] for name in before), before
