@@ -487,6 +487,8 @@ def gpu_scheduling(node: str, values: Path) -> str:
     try:
         run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", timeout=300)
         run("kubectl", "create", "namespace", c.ns)
+        run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", timeout=120)
+        make_volumes(c)
         # Only the two GPU workloads matter here; the CUDA tags need not exist (nothing is pulled, nothing runs).
         c.helm("install", "vispod", str(CHART), "-f", str(values), "-f", str(CHART / "ci" / "gpu-values.yaml"),
                "--set", "synth.enabled=false,judge.enabled=false,metrics.enabled=false,voice.enabled=false,"
@@ -509,6 +511,7 @@ def gpu_scheduling(node: str, values: Path) -> str:
         return "gpu scheduling ok"
     finally:
         run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=false", check=False)
+        run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", check=False)
         advertise_gpus(node, False)
 
 
