@@ -22,7 +22,7 @@ STORY ?=
 PYTEST_ARGS ?=
 export PATH := $(HOME)/.cache/vispod/tools/bin:$(PATH)
 
-.PHONY: constraints setup models protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check e2e-adapters tools clean
+.PHONY: constraints setup protos test test-fast lint bench demo mini-paper up down kafka-up kafka-down images images-cuda helm-lint deploy-check e2e-adapters k8s-up k8s-down k8s-images k8s-e2e models tools clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -118,6 +118,21 @@ deploy-check: setup tools
 e2e-adapters: setup
 	@report=$$(mktemp); VISPOD_E2E_REPORT=$$report $(PY) -m pytest tests/e2e_adapters -q -p no:cacheprovider; \
 	  status=$$?; $(PY) tests/e2e_adapters/summary.py $$report; rm -f $$report; exit $$status
+
+# A real single-node Kubernetes cluster on this machine (root, Debian 12; binaries built from the Go module proxy
+# into ~/.cache/vispod/k8s, ~17 min the first time); see deploy/k8s-local/README.md. Not part of `make test`.
+k8s-up: tools
+	bash scripts/k8s/up.sh
+
+k8s-down:
+	bash scripts/k8s/down.sh
+
+k8s-images: setup
+	$(PY) scripts/k8s/images.py
+
+# The chart's story on that cluster; the last line: k8s e2e: pods ready N/N, dialogue ok, adapter <id> served, …
+k8s-e2e: setup tools
+	PY=$(PY) bash scripts/k8s/e2e.sh
 
 clean:
 	rm -rf $(GEN_DIR) bench-results out .pytest_cache

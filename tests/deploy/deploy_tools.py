@@ -56,6 +56,15 @@ def load_docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
+def object_key(doc: dict) -> str:
+    """kind/name of a rendered object; the chart's install-time trainer Job is named trainer-<hash of its spec>
+    (a new Job when its immutable spec changes), keyed here as Job/trainer like kustomize's."""
+    name = doc["metadata"]["name"]
+    if doc["kind"] == "Job" and doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "trainer":
+        name = "trainer"
+    return f"{doc['kind']}/{name}"
+
+
 def config_data(docs: list[dict], name: str) -> dict[str, str]:
     """The data of the ConfigMap called `name` in rendered manifests."""
     return next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from deploy_tools import load_docs
+from deploy_tools import load_docs, object_key
 
 KEYS_SECRET, SIGNING_SECRET = "vispod-adapter-keys", "vispod-trainer-signing-key"
 # Least privilege: the trainer writes the store, everyone else reads it with other credentials.
@@ -16,7 +16,7 @@ WRITER_SECRET, READER_SECRET = "vispod-adapter-store", "vispod-adapter-store-rea
 
 
 def objects(text: str) -> dict[str, dict]:
-    return {f"{d['kind']}/{d['metadata']['name']}": d for d in load_docs(text)}
+    return {object_key(d): d for d in load_docs(text)}
 
 
 def pod(obj: dict) -> dict:

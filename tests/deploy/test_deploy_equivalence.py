@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 import yaml
-from deploy_tools import load_docs
+from deploy_tools import load_docs, object_key
 
 HELM_ONLY_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
                     "helm.sh/chart"}
@@ -42,8 +42,9 @@ def system(text: str) -> dict[str, dict]:
     for doc in load_docs(text):
         if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "monitoring":
             continue
-        key = f"{doc['kind']}/{doc['metadata']['name']}"
+        key = object_key(doc)
         assert key not in objects, f"{key} rendered twice"
+        doc["metadata"]["name"] = key.split("/", 1)[1]
         objects[key] = normalise(doc)
     return objects
 

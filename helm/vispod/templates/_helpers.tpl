@@ -294,6 +294,8 @@ spec:
         {{- include "vispod.labels" . | nindent 8 }}
       annotations:
         checksum/config: {{ include "vispod.configMap" . | sha256sum }}
+        # Settings every service reads at start (Kafka, image roots): a change rolls the pods.
+        checksum/common: {{ include (print .root.Template.BasePath "/common.yaml") .root | sha256sum }}
     spec:
       {{- if .serviceAccount }}
       # Its token reaches the API server only for what the Role allows (the TGI rollout).
