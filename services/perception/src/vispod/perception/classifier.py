@@ -7,8 +7,9 @@ import threading
 import numpy as np
 from PIL import Image
 
+from vispod.common.artifacts import sha256_file
 from vispod.common.visual_vocabulary import IMAGENET_CLASSES
-from vispod.perception.weights import EFFICIENTNET_LITE0, sha256_of
+from vispod.perception.weights import EFFICIENTNET_LITE0
 from vispod.v1 import common_pb2
 
 NAME = "efficientnet-lite0-imagenet"
@@ -42,7 +43,7 @@ class ImageClassifier:
         self._model = model
         self._torch = torch
         self._lock = threading.Lock()
-        self.model = common_pb2.PerceptionModel(task=self.task, name=NAME, weights_sha256=sha256_of(path))
+        self.model = common_pb2.PerceptionModel(task=self.task, name=NAME, weights_sha256=sha256_file(path))
 
     def probabilities(self, image: Image.Image) -> np.ndarray:
         img = image.convert("RGB")

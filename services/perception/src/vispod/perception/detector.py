@@ -7,8 +7,9 @@ import threading
 import numpy as np
 from PIL import Image
 
+from vispod.common.artifacts import sha256_file
 from vispod.common.visual_vocabulary import COCO_LABEL_MAP
-from vispod.perception.weights import SSD_CONFIG, SSD_GRAPH, sha256_of
+from vispod.perception.weights import SSD_CONFIG, SSD_GRAPH
 from vispod.v1 import common_pb2
 
 NAME = "ssd-mobilenet-v2-coco"
@@ -27,7 +28,7 @@ class ObjectDetector:
         self._net = cv2.dnn.readNetFromTensorflow(str(graph), str(SSD_CONFIG.path()))
         self._cv2 = cv2
         self._lock = threading.Lock()      # a cv2.dnn.Net is not safe to run from two threads at once
-        self.model = common_pb2.PerceptionModel(task=self.task, name=NAME, weights_sha256=sha256_of(graph))
+        self.model = common_pb2.PerceptionModel(task=self.task, name=NAME, weights_sha256=sha256_file(graph))
 
     def __call__(self, image: Image.Image) -> list[common_pb2.DetectedObject]:
         rgb = np.asarray(image.convert("RGB"))

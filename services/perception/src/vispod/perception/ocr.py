@@ -9,7 +9,8 @@ import threading
 import numpy as np
 from PIL import Image
 
-from vispod.perception.weights import OCR_DET, OCR_REC, sha256_of
+from vispod.common.artifacts import sha256_file
+from vispod.perception.weights import OCR_DET, OCR_REC
 from vispod.v1 import common_pb2
 
 NAME = "pp-ocrv4"
@@ -37,7 +38,7 @@ class TextReader:
         self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
         self._lock = threading.Lock()
         # Two files: the sha256 over their two sha256s (detector, then recogniser).
-        digest = hashlib.sha256((sha256_of(OCR_DET.path()) + sha256_of(OCR_REC.path())).encode()).hexdigest()
+        digest = hashlib.sha256((sha256_file(OCR_DET.path()) + sha256_file(OCR_REC.path())).encode()).hexdigest()
         self.model = common_pb2.PerceptionModel(task=self.task, name=NAME, weights_sha256=digest)
 
     def __call__(self, image: Image.Image) -> list[common_pb2.DetectedText]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 
@@ -45,11 +43,3 @@ OCR_DET = WeightsFile("rapidocr-onnxruntime", "rapidocr_onnxruntime", "models/ch
 OCR_REC = WeightsFile("rapidocr-onnxruntime", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx",
                       OCR_DET.source)
 
-
-@cache
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
