@@ -39,26 +39,21 @@ class DataProfile:
     scene_input: str = "facts"
 
 
-def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
-    """The generator's instruction for these captions, exactly as it renders it at serving time."""
+def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int,
+              facts: bool = False) -> tuple[str, str]:
+    """The generator's instruction for these scenes, exactly as it renders it at serving time: one caption per
+    scene, or with `facts` what perception would say of each."""
     from vispod.generator.prompting import build_prompt
     from vispod.v1 import common_pb2
 
     prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in speakers],
                           num_images=len(captions), target_words=max(50, round(words, -1)), language="en",
-                          style="", captions=list(captions), version="v1", plan="scenes")
+                          style="", captions=list(captions), version="v1", plan="scenes", facts=facts)
     return prompt.system, prompt.user
 
 
 def facts_prompt_fn(texts: Sequence[str], speakers: Sequence[tuple[str, str]], words: int) -> tuple[str, str]:
-    """The generator's instruction for scenes described by their facts, exactly as it renders it when serving."""
-    from vispod.generator.prompting import build_prompt
-    from vispod.v1 import common_pb2
-
-    prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in speakers],
-                          num_images=len(texts), target_words=max(50, round(words, -1)), language="en",
-                          style="", captions=list(texts), version="v1", plan="scenes", facts=True)
-    return prompt.system, prompt.user
+    return prompt_fn(texts, speakers, words, facts=True)
 
 
 def with_facts(pairs: list, rng: random.Random) -> tuple[list, dict[str, int]]:

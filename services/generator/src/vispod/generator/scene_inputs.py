@@ -38,7 +38,7 @@ def scene_inputs(job: Job, text_input: str, perceiver: Perceiver) -> SceneInputs
 
 
 def described(captions: Sequence[str], facts: Sequence[common_pb2.Perception], text_input: str) -> SceneInputs:
-    """The scene texts of photos whose facts are known (serving, and training pairs with synthetic facts)."""
+    """The scene texts of photos whose facts are known: the facts' phrase, after the caption where one is shown."""
     phrases = [facts_phrase(f) for f in facts]
     if text_input == "facts" or not any(captions):
         return SceneInputs(phrases, events_pb2.INPUT_MODE_FACTS, list(facts))
