@@ -39,6 +39,26 @@ class PlanError(ValueError):
     """The plan file is malformed or breaks a rule of planning."""
 
 
+ROLES = ("tuned", "small_base", "bigger_base", "large_base", "upper_bound", "tuned_whole")
+SCAFFOLDS = ("scenes", "whole")
+INPUTS = ("facts", "captions")
+
+
+@dataclass(frozen=True)
+class PlanSystem:
+    """A system the plan runs: its model (an embedded model id), what it reads, its adapters and seeds."""
+
+    role: str
+    name: str
+    model: str
+    input: str                   # "facts" (perception of the photos) or "captions" (the upper bound)
+    adapters: bool = False       # one adapter per training seed (the tuned models); False: the base model
+    all_seeds: bool = True       # every generation seed, or the first only
+    prompt_format: str = "chat"
+    few_shot: bool = False
+    scaffold: str = "scenes"     # the generator's plan: scene markers and labels given, or the whole dialogue free
+
+
 class TestSplitAlreadyRead(PlanError):
     """The plan version's test split was read before; a second read needs force and a reason."""
 
@@ -57,10 +77,21 @@ class Plan:
     metrics: tuple[str, ...]
     rule: DecisionRule
     document: Mapping[str, Any]
+    systems: tuple[PlanSystem, ...] = ()
+    excluded: Mapping[str, str] | None = None
+
+    def system(self, role: str) -> PlanSystem:
+        for s in self.systems:
+            if s.role == role:
+                return s
+        raise PlanError(f"the plan has no {role} system")
+
+    def seeds_of(self, system: PlanSystem) -> tuple[int, ...]:
+        return self.seeds if system.all_seeds else self.seeds[:1]
 
     def as_json(self) -> dict[str, object]:
         return {"path": self.path.name, "sha256": self.sha256, "version": self.version, "dev": list(self.dev),
-                "test": list(self.test), "rule": self.rule.describe()}
+                "test": list(self.test), "excluded": dict(self.excluded or {}), "rule": self.rule.describe()}
 
 
 def metric_keys() -> frozenset[str]:
@@ -75,6 +106,30 @@ def _ids(values: object, what: str) -> tuple[str, ...]:
     if len(set(ids)) != len(ids):
         raise PlanError(f"{what} lists a story twice")
     return ids
+
+
+def _systems(doc: Mapping[str, Any], path: Path) -> tuple[PlanSystem, ...]:
+    raw = doc.get("systems")
+    if not isinstance(raw, dict) or set(raw) != set(ROLES):
+        raise PlanError(f"{path}: systems must name exactly the roles {list(ROLES)}")
+    out = []
+    for role in ROLES:
+        spec = raw[role]
+        if not isinstance(spec, dict) or not spec.get("name") or not spec.get("model"):
+            raise PlanError(f"{path}: systems.{role} needs a name and a model")
+        if spec.get("input") not in INPUTS:
+            raise PlanError(f"{path}: systems.{role}.input must be one of {list(INPUTS)}")
+        if spec.get("scaffold", "scenes") not in SCAFFOLDS:
+            raise PlanError(f"{path}: systems.{role}.scaffold must be one of {list(SCAFFOLDS)}")
+        if spec.get("seeds", "all") not in ("all", "first"):
+            raise PlanError(f"{path}: systems.{role}.seeds must be 'all' or 'first'")
+        out.append(PlanSystem(role, str(spec["name"]), str(spec["model"]), spec["input"],
+                              bool(spec.get("adapters", False)), spec.get("seeds", "all") == "all",
+                              str(spec.get("prompt_format", "chat")), bool(spec.get("few_shot", False)),
+                              str(spec.get("scaffold", "scenes"))))
+    if len({s.name for s in out}) != len(out):
+        raise PlanError(f"{path}: system names must be unique")
+    return tuple(out)
 
 
 def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Plan:
@@ -95,6 +150,11 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     outside = sorted((set(dev) | set(test)) - complete)
     if outside:
         raise PlanError(f"{path}: not complete stories (all 5 photos captioned): {outside}")
+    excluded = {str(k): str(v) for k, v in (splits.get("excluded") or {}).items()}
+    unaccounted = sorted(complete - set(dev) - set(test) - set(excluded))
+    if unaccounted or set(excluded) & (set(dev) | set(test)):
+        raise PlanError(f"{path}: every complete story is dev, test or excluded with a reason, once: "
+                        f"{unaccounted or sorted(set(excluded) & (set(dev) | set(test)))}")
     adapter_seeds = tuple(int(s) for s in doc.get("adapter_training_seeds") or ())
     if len(set(adapter_seeds)) < MIN_ADAPTER_SEEDS:
         raise PlanError(f"{path}: at least {MIN_ADAPTER_SEEDS} distinct adapter training seeds, got {adapter_seeds}")
@@ -114,7 +174,7 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     if unvalidated:
         raise PlanError(f"{path}: naturalness measures that failed their validation cannot decide: {unvalidated}")
     return Plan(path, hashlib.sha256(raw).hexdigest(), doc["version"], dev, test, seeds, adapter_seeds, metrics,
-                rule, doc)
+                rule, doc, _systems(doc, path), excluded)
 
 
 def ledger_entries(ledger: Path) -> list[dict]:
