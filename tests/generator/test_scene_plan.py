@@ -6,6 +6,7 @@ from vispod.generator.scene_plan import (
     FIRST_CUE,
     LAST_CUE,
     MAX_MARKER_CAPTION,
+    MAX_TOKENS_PER_WORD,
     MIDDLE_CUES,
     MIN_TURNS,
     ONLY_CUE,
@@ -22,8 +23,13 @@ def test_steps_walk_the_scenes_with_speakers_in_turn():
     assert steps[2].text == f"[Scene 2]\nSpeaker 1: {MIDDLE_CUES[0]}" and steps[9].text == "Speaker 2:"
     assert all(s.stop == ("\n",) and s.forbid == ("[",) and s.new_line for s in steps)
     lo, soft, hi = turn_budget(800, 10)
-    assert (steps[0].min_new_tokens, steps[0].end_sentence_after, steps[0].max_new_tokens) == (lo, soft, hi)
-    assert lo < soft < hi
+    assert (steps[0].min_words, steps[0].soft_words, steps[0].max_words) == (lo, soft, hi)
+    assert lo < soft < hi and steps[0].max_new_tokens == hi * MAX_TOKENS_PER_WORD
+
+
+def test_the_budget_is_in_words_as_before_for_smollm2():
+    # 800 words over 10 turns: 80 a turn, as the token budget (108 tokens at 1.35 tokens a word) gave SmolLM2.
+    assert turn_budget(800, 10) == (32, 88, 150)
 
 
 def test_three_speakers_and_short_stories_get_at_least_the_minimum_of_turns():

@@ -159,6 +159,10 @@ class Generator:
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),
                                         turns_per_scene=s.turns_per_scene, target_words=job.target_words,
                                         captions=texts or ())
+                first = inp.steps[0]
+                result.turn_budget.CopyFrom(events_pb2.TurnBudget(min_words=first.min_words,
+                                                                  soft_words=first.soft_words,
+                                                                  max_words=first.max_words))
             elif s.prefill_first_label and self.backend.supports_prefill:
                 # Starting the answer with the first label keeps small models in the transcript format.
                 inp.prefill = f"{speaker_label(0)}:"

@@ -10,10 +10,10 @@ after it finishes. Requests on the same adapter whose prompts start alike share 
 (llamacpp_prefix: `share_prefixes=False` where a text must not depend on what runs beside it).
 
 A request is a prompt and a list of steps. Each step appends its text to the sequence as is (labels,
-scene markers), then the model writes until a stop string, the step's token limit or its end token;
-`min_new_tokens` suppresses the end token and stop strings until that many tokens were written. A
-plain completion is a single step. Tokens are chosen by llamacpp_sampler, seeded per request, so a seed
-gives the same text at any concurrency (unless its prompt prefix was shared).
+scene markers), then the model writes until a stop string, its end token or the step's limits (words, counted on
+the decoded text, and a token bound); `min_words` suppresses the end token and stop strings until that many words
+were written. A plain completion is a single step. Tokens are chosen by llamacpp_sampler, seeded per request, so a
+seed gives the same text at any concurrency (unless its prompt prefix was shared).
 """
 
 from __future__ import annotations
@@ -379,6 +379,6 @@ class LlamaEngine:
         for seq, i in outputs:
             ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, i)
             logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-            token = self._sampler.sample(logits, seq.sampler, seq.step, seq.step_tokens)
+            token = self._sampler.sample(logits, seq.sampler, seq.step, seq.step_words)
             if (reason := self._steps.take(seq, token)) is not None:
                 self._finish(seq, reason)

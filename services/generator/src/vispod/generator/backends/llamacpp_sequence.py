@@ -41,6 +41,7 @@ class Seq:
     n_past: int = 0
     step_index: int = -1
     step_tokens: int = 0
+    step_words: int = 0
     step_text: str = ""
     emitted_upto: int = 0
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
