@@ -137,3 +137,12 @@ def test_a_read_test_split_refuses_a_second_run_unless_a_reason_is_given(tmp_pat
     read_test_split(plan, ledger)
     assert "was read at" in (_check_test_split_unread(plan, ledger, "") or "")
     assert _check_test_split_unread(plan, ledger, "the generator crashed mid-run") is None
+
+
+def test_a_few_shot_systems_prompt_holds_the_worked_example_it_was_shown() -> None:
+    story = PhotoStory("7", tuple(Path(f"/p{i}.jpg") for i in range(5)), tuple(f"human caption {i}" for i in range(5)))
+    plan = load_plan()
+    gemma = story_output(story, _facts_result(), plan.system("bigger_base"), 700)
+    smol = story_output(story, _facts_result(), plan.system("small_base"), 700)
+    assert plan.system("bigger_base").few_shot and gemma.prompt.endswith(smol.prompt.split("\n", 1)[1])
+    assert len(gemma.prompt) > len(smol.prompt) + 200 and "human caption" not in gemma.prompt

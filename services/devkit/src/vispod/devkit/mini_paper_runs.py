@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from vispod.common.story_folder import read_story
 from vispod.evaluation.mini_paper import StoryOutput
 from vispod.evaluation.plan import PlanSystem
+from vispod.generator.few_shot import worked_example
 from vispod.generator.prompting import build_prompt
 from vispod.generator.scene_inputs import described
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
@@ -150,12 +151,14 @@ def scene_texts(story: PhotoStory, result: events_pb2.DialogueGenerated, system:
 
 def story_output(story: PhotoStory, result: events_pb2.DialogueGenerated, system: PlanSystem,
                  target_words: int) -> StoryOutput:
-    """A dialogue as the evaluation reads it: the human captions (its reference), the exact instruction, the text,
-    the turns with their photos, and the facts the model saw."""
+    """A dialogue as the evaluation reads it: the human captions (its reference), the exact instruction (the worked
+    example included: copying it is echo too), the text, the turns with their photos, and the facts the model saw."""
     texts = scene_texts(story, result, system)
+    facts = system.input == "facts"
+    example = worked_example(version="v1", facts=facts, plan=system.scaffold) if system.few_shot else ""
     prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
                           num_images=len(story.photos), target_words=target_words, language="en", style="",
-                          captions=texts, version="v1", plan=system.scaffold, facts=system.input == "facts")
+                          captions=texts, version="v1", plan=system.scaffold, facts=facts, example=example)
     turns = [(t.speaker, t.text, list(t.image_refs)) for t in result.dialogue.turns]
     perception = [json_format.MessageToDict(img.perception) if img.HasField("perception") else {}
                   for img in result.images] if system.input == "facts" else []
