@@ -63,14 +63,17 @@ def test_facts_systems_send_the_photos_without_captions_the_upper_bound_with_the
     assert base_req.adapter == "" and base_req.image_set_id != facts_req.image_set_id
 
 
-def test_samples_follow_the_plan_adapters_times_seeds_or_the_first_seed() -> None:
+def test_samples_follow_the_plan_paired_adapters_and_seeds_or_the_first() -> None:
     plan = load_plan()
     ids = {t: f"a{t}" for t in plan.adapter_training_seeds}
     tuned = _samples(plan, plan.system("tuned"), ids)
-    assert len(tuned) == len(plan.adapter_training_seeds) * len(plan.seeds)
-    assert {s.adapter_id for s in tuned} == set(ids.values())
-    assert [s.seed for s in _samples(plan, plan.system("large_base"), ids)] == [plan.seeds[0]]
-    assert len(_samples(plan, plan.system("upper_bound"), ids)) == len(plan.adapter_training_seeds)
+    assert [(s.adapter_seed, s.seed) for s in tuned] == list(zip(plan.adapter_training_seeds, plan.seeds,
+                                                                 strict=True))
+    assert [s.adapter_id for s in tuned] == [ids[t] for t in plan.adapter_training_seeds]
+    assert [(s.adapter_seed, s.seed) for s in _samples(plan, plan.system("large_base"), ids)] == [(None, plan.seeds[0])]
+    first = [(plan.adapter_training_seeds[0], plan.seeds[0])]
+    assert [(s.adapter_seed, s.seed) for s in _samples(plan, plan.system("upper_bound"), ids)] == first
+    assert [(s.adapter_seed, s.seed) for s in _samples(plan, plan.system("tuned_whole"), ids)] == first
     assert {s.adapter_id for s in _samples(plan, plan.system("bigger_base"), ids)} == {"base"}
     assert len({s.key for s in tuned}) == len(tuned)
 

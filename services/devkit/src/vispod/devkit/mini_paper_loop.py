@@ -316,10 +316,7 @@ SHOWCASE_STORIES = 3
 
 
 def _samples(plan: Plan, system: PlanSystem, adapter_ids: dict[int, str]) -> list[Sample]:
-    seeds = plan.seeds_of(system)
-    if system.adapters:
-        return [Sample(system, t, adapter_ids[t], s) for t in plan.adapter_training_seeds for s in seeds]
-    return [Sample(system, None, "base", s) for s in seeds]
+    return [Sample(system, t, "base" if t is None else adapter_ids[t], s) for t, s in plan.samples_of(system)]
 
 
 def _system_info(system: PlanSystem, plan: Plan, records: dict[int, dict[str, Any]], adapter_ids: dict[int, str]
@@ -330,12 +327,13 @@ def _system_info(system: PlanSystem, plan: Plan, records: dict[int, dict[str, An
     if system.few_shot:
         weights += " with one invented worked example (few-shot)"
     adapter = None
-    if system.adapters:
-        first = records[plan.adapter_training_seeds[0]]
-        adapter = ", ".join(adapter_ids[t] for t in plan.adapter_training_seeds)
+    used = [t for t in plan.adapter_training_seeds if any(a == t for a, _ in plan.samples_of(system))]
+    if used:
+        first = records[used[0]]
         source = first["data"]["profile"].get("scene_input", "captions")
-        weights += (f" + LoRA, one adapter per training seed {list(plan.adapter_training_seeds)} trained here "
-                    f"({first['profile']} profile, {first['data']['pairs']} pairs, scenes as {source})")
+        adapter = ", ".join(adapter_ids[t] for t in used)
+        weights += (f" + LoRA adapter(s) of training seed(s) {used} trained here ({first['profile']} profile, "
+                    f"{first['data']['pairs']} pairs, scenes as {source})")
     return SystemInfo(system.name, weights=weights, saw=SAW[system.input], is_base_model=not MODELS[system.model]
                       .instruction_tuned, adapter=adapter)
 
@@ -399,7 +397,7 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
                         text_input=system.input, **extra))
                 return services[key]
 
-            tuned_systems = [s for s in plan.systems if s.adapters]
+            tuned_systems = [s for s in plan.systems if s.adapters != "none"]
             for system in tuned_systems:   # up before the adapters are announced
                 address(system)
             adapter_ids = {t: publish(r, out / "artifacts", kafka) for t, r in records.items()}

@@ -52,8 +52,8 @@ class PlanSystem:
     name: str
     model: str
     input: str                   # "facts" (perception of the photos) or "captions" (the upper bound)
-    adapters: bool = False       # one adapter per training seed (the tuned models); False: the base model
-    all_seeds: bool = True       # every generation seed, or the first only
+    adapters: str = "none"       # "all": one adapter per training seed; "first": the first seed's; "none": the base
+    seeds: str = "all"           # "all" | "first" | "paired" (the k-th adapter with the k-th generation seed)
     prompt_format: str = "chat"
     few_shot: bool = False
     scaffold: str = "scenes"     # the generator's plan: scene markers and labels given, or the whole dialogue free
@@ -86,8 +86,14 @@ class Plan:
                 return s
         raise PlanError(f"the plan has no {role} system")
 
-    def seeds_of(self, system: PlanSystem) -> tuple[int, ...]:
-        return self.seeds if system.all_seeds else self.seeds[:1]
+    def samples_of(self, system: PlanSystem) -> list[tuple[int | None, int]]:
+        """(adapter training seed or None for the base model, generation seed) per dialogue of a story."""
+        adapters: list[int | None] = {"all": list(self.adapter_training_seeds),
+                                      "first": list(self.adapter_training_seeds[:1])}.get(system.adapters, [None])
+        if system.seeds == "paired":
+            return list(zip(adapters, self.seeds, strict=False))
+        seeds = self.seeds if system.seeds == "all" else self.seeds[:1]
+        return [(a, s) for a in adapters for s in seeds]
 
     def as_json(self) -> dict[str, object]:
         return {"path": self.path.name, "sha256": self.sha256, "version": self.version, "dev": list(self.dev),
@@ -121,10 +127,14 @@ def _systems(doc: Mapping[str, Any], path: Path) -> tuple[PlanSystem, ...]:
             raise PlanError(f"{path}: systems.{role}.input must be one of {list(INPUTS)}")
         if spec.get("scaffold", "scenes") not in SCAFFOLDS:
             raise PlanError(f"{path}: systems.{role}.scaffold must be one of {list(SCAFFOLDS)}")
-        if spec.get("seeds", "all") not in ("all", "first"):
-            raise PlanError(f"{path}: systems.{role}.seeds must be 'all' or 'first'")
+        if spec.get("adapters", "none") not in ("all", "first", "none"):
+            raise PlanError(f"{path}: systems.{role}.adapters must be 'all', 'first' or 'none'")
+        if spec.get("seeds", "all") not in ("all", "first", "paired"):
+            raise PlanError(f"{path}: systems.{role}.seeds must be 'all', 'first' or 'paired'")
+        if spec.get("seeds") == "paired" and spec.get("adapters") != "all":
+            raise PlanError(f"{path}: systems.{role}: paired seeds pair every adapter with a seed (adapters: all)")
         out.append(PlanSystem(role, str(spec["name"]), str(spec["model"]), spec["input"],
-                              bool(spec.get("adapters", False)), spec.get("seeds", "all") == "all",
+                              str(spec.get("adapters", "none")), str(spec.get("seeds", "all")),
                               str(spec.get("prompt_format", "chat")), bool(spec.get("few_shot", False)),
                               str(spec.get("scaffold", "scenes"))))
     if len({s.name for s in out}) != len(out):
@@ -159,8 +169,8 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     if len(set(adapter_seeds)) < MIN_ADAPTER_SEEDS:
         raise PlanError(f"{path}: at least {MIN_ADAPTER_SEEDS} distinct adapter training seeds, got {adapter_seeds}")
     seeds = tuple(int(s) for s in (doc.get("generation") or {}).get("seeds") or ())
-    if not seeds:
-        raise PlanError(f"{path}: generation.seeds is empty")
+    if len(seeds) < len(adapter_seeds):
+        raise PlanError(f"{path}: generation.seeds needs a seed per adapter training seed ({len(adapter_seeds)})")
     metrics = tuple(str(m) for m in doc.get("metrics") or ())
     unknown = sorted(set(metrics) - metric_keys())
     if unknown:
