@@ -71,9 +71,6 @@ from vispod.gate.html_parts import write_atomic
 from vispod.generator.service import build as build_generator
 from vispod.generator.settings import GeneratorSettings
 from vispod.trainer.publish import publish_adapter
-from vispod.trainer.run import run_training
-from vispod.trainer.settings import TrainerSettings
-from vispod.trainer.telemetry import Progress
 from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
 CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
@@ -157,6 +154,11 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
 
 
 def _train(profile: TrainProfile, data_dir: Path, out: Path, version: str):
+    # heavy (torch, transformers, peft): imported only when an adapter is trained, not by every `vispod` command
+    from vispod.trainer.run import run_training
+    from vispod.trainer.settings import TrainerSettings
+    from vispod.trainer.telemetry import Progress
+
 
     settings = TrainerSettings(
         pairs_dir=data_dir, base_model=Path("smollm2"), base_model_id="smollm2", output_dir=out,
