@@ -8,7 +8,7 @@ from step_backend import ScriptedStepBackend
 
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.engine import Generator
-from vispod.generator.few_shot import example_scenes, worked_example
+from vispod.generator.few_shot import example_scenes, example_turns, worked_example
 from vispod.generator.scene_plan import FIRST_CUE, turn_budget
 from vispod.v1 import common_pb2
 
@@ -63,15 +63,17 @@ def test_a_base_model_prompt_opens_with_the_worked_example_then_the_request(stor
     assert f"[Scene 1: {first.text}]\nSpeaker 1: {FIRST_CUE} {first.turns[0]}\nSpeaker 2: {first.turns[1]}" in example
     assert user.index("Scene 1: we drove to the beach") > len(example)
     # the parser reads only what was generated: the dialogue is the plan's ten turns, none of the example's
-    example_turns = {t for scene in example_scenes("v1", facts=False) for t in scene.turns}
-    assert len(r.dialogue.turns) == 10 and not any(t.text in example_turns for t in r.dialogue.turns)
+    assert len(r.dialogue.turns) == 10 and not any(t.text in example_turns("v1", False) for t in r.dialogue.turns)
     assert [list(t.image_refs) for t in r.dialogue.turns][::2] == [[0], [1], [2], [3], [4]]
+    # and the example's turns are the pattern, not words to copy
+    assert backend.inputs[0].no_copy == example_turns("v1", facts=False) and len(example_turns("v1", False)) == 6
 
 
 def test_chat_prompts_have_no_example_unless_asked(story_dir) -> None:
     backend = ScriptedStepBackend(LINES)
     r = _generator(story_dir, backend).generate(make_event(story_dir))
     assert not r.few_shot and example_scenes("v1", facts=False)[0].turns[0] not in backend.inputs[0].user
+    assert backend.inputs[0].no_copy == ()
     r = _generator(story_dir, backend, few_shot=True).generate(make_event(story_dir))
     assert r.few_shot and backend.inputs[1].user.startswith(worked_example(version="v1", facts=False, plan="scenes"))
 
