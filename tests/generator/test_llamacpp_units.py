@@ -54,6 +54,19 @@ def test_no_repeat_ngram_bans_the_token_that_would_repeat_an_ngram() -> None:
     assert sampler.sample(_logits(WORLD, AGAIN), state, Step("", 10), 0) == AGAIN   # "Hello world" again: banned
 
 
+def test_runs_of_a_text_not_to_copy_are_banned_like_repeats() -> None:
+    sampler = Sampler(PIECES, EOG)
+    state = SamplerState.seeded(Sampling(no_repeat_ngram=3))
+    state.ban_runs_of([HELLO, WORLD, DOT, SAM])
+    state.feed([SAM, HELLO, WORLD])
+    assert sampler.sample(_logits(DOT, AGAIN), state, Step("", 10), 0) == AGAIN      # "Hello world." is the text's
+    state.feed([AGAIN])
+    assert sampler.sample(_logits(DOT, AGAIN), state, Step("", 10), 0) == DOT        # "world again." is not
+    off = SamplerState.seeded(Sampling(no_repeat_ngram=0))
+    off.ban_runs_of([HELLO, WORLD, DOT])
+    assert off.ngrams == {}
+
+
 def test_a_seed_draws_the_same_tokens_and_top_k_1_is_greedy() -> None:
     sampler = Sampler(PIECES, EOG)
     logits = np.linspace(0, 1, len(PIECES)).astype(np.float32)

@@ -76,3 +76,15 @@ def test_each_scene_opens_on_a_cue_to_its_photo_and_only_its_first_turn_does():
     assert openers == [FIRST_CUE, *MIDDLE_CUES, LAST_CUE]
     assert all(s.text.endswith(":") for s in steps[1::2])
     assert scene_steps(num_scenes=1, num_speakers=2, turns_per_scene=2, target_words=300)[0].text.endswith(ONLY_CUE)
+
+
+def test_a_planned_turn_is_about_its_scene_only_whatever_words_it_shares_with_other_photos():
+    facts = ["two people and a dog", "three people and a boat", "a cake and two people"]
+    text = ("[Scene 1: two people and a dog]\nSpeaker 1: The people and the dog, then the boat and a cake.\n"
+            "Speaker 2: All those people!\n[Scene 3: a cake and two people]\nSpeaker 1: And the third photo, people.")
+    result = parse_transcript(text, ["Alex", "Sam"], captions=facts, num_images=3)
+    assert [list(t.image_refs) for t in result.turns] == [[0], [0], [2]]
+    # A dialogue written in one go keeps the keyword matcher ("people" is all of photo 1's keywords, so it matches).
+    unplanned = parse_transcript("Speaker 1: The people and the boat.\nSpeaker 2: And the third photo.", ["A", "B"],
+                                 captions=facts, num_images=3)
+    assert [list(t.image_refs) for t in unplanned.turns] == [[0, 1], [2]]

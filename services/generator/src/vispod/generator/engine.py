@@ -25,7 +25,7 @@ from vispod.common.images import ImageFetcher
 from vispod.generator import metrics
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import Backend, BackendError, BackendUnavailable, GenerationInput
-from vispod.generator.few_shot import worked_example
+from vispod.generator.few_shot import example_turns, worked_example
 from vispod.generator.parsing import TranscriptParser, render
 from vispod.generator.prompting import build_prompt, speaker_label
 from vispod.generator.request import Job, prepare
@@ -157,7 +157,8 @@ class Generator:
             inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
                                   image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
-                                  adapter=adapter, deadline=deadline)
+                                  adapter=adapter, deadline=deadline,
+                                  no_copy=example_turns(s.prompt_version, shows_facts) if example else ())
             if scenes:
                 # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),

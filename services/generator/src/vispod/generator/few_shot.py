@@ -7,7 +7,8 @@ scene_plan writes them (labels only under the "whole" plan). The stories and tur
 (prompts/<version>/few_shot_facts.txt, few_shot_captions.txt), not taken from any dataset or evaluation story.
 
 The example is part of the prompt only; the parser reads what the model generates, never the prompt, so the
-example's markers and turns never enter a dialogue.
+example's markers and turns never enter a dialogue. Its turns' words are the pattern, not the content: with
+`no_repeat_ngram` the model may not copy a run of that many tokens of them (`example_turns`).
 """
 
 from __future__ import annotations
@@ -50,11 +51,16 @@ def example_scenes(version: str, facts: bool) -> tuple[ExampleScene, ...]:
     return tuple(ExampleScene(text, tuple(turns)) for text, turns in scenes)
 
 
+def example_turns(version: str, facts: bool) -> tuple[str, ...]:
+    """The example's turns, each as the model reads it after its label (or cue)."""
+    return tuple(turn for scene in example_scenes(version, facts) for turn in scene.turns)
+
+
 def worked_example(*, version: str, facts: bool, plan: str) -> str:
     """The example as the prompt shows it: its scene list, then its conversation along `plan` (scenes | whole)."""
     scenes = example_scenes(version, facts)
     texts = [s.text for s in scenes]
-    turns = [t for s in scenes for t in s.turns]
+    turns = example_turns(version, facts)
     if plan == "scenes":
         steps = scene_steps(num_scenes=len(scenes), num_speakers=EXAMPLE_SPEAKERS,
                             turns_per_scene=len(scenes[0].turns), target_words=len(" ".join(turns).split()),

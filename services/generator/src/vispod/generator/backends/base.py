@@ -61,6 +61,9 @@ class GenerationInput:
     stop: tuple[str, ...] = ()                   # stop strings (backends with supports_steps)
     # A scripted generation (backends with supports_steps): the stream then carries each step's text too.
     steps: list[Step] = field(default_factory=list)
+    # Texts of the prompt the model must not copy (the few-shot example's turns): with no_repeat_ngram (llama.cpp),
+    # no run of that many tokens of them is written.
+    no_copy: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Choosing the next token from llama.cpp's logits (numpy): greedy at temperature 0, otherwise top-k, temperature,
 top-p with a generator seeded per request, so a seed gives the same text at any concurrency. Before that, a step's
 stop strings and end tokens are masked until `min_words`, its forbidden strings always, repeated n-grams
-(`no_repeat_ngram`) and recent tokens (`repeat_penalty`) as the request's sampling says."""
+(`no_repeat_ngram`, also those of text the request must not copy) and recent tokens (`repeat_penalty`) as the
+request's sampling says."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ class SamplerState:
             h.append(tok)
             if len(h) >= n:
                 self.ngrams.setdefault(tuple(h[len(h) - n:len(h) - 1]), set()).add(tok)
+
+    def ban_runs_of(self, tokens: list[int]) -> None:
+        """No run of `no_repeat_ngram` tokens of `tokens` may be written either (a few-shot example's turn: the model
+        continues the pattern, not the example's words)."""
+        n = self.sampling.no_repeat_ngram
+        for i in range(len(tokens) - n + 1 if n else 0):
+            self.ngrams.setdefault(tuple(tokens[i:i + n - 1]), set()).add(tokens[i + n - 1])
 
 
 class Sampler:

@@ -17,6 +17,7 @@ class Request:
     steps: list[Step]
     sampling: Sampling
     adapter: str | None
+    no_copy: list[list[int]] = field(default_factory=list)   # token runs the sampler may not repeat
     out: queue.Queue = field(default_factory=queue.Queue)   # str chunks, then a Done
     cancelled: threading.Event = field(default_factory=threading.Event)
 
