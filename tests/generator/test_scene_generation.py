@@ -9,6 +9,8 @@ from step_backend import ScriptedStepBackend
 from vispod.generator.adapters import AdapterRegistry
 from vispod.generator.engine import Generator
 from vispod.generator.few_shot import example_scenes, example_turns, worked_example
+from vispod.generator.prompting import render_plain
+from vispod.generator.scene_inputs import scene_inputs
 from vispod.generator.scene_plan import FIRST_CUE, turn_budget
 from vispod.v1 import common_pb2
 
@@ -53,8 +55,13 @@ def test_a_dialogue_written_in_one_go_has_no_turn_budget(story_dir) -> None:
 
 def test_a_base_model_prompt_opens_with_the_worked_example_then_the_request(story_dir) -> None:
     backend = ScriptedStepBackend(LINES)
-    r = _generator(story_dir, backend, prompt_format="plain").generate(make_event(story_dir))
+    gen = _generator(story_dir, backend, prompt_format="plain")
+    r = gen.generate(make_event(story_dir))
     user = backend.inputs[0].user
+    # what a caller gets from prompt_for is what the model was given
+    job = gen.prepare(make_event(story_dir))
+    prompt = gen.prompt_for(job, scene_inputs(job, "captions", gen.perceiver))
+    assert render_plain(prompt.system, prompt.user) == render_plain(backend.inputs[0].system, user)
     example = worked_example(version="v1", facts=False, plan="scenes")
     assert r.status == common_pb2.STATUS_OK and r.few_shot
     assert user.startswith(example) and user.index("Q&A-style podcast") > len(example)

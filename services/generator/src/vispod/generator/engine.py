@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -27,9 +28,9 @@ from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import Backend, BackendError, BackendUnavailable, GenerationInput
 from vispod.generator.few_shot import example_turns, worked_example
 from vispod.generator.parsing import TranscriptParser, render
-from vispod.generator.prompting import build_prompt, speaker_label
+from vispod.generator.prompting import Prompt, build_prompt, speaker_label
 from vispod.generator.request import Job, prepare
-from vispod.generator.scene_inputs import scene_inputs
+from vispod.generator.scene_inputs import SceneInputs, scene_inputs
 from vispod.generator.scene_plan import scene_steps
 from vispod.generator.settings import GeneratorSettings
 from vispod.perception.perceiver import NoPerception, Perceiver, PhotoPerceiver
@@ -99,6 +100,26 @@ class Generator:
                                               "seconds": round(result.latency_seconds, 3), "error": result.error})
         return result
 
+    @property
+    def plans_scenes(self) -> bool:
+        """Whether dialogues are written scene by scene: the plan says so and the backend runs scripted steps."""
+        return self.settings.plan == "scenes" and getattr(self.backend, "supports_steps", False)
+
+    def prompt_for(self, job: Job, scenes_in: SceneInputs | None, retry_reason: str = "") -> Prompt:
+        """The instruction a model gets for `job` (`scenes_in`: what a text-only model reads about the photos), the
+        few-shot example included where `few_shot` is on. A plain-format model reads render_plain(system, user)."""
+        s = self.settings
+        texts = scenes_in.texts if scenes_in is not None else None
+        facts = scenes_in is not None and scenes_in.shows_facts
+        plan = "scenes" if self.plans_scenes else "whole"
+        few_shot = bool(s.few_shot) and texts is not None
+        prompt = build_prompt(speakers=job.speakers, num_images=len(job.event.images), target_words=job.target_words,
+                              language=job.language, style=job.event.style_instructions, captions=texts,
+                              version=s.prompt_version, retry_reason=retry_reason, plan=plan, facts=facts,
+                              example=worked_example(version=s.prompt_version, facts=facts, plan=plan)
+                              if few_shot else "")
+        return replace(prompt, example_turns=example_turns(s.prompt_version, facts)) if few_shot else prompt
+
     def _base_result(self, job: Job, adapter: AdapterVersion | None) -> events_pb2.DialogueGenerated:
         ev = job.event
         adapter_id = adapter.adapter_id if adapter else ""
@@ -139,26 +160,19 @@ class Generator:
                 ref.perception.CopyFrom(facts)
         texts = scenes_in.texts if scenes_in is not None else None
         reason = ""
-        scenes = s.plan == "scenes" and getattr(self.backend, "supports_steps", False)
-        shows_facts = scenes_in is not None and scenes_in.shows_facts
-        example = worked_example(version=s.prompt_version, facts=shows_facts, plan="scenes" if scenes else "whole") \
-            if s.few_shot and texts is not None else ""
-        result.few_shot = bool(example)
+        scenes = self.plans_scenes
         for attempt in range(1, s.max_attempts + 1):
             if cancelled():
                 raise GenerationCancelled()
             attempt_started = time.monotonic()
             result.attempts = attempt
             on_attempt(attempt, reason)
-            prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
-                                  language=job.language, style=ev.style_instructions,
-                                  captions=texts, version=s.prompt_version, retry_reason=reason,
-                                  plan="scenes" if scenes else "whole", facts=shows_facts, example=example)
+            prompt = self.prompt_for(job, scenes_in, retry_reason=reason)
+            result.few_shot = bool(prompt.example_turns)
             inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
                                   image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
-                                  adapter=adapter, deadline=deadline,
-                                  no_copy=example_turns(s.prompt_version, shows_facts) if example else ())
+                                  adapter=adapter, deadline=deadline, no_copy=prompt.example_turns)
             if scenes:
                 # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),

@@ -18,6 +18,12 @@ class Prompt:
     system: str
     user: str            # the instruction text; a VLM gets the images before it
     version: str
+    example_turns: tuple[str, ...] = ()   # the few-shot example's turns when `user` opens with one (not to copy)
+
+
+def render_plain(system: str, user: str) -> str:
+    """The text a plain-format model (a base model, no chat template) reads before its answer."""
+    return f"{system}\n\n{user}\n\n"
 
 
 @cache

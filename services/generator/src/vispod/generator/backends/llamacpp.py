@@ -20,6 +20,7 @@ from vispod.generator.backends.base import CAPTIONS, BackendError, GenerationInp
 from vispod.generator.backends.llamacpp_engine import LlamaEngine
 from vispod.generator.backends.llamacpp_native import LlamaEngineError
 from vispod.generator.backends.llamacpp_sampler import Sampling
+from vispod.generator.prompting import render_plain
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class LlamaCppBackend:
 
     def render_prompt(self, inp: GenerationInput) -> str:
         if self._template is None:
-            return f"{inp.system}\n\n{inp.user}\n\n"
+            return render_plain(inp.system, inp.user)
         messages = [{"role": "system", "content": inp.system}, {"role": "user", "content": inp.user}]
         return self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
 
