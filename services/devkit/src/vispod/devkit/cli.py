@@ -1,4 +1,5 @@
-"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`."""
+"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`, and
+the evaluation harness's `eval` (vispod-evaluation has no entry point of its own: it comes with the kit)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vispod.devkit import local_kafka
 from vispod.devkit.checkout import use_shared_datasets
 from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.submit import add_image_set_arguments
+from vispod.evaluation import cli as evaluation_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.register(sub)
     generate.register(sub)
     mini_paper_loop.register(sub)
+    evaluation_cli.register(sub)
 
 
 def _example(args: argparse.Namespace) -> int:
