@@ -158,12 +158,13 @@ class Servers:
 
 
 @pytest.fixture
-def servers() -> Iterator[Servers]:
-    s = Servers()
-    yield s
-    s.stop()
+def builtin_set(tmp_path: Path) -> Path:
+    return write_builtin_set(tmp_path / "evalset")
 
 
 @pytest.fixture
-def builtin_set(tmp_path: Path) -> Path:
-    return write_builtin_set(tmp_path / "evalset")
+def servers() -> Iterator[Servers]:
+    """The scripted generator, metrics and judge services, stopped after the test."""
+    s = Servers()
+    yield s
+    s.stop()

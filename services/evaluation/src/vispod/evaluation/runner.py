@@ -69,12 +69,14 @@ class JudgeCell:
 
 @dataclass
 class EvalResult:
+    """One `vispod eval` run: every story's scores, the judges' win rates and the notes a reader must see first."""
+
     set_dir: Path
     systems: list[str]
+    stories: int = 0  # stories in the set
     scores: list[StoryScore] = field(default_factory=list)
     judges: list[JudgeCell] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    stories: int = 0
 
     def of(self, system: str) -> list[StoryScore]:
         return [s for s in self.scores if s.system == system]
