@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.bus import EventPublisher
+from vispod.devkit.local_adapter_store import store_settings
 from vispod.devkit.mini_paper_loop import (
     PROFILES,
     PROMOTED,
@@ -24,6 +26,7 @@ from vispod.devkit.mini_paper_loop import (
     wait_registered,
     wait_state,
 )
+from vispod.trainer.publish import publish_adapter
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,6 @@ def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
 def publish_signed(record: dict[str, Any], store_env: Path, kafka) -> str:
     """Publishes to the stack's S3 store (`vispod up --store s3`) as the trainer Job does: a signed version,
     announced on the bus; the generator verifies it before loading."""
-    from vispod.common.bus import EventPublisher
-    from vispod.devkit.local_adapter_store import store_settings
-    from vispod.trainer.publish import publish_adapter
-
     settings = store_settings(store_env)
     publisher = EventPublisher(kafka, source="trainer")
     try:
