@@ -117,7 +117,7 @@ class LocalBackend:
             self.processor = None
             self._model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
         else:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoModelForImageTextToText, AutoProcessor  # heavy, as above
             self.processor = AutoProcessor.from_pretrained(model_path)
             self.tokenizer = self.processor.tokenizer
             self._model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
