@@ -141,8 +141,10 @@ constraints:
 	(echo "# Pinned versions of the tested environment (pip freeze). Regenerate: make constraints"; \
 		$(PIP) freeze --exclude-editable | grep -viE '^(vispod|-e )') > requirements/constraints.txt
 
-# The paper's claim in miniature on real weights: data, CPU LoRA training (cached), generation of every system,
-# evaluation, gate -> out/mini-paper/results.json + report.html (PROFILE=quick for a ~5-minute training).
-PROFILE ?= reference
-mini-paper: setup
-	$(VENV)/bin/vispod mini-paper --profile $(PROFILE)
+# The paper's claim in miniature from photos, as the committed plan fixes it (services/evaluation/.../plans):
+# adapters trained on CPU (cached), every plan system's dialogues (cached per story and seed), evaluation, gate.
+# SPLIT=dev (default) is free and never promotes; SPLIT=test is read once per plan version and the gate decides.
+# -> out/mini-paper/v<N>/<split>/report.html; results.json and every dialogue in results/mini-paper/v<N>/<split>/.
+SPLIT ?= dev
+mini-paper: setup models
+	$(VENV)/bin/vispod mini-paper --split $(SPLIT)

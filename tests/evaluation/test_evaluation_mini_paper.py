@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from vispod.evaluation.mini_paper import (
     StoryOutput,
@@ -15,9 +16,11 @@ from vispod.evaluation.mini_paper import (
     reference_runs,
     run,
 )
+from vispod.evaluation.mini_paper.report import Showcase, render
 from vispod.evaluation.plan import load_plan
 from vispod.evaluation.splits import SplitOverlapError
 from vispod.metrics.caption_grounding import CaptionGrounder
+from vispod.v1 import common_pb2, events_pb2
 
 STORIES = {
     "s1": ["the family rode the carousel at the county fair.", "we ate cotton candy by the ferris wheel."],
@@ -207,3 +210,24 @@ def test_several_dialogues_per_story_are_averaged_and_the_story_stays_the_unit(t
     assert rows["s2"]["style.avg_turn_length"] is None
     assert results["systems"]["gemma3-270m-base"]["n_dialogues"] == 6
     assert results["comparisons"]["smollm2-135m-base"]["format.valid"]["n"] == 6
+
+
+def test_the_report_shows_stories_side_by_side_with_boxes_facts_and_each_systems_dialogue(
+        tmp_path: Path, grounder: CaptionGrounder) -> None:
+    results = run(systems(), tmp_path, tuned="tuned-135m", bigger_base="gemma3-270m-base",
+                  small_base="smollm2-135m-base", adapter="test@1", grounder=grounder, n_resamples=200)
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(photo)
+    facts = common_pb2.Perception()
+    facts.objects.add(label="frisbee", score=0.71, box=common_pb2.Box(x_min=0.1, y_min=0.2, x_max=0.5, y_max=0.6))
+    facts.models.add(task="detection", name="ssd-mobilenet-v2-coco")
+    said = {name: events_pb2.DialogueGenerated(dialogue=common_pb2.Dialogue(turns=[
+        common_pb2.Turn(speaker="Alex", text=f"{name} says the dog caught it.", image_refs=[0])]))
+        for name in ("tuned-135m", "gemma3-270m-base")}
+    html = render(results, [Showcase("s2", [photo], ["our dog caught a frisbee."], [facts], list(said.items()))])
+    side = html[html.index("Stories side by side"):]
+    assert "Story s2" in side and side.count("data:image/jpeg;base64,") == 1
+    assert 'class="box"' in side and "frisbee 0.71" in side and "ssd-mobilenet-v2-coco" in side
+    assert "Human caption (evaluation only): our dog caught a frisbee." in side
+    assert "tuned-135m says the dog caught it." in side and "gemma3-270m-base says the dog caught it." in side
+    assert "Stories side by side" not in render(results)

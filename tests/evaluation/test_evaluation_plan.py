@@ -22,7 +22,14 @@ from vispod.evaluation.splits import load_split
 def test_the_committed_plan_is_valid_and_hashed() -> None:
     plan = load_plan()
     assert plan.version == 1 and len(plan.sha256) == 64
-    assert not set(plan.dev) & set(plan.test) and set(plan.dev) | set(plan.test) == set(load_split().eval)
+    assert not set(plan.dev) & set(plan.test)
+    assert set(plan.dev) | set(plan.test) | set(plan.excluded) == set(load_split().eval)
+    assert [s.role for s in plan.systems] == ["tuned", "small_base", "bigger_base", "large_base", "upper_bound",
+                                             "tuned_whole"]
+    assert plan.system("tuned_whole").scaffold == "whole" and plan.system("tuned").scaffold == "scenes"
+    assert plan.samples_of(plan.system("large_base")) == [(None, plan.seeds[0])]
+    assert len(plan.samples_of(plan.system("tuned"))) == len(plan.adapter_training_seeds)
+    assert plan.system("upper_bound").input == "captions" and plan.system("tuned").input == "facts"
     assert len(plan.adapter_training_seeds) >= 3
     assert {m.metric for m in plan.rule.metrics} <= set(plan.metrics)
     assert not any(m.startswith("naturalness.") for m in plan.rule.names)  # none passed its validation
@@ -42,8 +49,13 @@ def _variant(tmp_path: Path, **changes: object) -> Path:
 
 
 @pytest.mark.parametrize(("changes", "clue"), [
-    ({"splits__dev": ["45571", "46729"]}, "both dev and test"),
+    ({"splits__dev": ["45571", "50221"]}, "both dev and test"),
     ({"splits__dev": ["45530"]}, "not complete stories"),
+    ({"splits__dev": ["48269"]}, "dev, test or excluded"),
+    ({"systems__tuned__input": "pixels"}, "input must be one of"),
+    ({"systems__small_base__seeds": "paired"}, "paired seeds pair every adapter"),
+    ({"generation__seeds": [17, 18]}, "a seed per adapter training seed"),
+    ({"systems__large_base": None}, "needs a name and a model"),
     ({"adapter_training_seeds": [1, 2]}, "at least 3 distinct adapter training seeds"),
     ({"metrics": ["format.valid", "style.charm"]}, "not MetricsComputed metrics"),
     ({"decision__metrics": [{"metric": "naturalness.novelty", "role": "superiority"}],

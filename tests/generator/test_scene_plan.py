@@ -6,6 +6,7 @@ from vispod.generator.scene_plan import (
     FIRST_CUE,
     LAST_CUE,
     MAX_MARKER_CAPTION,
+    MAX_TOKENS_PER_WORD,
     MIDDLE_CUES,
     MIN_TURNS,
     ONLY_CUE,
@@ -22,8 +23,13 @@ def test_steps_walk_the_scenes_with_speakers_in_turn():
     assert steps[2].text == f"[Scene 2]\nSpeaker 1: {MIDDLE_CUES[0]}" and steps[9].text == "Speaker 2:"
     assert all(s.stop == ("\n",) and s.forbid == ("[",) and s.new_line for s in steps)
     lo, soft, hi = turn_budget(800, 10)
-    assert (steps[0].min_new_tokens, steps[0].end_sentence_after, steps[0].max_new_tokens) == (lo, soft, hi)
-    assert lo < soft < hi
+    assert (steps[0].min_words, steps[0].soft_words, steps[0].max_words) == (lo, soft, hi)
+    assert lo < soft < hi and steps[0].max_new_tokens == hi * MAX_TOKENS_PER_WORD
+
+
+def test_the_budget_is_in_words_as_before_for_smollm2():
+    # 800 words over 10 turns: 80 a turn, as the token budget (108 tokens at 1.35 tokens a word) gave SmolLM2.
+    assert turn_budget(800, 10) == (32, 88, 150)
 
 
 def test_three_speakers_and_short_stories_get_at_least_the_minimum_of_turns():
@@ -70,3 +76,15 @@ def test_each_scene_opens_on_a_cue_to_its_photo_and_only_its_first_turn_does():
     assert openers == [FIRST_CUE, *MIDDLE_CUES, LAST_CUE]
     assert all(s.text.endswith(":") for s in steps[1::2])
     assert scene_steps(num_scenes=1, num_speakers=2, turns_per_scene=2, target_words=300)[0].text.endswith(ONLY_CUE)
+
+
+def test_a_planned_turn_is_about_its_scene_only_whatever_words_it_shares_with_other_photos():
+    facts = ["two people and a dog", "three people and a boat", "a cake and two people"]
+    text = ("[Scene 1: two people and a dog]\nSpeaker 1: The people and the dog, then the boat and a cake.\n"
+            "Speaker 2: All those people!\n[Scene 3: a cake and two people]\nSpeaker 1: And the third photo, people.")
+    result = parse_transcript(text, ["Alex", "Sam"], captions=facts, num_images=3)
+    assert [list(t.image_refs) for t in result.turns] == [[0], [0], [2]]
+    # A dialogue written in one go keeps the keyword matcher ("people" is all of photo 1's keywords, so it matches).
+    unplanned = parse_transcript("Speaker 1: The people and the boat.\nSpeaker 2: And the third photo.", ["A", "B"],
+                                 captions=facts, num_images=3)
+    assert [list(t.image_refs) for t in unplanned.turns] == [[0, 1], [2]]

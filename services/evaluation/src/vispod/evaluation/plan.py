@@ -39,6 +39,26 @@ class PlanError(ValueError):
     """The plan file is malformed or breaks a rule of planning."""
 
 
+ROLES = ("tuned", "small_base", "bigger_base", "large_base", "upper_bound", "tuned_whole")
+SCAFFOLDS = ("scenes", "whole")
+INPUTS = ("facts", "captions")
+
+
+@dataclass(frozen=True)
+class PlanSystem:
+    """A system the plan runs: its model (an embedded model id), what it reads, its adapters and seeds."""
+
+    role: str
+    name: str
+    model: str
+    input: str                   # "facts" (perception of the photos) or "captions" (the upper bound)
+    adapters: str = "none"       # "all": one adapter per training seed; "first": the first seed's; "none": the base
+    seeds: str = "all"           # "all" | "first" | "paired" (the k-th adapter with the k-th generation seed)
+    prompt_format: str = "chat"
+    few_shot: bool = False
+    scaffold: str = "scenes"     # the generator's plan: scene markers and labels given, or the whole dialogue free
+
+
 class TestSplitAlreadyRead(PlanError):
     """The plan version's test split was read before; a second read needs force and a reason."""
 
@@ -57,10 +77,27 @@ class Plan:
     metrics: tuple[str, ...]
     rule: DecisionRule
     document: Mapping[str, Any]
+    systems: tuple[PlanSystem, ...] = ()
+    excluded: Mapping[str, str] | None = None
+
+    def system(self, role: str) -> PlanSystem:
+        for s in self.systems:
+            if s.role == role:
+                return s
+        raise PlanError(f"the plan has no {role} system")
+
+    def samples_of(self, system: PlanSystem) -> list[tuple[int | None, int]]:
+        """(adapter training seed or None for the base model, generation seed) per dialogue of a story."""
+        adapters: list[int | None] = {"all": list(self.adapter_training_seeds),
+                                      "first": list(self.adapter_training_seeds[:1])}.get(system.adapters, [None])
+        if system.seeds == "paired":
+            return list(zip(adapters, self.seeds, strict=False))
+        seeds = self.seeds if system.seeds == "all" else self.seeds[:1]
+        return [(a, s) for a in adapters for s in seeds]
 
     def as_json(self) -> dict[str, object]:
         return {"path": self.path.name, "sha256": self.sha256, "version": self.version, "dev": list(self.dev),
-                "test": list(self.test), "rule": self.rule.describe()}
+                "test": list(self.test), "excluded": dict(self.excluded or {}), "rule": self.rule.describe()}
 
 
 def metric_keys() -> frozenset[str]:
@@ -75,6 +112,34 @@ def _ids(values: object, what: str) -> tuple[str, ...]:
     if len(set(ids)) != len(ids):
         raise PlanError(f"{what} lists a story twice")
     return ids
+
+
+def _systems(doc: Mapping[str, Any], path: Path) -> tuple[PlanSystem, ...]:
+    raw = doc.get("systems")
+    if not isinstance(raw, dict) or set(raw) != set(ROLES):
+        raise PlanError(f"{path}: systems must name exactly the roles {list(ROLES)}")
+    out = []
+    for role in ROLES:
+        spec = raw[role]
+        if not isinstance(spec, dict) or not spec.get("name") or not spec.get("model"):
+            raise PlanError(f"{path}: systems.{role} needs a name and a model")
+        if spec.get("input") not in INPUTS:
+            raise PlanError(f"{path}: systems.{role}.input must be one of {list(INPUTS)}")
+        if spec.get("scaffold", "scenes") not in SCAFFOLDS:
+            raise PlanError(f"{path}: systems.{role}.scaffold must be one of {list(SCAFFOLDS)}")
+        if spec.get("adapters", "none") not in ("all", "first", "none"):
+            raise PlanError(f"{path}: systems.{role}.adapters must be 'all', 'first' or 'none'")
+        if spec.get("seeds", "all") not in ("all", "first", "paired"):
+            raise PlanError(f"{path}: systems.{role}.seeds must be 'all', 'first' or 'paired'")
+        if spec.get("seeds") == "paired" and spec.get("adapters") != "all":
+            raise PlanError(f"{path}: systems.{role}: paired seeds pair every adapter with a seed (adapters: all)")
+        out.append(PlanSystem(role, str(spec["name"]), str(spec["model"]), spec["input"],
+                              str(spec.get("adapters", "none")), str(spec.get("seeds", "all")),
+                              str(spec.get("prompt_format", "chat")), bool(spec.get("few_shot", False)),
+                              str(spec.get("scaffold", "scenes"))))
+    if len({s.name for s in out}) != len(out):
+        raise PlanError(f"{path}: system names must be unique")
+    return tuple(out)
 
 
 def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Plan:
@@ -95,12 +160,17 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     outside = sorted((set(dev) | set(test)) - complete)
     if outside:
         raise PlanError(f"{path}: not complete stories (all 5 photos captioned): {outside}")
+    excluded = {str(k): str(v) for k, v in (splits.get("excluded") or {}).items()}
+    unaccounted = sorted(complete - set(dev) - set(test) - set(excluded))
+    if unaccounted or set(excluded) & (set(dev) | set(test)):
+        raise PlanError(f"{path}: every complete story is dev, test or excluded with a reason, once: "
+                        f"{unaccounted or sorted(set(excluded) & (set(dev) | set(test)))}")
     adapter_seeds = tuple(int(s) for s in doc.get("adapter_training_seeds") or ())
     if len(set(adapter_seeds)) < MIN_ADAPTER_SEEDS:
         raise PlanError(f"{path}: at least {MIN_ADAPTER_SEEDS} distinct adapter training seeds, got {adapter_seeds}")
     seeds = tuple(int(s) for s in (doc.get("generation") or {}).get("seeds") or ())
-    if not seeds:
-        raise PlanError(f"{path}: generation.seeds is empty")
+    if len(seeds) < len(adapter_seeds):
+        raise PlanError(f"{path}: generation.seeds needs a seed per adapter training seed ({len(adapter_seeds)})")
     metrics = tuple(str(m) for m in doc.get("metrics") or ())
     unknown = sorted(set(metrics) - metric_keys())
     if unknown:
@@ -114,7 +184,7 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     if unvalidated:
         raise PlanError(f"{path}: naturalness measures that failed their validation cannot decide: {unvalidated}")
     return Plan(path, hashlib.sha256(raw).hexdigest(), doc["version"], dev, test, seeds, adapter_seeds, metrics,
-                rule, doc)
+                rule, doc, _systems(doc, path), excluded)
 
 
 def ledger_entries(ledger: Path) -> list[dict]:

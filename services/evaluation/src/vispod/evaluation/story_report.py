@@ -17,12 +17,12 @@ def _num(v: float) -> str:
     return "–" if isinstance(v, float) and math.isnan(v) else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
-def _turn_html(turn: common_pb2.Turn) -> str:
+def turn_html(turn: common_pb2.Turn) -> str:
     badges = "".join(f'<span class="badge">photo {i + 1}</span>' for i in turn.image_refs)
     return f'<div class="turn"><span class="spk">{esc(turn.speaker)}:</span> {esc(turn.text)}{badges}</div>'
 
 
-def _boxes_html(facts: common_pb2.Perception) -> str:
+def boxes_html(facts: common_pb2.Perception) -> str:
     """The detected objects as boxes over the photo (positions in % of the photo, as the boxes are normalised)."""
     out = []
     for o in facts.objects:
@@ -33,7 +33,7 @@ def _boxes_html(facts: common_pb2.Perception) -> str:
     return "".join(out)
 
 
-def _facts_html(facts: common_pb2.Perception) -> str:
+def facts_html(facts: common_pb2.Perception) -> str:
     """What perception found, and which models found it."""
     if not facts.models:
         return ""
@@ -56,14 +56,14 @@ def _photos_section(images: Sequence[Path], captions: Sequence[str], turns: Sequ
         about = [t for t in turns if i in t.image_refs]
         caption = captions[i] if i < len(captions) else ""
         seen = facts[i] if i < len(facts) else common_pb2.Perception()
-        turns_html = "".join(_turn_html(t) for t in about) or '<p class="cap">No turn refers to this photo.</p>'
+        turns_html = "".join(turn_html(t) for t in about) or '<p class="cap">No turn refers to this photo.</p>'
         try:
-            img = f'<div class="shot">{photo_img(Path(path), f"photo {i + 1}")}{_boxes_html(seen)}</div>'
+            img = f'<div class="shot">{photo_img(Path(path), f"photo {i + 1}")}{boxes_html(seen)}</div>'
         except OSError as exc:
             img = f'<p class="warn">photo {i + 1} unreadable: {esc(exc)}</p>'
         label = f"Photo {i + 1}: {esc(caption)}" if caption else f"Photo {i + 1} (no caption)"
         blocks.append(f'<div class="photo"><div>{img}<div class="cap">{label}</div></div>'
-                      f'<div class="turns">{_facts_html(seen)}{turns_html}</div></div>')
+                      f'<div class="turns">{facts_html(seen)}{turns_html}</div></div>')
     return "".join(blocks)
 
 
@@ -121,7 +121,7 @@ def _side_by_side(dialogue: events_pb2.DialogueGenerated, other: events_pb2.Dial
     """Two dialogues of the same story in two columns (e.g. the base model and the tuned one)."""
     cols = []
     for d in (other, dialogue):
-        turns = "".join(_turn_html(t) for t in d.dialogue.turns) or f'<p class="warn">{esc(d.error or "no turns")}</p>'
+        turns = "".join(turn_html(t) for t in d.dialogue.turns) or f'<p class="warn">{esc(d.error or "no turns")}</p>'
         words = sum(len(t.text.split()) for t in d.dialogue.turns)
         cols.append(f'<div class="col"><h3>{esc(_label(d))}</h3><p class="cap">{len(d.dialogue.turns)} turns, '
                     f'{words} words</p>{turns}</div>')
@@ -157,7 +157,7 @@ def render_story_report(out_path: Path, story_dir: Path | None, images: list[Pat
     body += ["<h2>Photos, what perception found, and the turns that discuss them</h2>",
              _photos_section(images, captions, turns, seen),
              "<h2>The whole dialogue</h2>"]
-    body.append("".join(_turn_html(t) for t in turns) if turns
+    body.append("".join(turn_html(t) for t in turns) if turns
                 else f"<pre>{esc(dialogue.dialogue.text)}</pre>")
     if turns:
         body.append(png_img(_words_plot(turns), "words per turn by speaker"))

@@ -25,6 +25,7 @@ from vispod.common.images import ImageFetcher
 from vispod.generator import metrics
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import Backend, BackendError, BackendUnavailable, GenerationInput
+from vispod.generator.few_shot import example_turns, worked_example
 from vispod.generator.parsing import TranscriptParser, render
 from vispod.generator.prompting import build_prompt, speaker_label
 from vispod.generator.request import Job, prepare
@@ -139,6 +140,10 @@ class Generator:
         texts = scenes_in.texts if scenes_in is not None else None
         reason = ""
         scenes = s.plan == "scenes" and getattr(self.backend, "supports_steps", False)
+        shows_facts = scenes_in is not None and scenes_in.shows_facts
+        example = worked_example(version=s.prompt_version, facts=shows_facts, plan="scenes" if scenes else "whole") \
+            if s.few_shot and texts is not None else ""
+        result.few_shot = bool(example)
         for attempt in range(1, s.max_attempts + 1):
             if cancelled():
                 raise GenerationCancelled()
@@ -148,17 +153,21 @@ class Generator:
             prompt = build_prompt(speakers=job.speakers, num_images=len(ev.images), target_words=job.target_words,
                                   language=job.language, style=ev.style_instructions,
                                   captions=texts, version=s.prompt_version, retry_reason=reason,
-                                  plan="scenes" if scenes else "whole",
-                                  facts=scenes_in is not None and scenes_in.shows_facts)
+                                  plan="scenes" if scenes else "whole", facts=shows_facts, example=example)
             inp = GenerationInput(system=prompt.system, user=prompt.user, images=job.images,
                                   image_bytes=job.image_bytes, max_new_tokens=s.max_new_tokens,
                                   temperature=s.temperature, top_p=s.top_p, seed=ev.seed + attempt - 1,
-                                  adapter=adapter, deadline=deadline)
+                                  adapter=adapter, deadline=deadline,
+                                  no_copy=example_turns(s.prompt_version, shows_facts) if example else ())
             if scenes:
                 # Structure given, words the model's (see scene_plan); the steps' text arrives in the stream.
                 inp.steps = scene_steps(num_scenes=len(ev.images), num_speakers=len(job.speakers),
                                         turns_per_scene=s.turns_per_scene, target_words=job.target_words,
                                         captions=texts or ())
+                first = inp.steps[0]
+                result.turn_budget.CopyFrom(events_pb2.TurnBudget(min_words=first.min_words,
+                                                                  soft_words=first.soft_words,
+                                                                  max_words=first.max_words))
             elif s.prefill_first_label and self.backend.supports_prefill:
                 # Starting the answer with the first label keeps small models in the transcript format.
                 inp.prefill = f"{speaker_label(0)}:"

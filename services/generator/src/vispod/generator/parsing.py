@@ -19,7 +19,8 @@ limit cut the output, an unfinished last turn (no closing punctuation) is droppe
 Malformed (→ one retry, then a FAILED result): no labels at all, unknown speakers that no sound
 repair explains, only one speaker, or nothing usable left after truncation.
 
-Images referred to (Turn.image_refs, 0-based): explicit mentions ("the third scene", "photo 2",
+Images referred to (Turn.image_refs, 0-based): under a "[Scene N]" marker (the scene plan's), exactly
+that scene. Otherwise (a dialogue written in one go) explicit mentions ("the third scene", "photo 2",
 "the last picture"), plus caption keywords — a turn refers to image i when it shares at least
 two content words (4+ letters, not stop words, plural "s" stripped) with caption i, or all of
 them when the caption has fewer than two. A heuristic for analysis, not ground truth.
@@ -225,10 +226,10 @@ class TranscriptParser:
 
     def _to_proto(self, t: _Turn) -> common_pb2.Turn:
         text = t.text
-        refs = set(self.matcher.refs(text))
-        if t.scene is not None and 0 <= t.scene < self.matcher.num_images:
-            refs.add(t.scene)
-        return common_pb2.Turn(speaker=self.names[t.speaker], text=text, image_refs=sorted(refs))
+        planned = t.scene is not None and 0 <= t.scene < self.matcher.num_images
+        # Planned: the scene marker alone says which photo the turn is about.
+        refs = [t.scene] if planned else self.matcher.refs(text)
+        return common_pb2.Turn(speaker=self.names[t.speaker], text=text, image_refs=refs)
 
     def _drain(self, final: bool) -> list[common_pb2.Turn]:
         if self._hold and not final:

@@ -21,11 +21,16 @@ class Prompt:
 
 
 @cache
-def _template(version: str, name: str) -> Template:
+def prompt_file(version: str, name: str) -> str:
+    """The text of a file of prompt `version` (FileNotFoundError when that version has none)."""
     path = resources.files("vispod.generator").joinpath("prompts", version, name)
     if not path.is_file():
         raise FileNotFoundError(f"prompt template {version}/{name} not found")
-    return Template(path.read_text(encoding="utf-8"))
+    return path.read_text(encoding="utf-8")
+
+
+def _template(version: str, name: str) -> Template:
+    return Template(prompt_file(version, name))
 
 
 def available_versions() -> list[str]:
@@ -43,11 +48,19 @@ def language_name(tag: str) -> str:
     return LANGUAGE_NAMES.get(base, tag)
 
 
+def scene_list(texts: list[str], *, version: str, facts: bool) -> str:
+    """What a text-only model reads about the scenes: the list of texts in story order under its heading."""
+    scene_lines = "\n".join(f"Scene {i + 1}: {c.strip()}" for i, c in enumerate(texts))
+    name = "scenes_facts.txt" if facts else "scenes_captions.txt"
+    return _template(version, name).substitute(num_images=len(texts), scene_lines=scene_lines)
+
+
 def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_words: int, language: str,
                  style: str, captions: list[str] | None, version: str, retry_reason: str = "",
-                 plan: str = "whole", facts: bool = False) -> Prompt:
+                 plan: str = "whole", facts: bool = False, example: str = "") -> Prompt:
     """captions None: the model sees the pixels; else one text per image, in story order: its caption (or alt
-    text), or with `facts` what perception detected in it (with its caption where one was given)."""
+    text), or with `facts` what perception detected in it (with its caption where one was given). `example`: a
+    worked example (vispod.generator.few_shot) that comes before the instruction."""
     labels = [speaker_label(i) for i in range(len(speakers))]
     label_list = ", ".join(f'"{label}:"' for label in labels)
     lines = []
@@ -61,9 +74,7 @@ def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_
     if captions is None:
         scenes = _template(version, "scenes_pixels.txt").substitute(num_images=num_images)
     else:
-        scene_lines = "\n".join(f"Scene {i + 1}: {c.strip()}" for i, c in enumerate(captions))
-        template = "scenes_facts.txt" if facts else "scenes_captions.txt"
-        scenes = _template(version, template).substitute(num_images=num_images, scene_lines=scene_lines)
+        scenes = scene_list(captions, version=version, facts=facts)
     style_line = f"- Style: {style.strip()}\n" if style.strip() else ""
     user = _template(version, "user.txt").substitute(
         scenes=scenes.strip() + "\n", target_words=target_words, num_speakers=len(speakers), label_list=label_list,
@@ -72,6 +83,8 @@ def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_
     ).strip()
     if plan == "scenes":
         user += "\n" + _template(version, "plan_scenes.txt").substitute(num_images=num_images).strip()
+    if example:
+        user = f"{example.strip()}\n\n{user}"
     if retry_reason:
         user += "\n\n" + _template(version, "retry.txt").substitute(reason=retry_reason, label_list=label_list).strip()
     return Prompt(system=_template(version, "system.txt").substitute().strip(), user=user, version=version)

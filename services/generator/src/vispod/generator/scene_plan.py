@@ -5,8 +5,9 @@ For each scene, in story order, a "[Scene N: its caption]" marker line ("[Scene 
 turn's words as one line. A scene's first turn opens with a short cue to the photo ("The next photo shows"), so
 that every model starts the scene on what the photo shows and goes on in its own words.
 Short stories get extra turns on their last scene so that every dialogue has at least `MIN_TURNS`.
-Turn length follows the requested words: the end of a line is not allowed before `min` tokens, the turn
-ends at the first sentence end after `soft` tokens, and at `max` tokens in any case.
+Turn length follows the requested words, counted in words of the text each turn's model wrote (not in tokens, so
+models with different tokenizers get turns of the same length): the end of a line is not allowed before `min`
+words, the turn ends at the first sentence end after `soft` words, and at `max` words in any case.
 
 The same plan (markers, labels, limits) is applied to every model, so differences between models are
 differences in the words they write. Markers are not part of the dialogue: the parser uses them to know
@@ -24,17 +25,17 @@ MIN_TURNS = 6
 MAX_MARKER_CAPTION = 240
 # A turn is one line; the model may not write a "[Scene N]" marker of its own inside it (the plan writes those).
 FORBIDDEN_IN_TURN = ("[",)
-TOKENS_PER_WORD = 1.35          # English prose, SmolLM2/Gemma tokenizers
+# Only a safety bound on a turn's tokens (a model writing no spaces): the word limits decide a turn's length.
+MAX_TOKENS_PER_WORD = 4
 # Cues that open a scene's first turn: the first, the middle ones (in rotation) and the last scene's.
 FIRST_CUE, LAST_CUE, ONLY_CUE = "This first photo shows", "And the last photo shows", "This photo shows"
 MIDDLE_CUES = ("The next photo shows", "Then this picture shows", "In the next one we see")
 
 
 def turn_budget(target_words: int, n_turns: int) -> tuple[int, int, int]:
-    """(min, soft, max) new tokens per turn."""
+    """(min, soft, max) words per turn: the requested words shared out, 20 to 150 a turn."""
     words = min(150.0, max(20.0, target_words / max(1, n_turns)))
-    tokens = words * TOKENS_PER_WORD
-    return int(tokens * 0.4), int(tokens * 1.1), int(tokens * 1.8) + 8
+    return int(words * 0.4), int(words * 1.1), int(words * 1.8) + 6
 
 
 def scene_marker(index: int, caption: str = "") -> str:
@@ -67,8 +68,8 @@ def scene_steps(*, num_scenes: int, num_speakers: int, turns_per_scene: int, tar
             caption = captions[scene] if scene < len(captions) else ""
             opening = f"{scene_marker(scene, caption)}\n" if t == 0 else ""
             cue = f" {scene_cue(scene, num_scenes)}" if t == 0 else ""
-            steps.append(Step(text=f"{opening}{speaker_label(k % num_speakers)}:{cue}", max_new_tokens=hi,
-                              min_new_tokens=lo, end_sentence_after=soft, stop=("\n",), forbid=FORBIDDEN_IN_TURN,
-                              new_line=True))
+            steps.append(Step(text=f"{opening}{speaker_label(k % num_speakers)}:{cue}",
+                              max_new_tokens=hi * MAX_TOKENS_PER_WORD, min_words=lo, soft_words=soft, max_words=hi,
+                              stop=("\n",), forbid=FORBIDDEN_IN_TURN, new_line=True))
             k += 1
     return steps

@@ -36,6 +36,9 @@ class GeneratorSettings(ServiceSettings):
     # --- llamacpp (in-process llama.cpp; model_path: a .gguf file, "smollm2" (default) or "gemma3-270m") ---
     # chat: the model's own chat template; plain: instructions as plain text (base models, e.g. gemma3-270m).
     prompt_format: Literal["chat", "plain"] = "chat"
+    # A worked example (an invented story's scenes and its conversation, prompts/<version>/few_shot*.txt) before the
+    # request, for text-only models: a base model continues the pattern it sees. Unset: on for prompt_format=plain.
+    few_shot: bool | None = None
     context_tokens: int = Field(default=4096, ge=256, le=131072)    # per parallel sequence
     threads: int | None = Field(default=None, ge=1)
     top_k: int = Field(default=40, ge=0)
@@ -143,6 +146,8 @@ class GeneratorSettings(ServiceSettings):
             raise ValueError("model_path is required for backend=local (a folder, a .gguf file or 'smollm2')")
         if self.backend == "local" and str(self.model_path) == "smollm2" and not self.text_only:
             raise ValueError("model_path=smollm2 is a text-only model: set text_only=true")
+        if self.few_shot is None:
+            self.few_shot = self.backend == "llamacpp" and self.prompt_format == "plain"
         if self.no_repeat_ngram == 1:
             raise ValueError("no_repeat_ngram=1 would forbid every token already seen: use 0 (off) or 2 and more")
         return self

@@ -1,14 +1,49 @@
-"""report.html of the mini-paper: the table with intervals, a plot per metric with CI bars, the gate's decision."""
+"""report.html of the mini-paper: the table with intervals, a plot per metric with CI bars, the gate's decision, and
+stories side by side (the photos with the detected boxes, the facts the systems read, each system's dialogue)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from vispod.common.metric_fields import PAPER_TABLE
-from vispod.gate.html_parts import esc, figure_png, notes_box, page, plt, png_img, table
+from vispod.evaluation.story_report import boxes_html, facts_html, turn_html
+from vispod.gate.html_parts import esc, figure_png, notes_box, page, photo_img, plt, png_img, table
+from vispod.v1 import common_pb2, events_pb2
 
 PAPER_FIELDS = PAPER_TABLE
+
+
+@dataclass(frozen=True)
+class Showcase:
+    """One story side by side: its photos, human captions, the facts the systems read, each system's dialogue."""
+
+    story_id: str
+    photos: list[Path]
+    captions: list[str]
+    facts: list[common_pb2.Perception] = field(default_factory=list)
+    dialogues: list[tuple[str, events_pb2.DialogueGenerated]] = field(default_factory=list)
+
+
+def showcase_html(item: Showcase) -> str:
+    shots = []
+    for i, path in enumerate(item.photos):
+        seen = item.facts[i] if i < len(item.facts) else common_pb2.Perception()
+        try:
+            img = f'<div class="shot">{photo_img(Path(path), f"photo {i + 1}", 240)}{boxes_html(seen)}</div>'
+        except OSError as exc:
+            img = f'<p class="warn">photo {i + 1} unreadable: {esc(exc)}</p>'
+        caption = item.captions[i] if i < len(item.captions) else ""
+        shots.append(f'<td style="text-align:left;width:20%">{img}<div class="cap">Photo {i + 1}. Human caption '
+                     f'(evaluation only): {esc(caption)}</div>{facts_html(seen)}</td>')
+    cols = []
+    for name, d in item.dialogues:
+        body = "".join(turn_html(t) for t in d.dialogue.turns) or f'<p class="warn">{esc(d.error or "no turns")}</p>'
+        cols.append(f'<td class="turns" style="text-align:left"><h4>{esc(name)}</h4>{body}</td>')
+    return (f"<h3>Story {esc(item.story_id)}</h3><table class=\"side\"><tr>{''.join(shots)}</tr></table>"
+            f"<table class=\"side\"><tr>{''.join(cols)}</tr></table>")
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -80,7 +115,7 @@ def _plot(results: dict, metrics: Sequence[str]) -> bytes:
     return figure_png(fig)
 
 
-def render(results: dict) -> str:
+def render(results: dict, showcase: Sequence[Showcase] = ()) -> str:
     metrics = [m for m in results["metrics"] if any(s.get(m) is not None for s in results["systems"].values())]
     gate = results["gate"]
     parts = [notes_box(notes(results))]
@@ -115,4 +150,7 @@ def render(results: dict) -> str:
                 ", ".join(f"{k}: {v}" for k, v in s["invalid_reasons"].items())]
                for name, s in results["systems"].items()]
     parts.append("<h2>Why dialogues were invalid</h2>" + table(["System", "Invalid", "Reasons (dialogues)"], invalid))
+    if showcase:
+        parts.append("<h2>Stories side by side (first dialogue of each system: first adapter, first seed)</h2>"
+                     + "".join(showcase_html(item) for item in showcase))
     return page("vispod: the paper in miniature", "".join(parts))

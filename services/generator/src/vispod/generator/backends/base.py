@@ -27,14 +27,19 @@ class BackendUnavailable(Unavailable):
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a scripted generation: append `text`, then the model writes until a stop string,
-    `max_new_tokens` or its end token (suppressed, like the stop strings, before `min_new_tokens`)."""
+    """One step of a scripted generation: append `text`, then the model writes until a stop string, its end token,
+    a sentence end after `soft_words`, `max_words` or the `max_new_tokens` safety bound.
+
+    Limits count the words (whitespace-separated) of the text the model wrote in this step, the step's own text
+    not included, so that models with different tokenizers write turns of the same length. Before `min_words`
+    the end token and the stop strings are not sampled. 0 turns a word limit off."""
 
     text: str
-    max_new_tokens: int
-    min_new_tokens: int = 0
+    max_new_tokens: int          # a safety bound on tokens; the word limits decide the length
+    min_words: int = 0
+    soft_words: int = 0          # > 0: after this many words, the step ends at the first sentence end
+    max_words: int = 0           # > 0: the step ends before a token that would start a word beyond it
     stop: tuple[str, ...] = ()
-    end_sentence_after: int = 0  # > 0: after this many tokens, the step ends at the first sentence end
     new_line: bool = False      # start `text` on a new line when the output so far does not end with one
     echo: bool = True           # the step's text is part of the output stream
     forbid: tuple[str, ...] = ()  # tokens whose text holds one of these strings are never sampled in this step
@@ -56,6 +61,9 @@ class GenerationInput:
     stop: tuple[str, ...] = ()                   # stop strings (backends with supports_steps)
     # A scripted generation (backends with supports_steps): the stream then carries each step's text too.
     steps: list[Step] = field(default_factory=list)
+    # Texts of the prompt the model must not copy (the few-shot example's turns): with no_repeat_ngram (llama.cpp),
+    # no run of that many tokens of them is written.
+    no_copy: tuple[str, ...] = ()
 
 
 @dataclass

@@ -119,7 +119,9 @@ class LlamaCppBackend:
         sampling = Sampling(temperature=inp.temperature, top_p=inp.top_p, top_k=self.top_k,
                             repeat_penalty=self.repeat_penalty, no_repeat_ngram=self.no_repeat_ngram, seed=inp.seed)
         try:
-            es = self.engine.submit(prompt, steps, sampling, adapter)
+            # Each text tokenised as it stands in the prompt, after a space.
+            no_copy = [self.engine.tokenize(f" {text.strip()}") for text in inp.no_copy]
+            es = self.engine.submit(prompt, steps, sampling, adapter, no_copy)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
         except LlamaEngineError as exc:

@@ -10,10 +10,10 @@ after it finishes. Requests on the same adapter whose prompts start alike share 
 (llamacpp_prefix: `share_prefixes=False` where a text must not depend on what runs beside it).
 
 A request is a prompt and a list of steps. Each step appends its text to the sequence as is (labels,
-scene markers), then the model writes until a stop string, the step's token limit or its end token;
-`min_new_tokens` suppresses the end token and stop strings until that many tokens were written. A
-plain completion is a single step. Tokens are chosen by llamacpp_sampler, seeded per request, so a seed
-gives the same text at any concurrency (unless its prompt prefix was shared).
+scene markers), then the model writes until a stop string, its end token or the step's limits (words, counted on
+the decoded text, and a token bound); `min_words` suppresses the end token and stop strings until that many words
+were written. A plain completion is a single step. Tokens are chosen by llamacpp_sampler, seeded per request, so a
+seed gives the same text at any concurrency (unless its prompt prefix was shared).
 """
 
 from __future__ import annotations
@@ -202,8 +202,9 @@ class LlamaEngine:
             raise exc
 
     # --- requests ----------------------------------------------------------------------------
-    def submit(self, prompt: list[int], steps: list[Step], sampling: Sampling, adapter: str | None = None
-               ) -> EngineStream:
+    def submit(self, prompt: list[int], steps: list[Step], sampling: Sampling, adapter: str | None = None,
+               no_copy: list[list[int]] | None = None) -> EngineStream:
+        """`no_copy`: token sequences of which no run of `sampling.no_repeat_ngram` tokens may be written."""
         if not steps:
             raise ValueError("a request needs at least one step")
         if any(not step.text for step in steps[1:]):
@@ -212,7 +213,7 @@ class LlamaEngine:
             raise LlamaEngineError(f"adapter {adapter} is not loaded")
         if len(prompt) >= self.n_ctx_per_seq:
             raise ValueError(f"the prompt has {len(prompt)} tokens; this engine's context is {self.n_ctx_per_seq}")
-        req = Request(list(prompt), list(steps), sampling, adapter)
+        req = Request(list(prompt), list(steps), sampling, adapter, [list(t) for t in no_copy or ()])
         with self._cond:
             if self._closed:
                 raise LlamaEngineError("the engine is closed")
@@ -298,6 +299,8 @@ class LlamaEngine:
                     req.out.put(Done("error", len(req.prompt), 0, f"adapter {req.adapter} was unloaded"))
                     continue
                 seq = Seq(req, self._free_ids.pop(0), SamplerState.seeded(req.sampling))
+                for tokens in req.no_copy:
+                    seq.sampler.ban_runs_of(tokens)
                 seq.pending = list(req.prompt)
                 seq.donor, seq.shared = self._prefixes.donor_for(seq, self._active)
                 self._active[seq.seq_id] = seq
@@ -379,6 +382,6 @@ class LlamaEngine:
         for seq, i in outputs:
             ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, i)
             logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-            token = self._sampler.sample(logits, seq.sampler, seq.step, seq.step_tokens)
+            token = self._sampler.sample(logits, seq.sampler, seq.step, seq.step_words)
             if (reason := self._steps.take(seq, token)) is not None:
                 self._finish(seq, reason)

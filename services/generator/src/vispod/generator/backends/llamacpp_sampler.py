@@ -1,7 +1,8 @@
 """Choosing the next token from llama.cpp's logits (numpy): greedy at temperature 0, otherwise top-k, temperature,
 top-p with a generator seeded per request, so a seed gives the same text at any concurrency. Before that, a step's
-stop strings and end tokens are masked until `min_new_tokens`, its forbidden strings always, repeated n-grams
-(`no_repeat_ngram`) and recent tokens (`repeat_penalty`) as the request's sampling says."""
+stop strings and end tokens are masked until `min_words`, its forbidden strings always, repeated n-grams
+(`no_repeat_ngram`, also those of text the request must not copy) and recent tokens (`repeat_penalty`) as the
+request's sampling says."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ class SamplerState:
             if len(h) >= n:
                 self.ngrams.setdefault(tuple(h[len(h) - n:len(h) - 1]), set()).add(tok)
 
+    def ban_runs_of(self, tokens: list[int]) -> None:
+        """No run of `no_repeat_ngram` tokens of `tokens` may be written either (a few-shot example's turn: the model
+        continues the pattern, not the example's words)."""
+        n = self.sampling.no_repeat_ngram
+        for i in range(len(tokens) - n + 1 if n else 0):
+            self.ngrams.setdefault(tuple(tokens[i:i + n - 1]), set()).add(tokens[i + n - 1])
+
 
 class Sampler:
     """Token choice over one vocabulary: `pieces` (each token's bytes) and `eog` (its end-of-generation tokens)."""
@@ -80,11 +88,11 @@ class Sampler:
             self._masks[(needles, with_eog)] = mask
         return mask
 
-    def sample(self, logits: np.ndarray, state: SamplerState, step: Step, step_tokens: int) -> int:
-        """The next token of a step that has written `step_tokens` tokens so far."""
+    def sample(self, logits: np.ndarray, state: SamplerState, step: Step, step_words: int) -> int:
+        """The next token of a step that has written `step_words` words so far."""
         s = state.sampling
         x = logits.astype(np.float32, copy=True)
-        if step_tokens < step.min_new_tokens:
+        if step_words < step.min_words:
             x[self.stop_mask(step.stop)] = -np.inf
         if step.forbid:
             x[self.piece_mask(step.forbid)] = -np.inf

@@ -17,6 +17,7 @@ class Request:
     steps: list[Step]
     sampling: Sampling
     adapter: str | None
+    no_copy: list[list[int]] = field(default_factory=list)   # token runs the sampler may not repeat
     out: queue.Queue = field(default_factory=queue.Queue)   # str chunks, then a Done
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -41,6 +42,7 @@ class Seq:
     n_past: int = 0
     step_index: int = -1
     step_tokens: int = 0
+    step_words: int = 0
     step_text: str = ""
     emitted_upto: int = 0
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
