@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from vispod.evaluation.eval_report import write_eval_report
+from vispod.evaluation.local_services import local_metrics
+from vispod.evaluation.runner import EvalOptions, run_evaluation
 from vispod.gate.clients import Clients
 from vispod.gate.evalset import load_eval_set, write_builtin_set
-from vispod.gate.evaluation import EvalOptions, run_evaluation
 from vispod.gate.gate import Gate
-from vispod.gate.local_services import local_metrics
-from vispod.gate.report import write_eval_report
 from vispod.gate.settings import GateSettings
 
 OUT = Path("bench-results/gate.json")

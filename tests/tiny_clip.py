@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def register_tiny_clip(folder: Path, name: str, width: int, layers: int) -> str:
     """Registers the model config `name` with open_clip (from `folder`) and returns the name."""
@@ -20,3 +22,9 @@ def register_tiny_clip(folder: Path, name: str, width: int, layers: int) -> str:
     (Path(folder) / f"{name}.json").write_text(json.dumps(config))
     open_clip.add_model_config(folder)
     return name
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The smallest one (width 32, one layer), for the gate's and `vispod eval`'s in-process metrics services."""
+    return register_tiny_clip(tmp_path_factory.mktemp("tiny-clip-config"), "vispod-test-tiny-clip", 32, 1)

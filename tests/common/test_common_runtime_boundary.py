@@ -16,7 +16,7 @@ IMAGE_SERVICES = re.search(r"^IMAGE_SERVICES \?= (.+)$", (REPO / "Makefile").rea
                            re.M).group(1).split()  # type: ignore[union-attr]
 RUNTIME = Path(vispod.common.__file__).parent
 RUNTIME_PACKAGES = {"common", "v1"}  # vispod.v1: the generated stubs, shipped in vispod-common
-NOT_IN_IMAGES = {"devkit", "dataset"}
+NOT_IN_IMAGES = {"devkit", "dataset", "evaluation"}
 SERVICES = ("synth", "generator", "metrics", "judge", "trainer", "gate", "voice")
 
 
@@ -49,13 +49,29 @@ def test_no_runtime_module_imports_a_service_package() -> None:
     assert _offenders(RUNTIME, lambda pkg: pkg in RUNTIME_PACKAGES) == []
 
 
-def test_no_service_imports_the_developer_kit_or_the_dataset_builder() -> None:
+def test_no_service_imports_the_developer_kit_the_dataset_builder_or_the_evaluation_harness() -> None:
     """Images carry the runtime and one service: a service that imported these would fail in its image."""
     offenders = []
     for service in SERVICES:
         root = REPO / "services" / service / "src" / "vispod" / service
         assert root.is_dir(), root
         offenders += _offenders(root, lambda pkg: pkg not in NOT_IN_IMAGES)
+    assert offenders == []
+
+
+def test_each_image_service_imports_only_what_its_image_installs() -> None:
+    """An image installs vispod-common, its service and (generator) perception, as the Dockerfile says: an import of
+    any other vispod package, even inside a function, fails in that image (the gate once held `vispod eval`, which
+    started the metrics and judge services in-process)."""
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    extra = {svc: set(re.findall(r"\./services/(\w+)", line))
+             for svc, line in re.findall(r'(\w+)\) with="([^"]*)"', dockerfile)}
+    assert extra == {"generator": {"perception"}}
+    offenders = []
+    for service in IMAGE_SERVICES:
+        root = REPO / "services" / service / "src" / "vispod" / service
+        installed = RUNTIME_PACKAGES | {service} | extra.get(service, set())
+        offenders += _offenders(root, lambda pkg, installed=installed: pkg in installed)
     assert offenders == []
 
 
@@ -83,4 +99,4 @@ def test_images_copy_the_runtime_and_one_service_only() -> None:
     installed_for = re.findall(r'(\w+)\) with="\./services/perception"', dockerfile)
     assert users == installed_for == ["generator"]
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
-    assert {"services/devkit", "services/dataset"} <= set(ignored)
+    assert {f"services/{name}" for name in NOT_IN_IMAGES} <= set(ignored)

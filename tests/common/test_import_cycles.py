@@ -7,12 +7,6 @@ from pathlib import Path
 
 from import_graph import REPO, cycles, import_graph, source_modules
 
-# Cycles other work is removing now (#29 item 6, the adapter-lifecycle side): delete an entry when its fix lands.
-# Nothing else may join this list.
-BEING_REMOVED = [
-    ["vispod.generator.adapters.handlers", "vispod.generator.adapters.registry"],
-]
-
 
 def _cycles(srcs: list[Path]) -> list[list[str]]:
     return cycles(import_graph(source_modules(srcs), srcs))
@@ -32,4 +26,4 @@ def test_the_scan_finds_a_cycle_through_a_function_level_import(tmp_path: Path) 
 def test_no_import_cycle_between_vispod_modules() -> None:
     srcs = sorted(REPO.glob("services/*/src"))
     assert len(srcs) >= 10
-    assert [c for c in _cycles(srcs) if c not in BEING_REMOVED] == []
+    assert _cycles(srcs) == []

@@ -1,14 +1,4 @@
-"""Evaluation test fixtures: the gate's synthetic evaluation set."""
+"""Evaluation test fixtures: the gate's synthetic evaluation set, a tiny random CLIP, scripted gRPC services."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-from vispod.gate.evalset import write_builtin_set
-
-
-@pytest.fixture
-def builtin_set(tmp_path: Path) -> Path:
-    return write_builtin_set(tmp_path / "evalset")
+from gate_scripted import builtin_set, servers  # noqa: F401  (fixtures)
+from tiny_clip import tiny_clip  # noqa: F401  (a fixture)

@@ -15,7 +15,7 @@ from vispod.common.errors import InvalidArgument
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command
 from vispod.devkit.testing.adapter_files import make_fake_adapter_files, published_event
-from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable, AdapterVersion
+from vispod.generator.adapters import AdapterRegistry, AdapterUnavailable, AdapterVersion, handlers
 from vispod.v1 import events_pb2, generator_pb2
 
 BASE = "tiny-qwen3-vl"
@@ -57,6 +57,14 @@ def update(reg: AdapterRegistry, adapter_id: str, action, share: float = 0.0) ->
 def states(reg: AdapterRegistry) -> dict[str, str]:
     return {i.adapter_id: events_pb2.AdapterState.Name(i.state).removeprefix("ADAPTER_STATE_")
             for i in reg.list_adapters().adapters}
+
+
+def test_the_registry_is_what_its_handlers_use(tmp_path):
+    """The handlers see the registry through handlers.Registry (no import of the registry module, no cycle)."""
+    reg = registry(tmp_path)
+    assert isinstance(reg, handlers.Registry)
+    del reg.command_clock
+    assert not isinstance(reg, handlers.Registry)
 
 
 def test_publish_verifies_copies_and_registers_candidate(tmp_path, store):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from vispod.common.bus import ensure_topics
+from vispod.common.dlq import register as register_dlq
 from vispod.common.kafka_address import bootstrap_from
+from vispod.common.settings import KafkaSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,16 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", default=None)
     p.add_argument("--partitions", type=int, default=1)
     p.set_defaults(func=_topics)
-
-    from vispod.common.dlq import register as register_dlq
-
     register_dlq(sub)
 
 
 def _topics(args: argparse.Namespace) -> int:
-    from vispod.common.bus import ensure_topics
-    from vispod.common.settings import KafkaSettings
-
     kafka = KafkaSettings(bootstrap=bootstrap_from(args.bootstrap))
     ensure_topics(kafka, partitions=args.partitions)
     print("topics ready")

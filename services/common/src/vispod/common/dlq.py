@@ -13,8 +13,13 @@ import argparse
 import sys
 from collections import Counter
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from vispod.common.kafka_address import bootstrap_from
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import dlq_topic
+from vispod.v1 import events_pb2
 
 KINDS = ("decode", "invalid", "failed")
 
@@ -35,8 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _replay_cmd(args: argparse.Namespace) -> int:
-    from vispod.common.kafka_address import bootstrap_from
-
     overrides: dict[str, object] = {"bootstrap": bootstrap_from(args.bootstrap)}
     if args.topic_prefix:
         overrides["topic_prefix"] = args.topic_prefix
@@ -57,11 +60,6 @@ def _replay_cmd(args: argparse.Namespace) -> int:
 def replay(kafka: KafkaSettings, service: str, *, kinds: tuple[str, ...] = ("failed",), from_beginning: bool = False,
            dry_run: bool = False, limit: int = 0) -> Counter[str]:
     """Republishes the letters of `kinds` present now; returns the count per original topic."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.structs import OffsetAndMetadata
-
-    from vispod.v1 import events_pb2
-
     topic = dlq_topic(service, kafka.topic_prefix)
     consumer = KafkaConsumer(group_id=f"{kafka.topic_prefix}.dlq-replay.{service}.{'-'.join(sorted(kinds))}",
                              enable_auto_commit=False, auto_offset_reset="earliest",

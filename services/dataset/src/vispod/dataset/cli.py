@@ -8,6 +8,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from vispod.common.kafka_address import bootstrap_from
+from vispod.common.settings import load_settings
+from vispod.dataset.excerpts import ExcerptConfig
+from vispod.dataset.sporc import LoadReport, iter_episodes
+from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
+from vispod.dataset.vist import DEFAULT_EVAL_ROOT, DatasetAbsent, load_eval_stories
+from vispod.synth.settings import SynthSettings
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     dataset = sub.add_parser("dataset", help="training pairs from SPoRC + synthesized scenes; VIST eval sets")
@@ -75,10 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from vispod.common.settings import load_settings
+    # deferred: `vispod` registers every command at each start; the build and its synth clients pull ~200 modules
     from vispod.dataset.build import BuildConfig, SynthParams, build_dataset
-    from vispod.dataset.excerpts import ExcerptConfig
-    from vispod.synth.settings import SynthSettings
 
     cfg = BuildConfig(
         sporc=args.sporc,
@@ -113,8 +119,8 @@ def _build(args: argparse.Namespace) -> int:
     }
     settings = load_settings(SynthSettings, **overrides)
     if args.synth_mode == "local":
-        from vispod.dataset.clients import LocalSynthClient
-        from vispod.synth.engine import Synthesizer
+        from vispod.dataset.clients import LocalSynthClient  # deferred: as the build above
+        from vispod.synth.engine import Synthesizer  # deferred: as the build above
         from vispod.synth.service import resolve_model
 
         settings = resolve_model(settings)
@@ -128,8 +134,7 @@ def _build(args: argparse.Namespace) -> int:
         )
         client = LocalSynthClient(Synthesizer(settings))
     else:
-        from vispod.common.kafka_address import bootstrap_from
-        from vispod.dataset.clients import KafkaSynthClient
+        from vispod.dataset.clients import KafkaSynthClient  # deferred: as the build above
 
         kafka = settings.kafka.model_copy(update={"bootstrap": bootstrap_from(args.bootstrap)})
         if args.topic_prefix:
@@ -147,8 +152,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from vispod.dataset.sporc_synthetic import make_episodes, write_jsonl_layout, write_parquet_layout
-
     episodes = make_episodes(args.episodes, args.seed)
     writer = write_jsonl_layout if args.layout == "jsonl" else write_parquet_layout
     print(writer(args.out, episodes))
@@ -157,8 +160,6 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from vispod.dataset.sporc import LoadReport, iter_episodes
-
     report = LoadReport()
     speakers = 0
     for episode in iter_episodes(args.sporc, report):
@@ -168,8 +169,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _vist_eval(args: argparse.Namespace) -> int:
-    from vispod.dataset.vist import DEFAULT_EVAL_ROOT, DatasetAbsent, load_eval_stories
-
     try:
         stories = load_eval_stories(args.root or DEFAULT_EVAL_ROOT, complete_only=args.complete_only)
     except DatasetAbsent as exc:

@@ -260,7 +260,7 @@ def _iter_jsonl(folder: Path, report: LoadReport) -> Iterator[SporcEpisode]:
 
 
 def _iter_parquet(root: Path, report: LoadReport) -> Iterator[SporcEpisode]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy: pyarrow, only for a parquet layout
 
     turns_root = root / "turns" if (root / "turns").is_dir() else root
     for part in sorted(p for p in turns_root.glob("podcast_id=*") if p.is_dir()):

@@ -150,7 +150,7 @@ def write_parquet_layout(folder: Path, episodes: list[FakeEpisode], malformed: b
     """turns/podcast_id=<md5(rss)[:12]>/text.parquet. With `malformed`, adds exactly: 2 rows with a null
     turn_text, 1 row with a null speaker, and one partition folder holding a corrupt parquet file.
     """
-    import pyarrow as pa
+    import pyarrow as pa  # heavy: pyarrow, only for a parquet layout
     import pyarrow.parquet as pq
 
     by_podcast: dict[str, list[dict[str, object]]] = {}

@@ -1,4 +1,5 @@
-"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`."""
+"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`, and
+the evaluation harness's `eval` (vispod-evaluation has no entry point of its own: it comes with the kit)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import argparse
 from pathlib import Path
 
 from vispod.common.kafka_address import bootstrap_from
-from vispod.devkit import local_kafka
+from vispod.devkit import demo, generate, local_kafka, mini_paper_loop
 from vispod.devkit.checkout import use_shared_datasets
+from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
-from vispod.devkit.submit import add_image_set_arguments
+from vispod.devkit.local_stack import run_stack
+from vispod.devkit.submit import add_image_set_arguments, submit
+from vispod.devkit.supervisor import RestartPolicy
+from vispod.evaluation import cli as evaluation_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,31 +51,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.set_defaults(func=_submit)
 
-    from vispod.devkit import demo, generate, mini_paper_loop
-
     demo.register(sub)
     generate.register(sub)
     mini_paper_loop.register(sub)
+    evaluation_cli.register(sub)
 
 
 def _example(args: argparse.Namespace) -> int:
-    from vispod.devkit.example_story import write_example_story
-
     path = write_example_story(args.out)
     print(f"example story: {path}")
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
-    from vispod.devkit.local_stack import run_stack
-    from vispod.devkit.supervisor import RestartPolicy
-
     services = args.services.split(",") if args.services else None
     policy = RestartPolicy(backoff_s=args.restart_backoff, max_crashes=args.max_crashes)
     return run_stack(services, args.image_root, args.workdir, args.ready_timeout, args.store, policy)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from vispod.devkit.submit import submit
-
     return submit(args, bootstrap_from(args.bootstrap))

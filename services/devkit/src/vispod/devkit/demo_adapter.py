@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vispod.common.bus import EventPublisher
 from vispod.devkit.checkout import CHECKOUT
+from vispod.devkit.local_adapter_store import store_settings
 from vispod.devkit.mini_paper_loop import (
     PROFILES,
     PROMOTED,
@@ -28,6 +30,7 @@ from vispod.devkit.mini_paper_loop import (
     wait_state,
 )
 from vispod.evaluation.plan import load_plan
+from vispod.trainer.publish import publish_adapter
 
 COMMITTED_RESULTS = CHECKOUT / "results" / "mini-paper"
 
@@ -77,10 +80,6 @@ def committed_decision(record: dict[str, Any], root: Path = COMMITTED_RESULTS) -
 def publish_signed(record: dict[str, Any], store_env: Path, kafka) -> str:
     """Publishes to the stack's S3 store (`vispod up --store s3`) as the trainer Job does: a signed version,
     announced on the bus; the generator verifies it before loading."""
-    from vispod.common.bus import EventPublisher
-    from vispod.devkit.local_adapter_store import store_settings
-    from vispod.trainer.publish import publish_adapter
-
     settings = store_settings(store_env)
     publisher = EventPublisher(kafka, source="trainer")
     try:

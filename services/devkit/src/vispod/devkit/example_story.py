@@ -23,7 +23,7 @@ STORY = [
 
 def _photo(name: str, index: int) -> tuple[Image.Image, bool]:
     try:
-        import skimage.data
+        import skimage.data  # optional: scikit-image (requirements/dev.txt) ships the photos; a drawing otherwise
 
         return Image.fromarray(getattr(skimage.data, name)()).convert("RGB"), True
     except Exception:

@@ -16,8 +16,19 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from vispod.common.settings import DatasetSettings
-from vispod.devkit.submit import add_image_set_arguments
+from google.protobuf import json_format
+
+from vispod.common.embedded_models import MODELS
+from vispod.common.errors import InvalidArgument
+from vispod.common.settings import DatasetSettings, ImageAccessSettings, load_settings
+from vispod.common.what_was_seen import seen_short
+from vispod.devkit.example_story import write_example_story
+from vispod.devkit.submit import add_image_set_arguments, image_ref, image_set_event, image_set_from_folder
+from vispod.generator.adapters import AdapterRegistry
+from vispod.generator.backends import BackendUnavailable, make_backend
+from vispod.generator.engine import Generator
+from vispod.generator.settings import GeneratorSettings
+from vispod.v1 import common_pb2, events_pb2
 
 DATASET = DatasetSettings().vist_podcast_50
 
@@ -52,14 +63,11 @@ def _demo_story(dataset: Path) -> tuple[Path, str]:
             meta = json.loads(line)
             if meta.get("complete"):
                 return dataset / f"story_{meta['vist_story_id']}", f"VIST story {meta['vist_story_id']}"
-    from vispod.devkit.example_story import write_example_story
     out = write_example_story(Path(tempfile.mkdtemp(prefix="vispod-example-")))
     return out, f"the example story (VIST data set not found at {dataset.resolve()})"
 
 
 def _event(args: argparse.Namespace):
-    from vispod.devkit.submit import image_ref, image_set_event, image_set_from_folder
-
     if args.story:
         set_id, refs = image_set_from_folder(args.story)
     else:
@@ -72,17 +80,6 @@ def _event(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from google.protobuf import json_format
-
-    from vispod.common.errors import InvalidArgument
-    from vispod.common.settings import ImageAccessSettings, load_settings
-    from vispod.common.what_was_seen import seen_short
-    from vispod.generator.adapters import AdapterRegistry
-    from vispod.generator.backends import BackendUnavailable, make_backend
-    from vispod.generator.engine import Generator
-    from vispod.generator.settings import GeneratorSettings
-    from vispod.v1 import common_pb2, events_pb2
-
     note = ""
     if args.demo:
         args.story, note = _demo_story(args.dataset)
@@ -94,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     if args.backend:
         overrides["backend"] = args.backend
     elif args.model_path:   # a GGUF model runs in llama.cpp; a model folder (HF format) in transformers
-        from vispod.common.embedded_models import MODELS
         gguf = args.model_path in MODELS or str(args.model_path).endswith(".gguf")
         overrides["backend"] = "llamacpp" if gguf else "local"
     if args.model_path:

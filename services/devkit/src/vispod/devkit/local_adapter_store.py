@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from vispod.common.adapter_store.settings import AdapterStoreSettings
+from vispod.common.signing import generate_keypair
 from vispod.devkit.local_s3 import S3Server, start_s3
-
-if TYPE_CHECKING:  # the CLI imports this module for STORES: keep it light
-    from vispod.common.adapter_store.settings import AdapterStoreSettings
 
 BUCKET = "vispod-adapters"
 PREFIX = "vispod"
@@ -40,8 +38,6 @@ class LocalAdapterStore:
 
 def trainer_keys(folder: Path) -> tuple[Path, Path]:
     """The stack's trainer key (made once) and a keyring folder holding only its public half."""
-    from vispod.common.signing import generate_keypair
-
     key, pub = folder / "trainer.key", folder / "trainer.pub"
     if not key.exists():
         generate_keypair(folder, "trainer")
@@ -72,8 +68,6 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def store_settings(env_file: Path) -> AdapterStoreSettings:
     """The adapter store settings (signing key included) of the trainer's settings file."""
-    from vispod.common.adapter_store.settings import AdapterStoreSettings
-
     prefix = "VISPOD_ADAPTER_STORE_"
     return AdapterStoreSettings(**{k.removeprefix(prefix).lower(): v for k, v in read_env_file(env_file).items()
                                    if k.startswith(prefix)})

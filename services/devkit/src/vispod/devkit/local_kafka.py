@@ -7,6 +7,8 @@ storage is formatted in a temporary folder, and the broker listens on free loopb
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -87,12 +89,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 def die_with_parent() -> None:
     """preexec_fn for local child processes: the kernel sends SIGTERM when their parent dies (Linux)."""
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError):  # not Linux: the child outlives a killed parent
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def wait_listening(process: subprocess.Popen, port: int, timeout: float, name: str, log: Path,

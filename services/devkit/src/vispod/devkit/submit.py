@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import time
 import urllib.parse
@@ -22,6 +23,7 @@ from vispod.common.settings import KafkaSettings
 from vispod.common.story_folder import IMAGE_MIME, read_story
 from vispod.common.topics import Topic, dlq_topic
 from vispod.common.what_was_seen import seen_note
+from vispod.devkit.local_stack import stack_state
 from vispod.v1 import common_pb2, events_pb2
 
 
@@ -132,10 +134,6 @@ def describe(env: Envelope) -> str:
 
 
 def submit(args: argparse.Namespace, bootstrap: str) -> int:
-    import os
-
-    from vispod.devkit.local_stack import stack_state
-
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=os.environ.get("VISPOD_KAFKA_TOPIC_PREFIX", "vispod"))
     event = build_event(args, stack_state(bootstrap))
     watch = [Topic.DIALOGUE_GENERATED, Topic.METRICS_COMPUTED, Topic.JUDGEMENT_COMPLETED,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from vispod.common.story_folder import Story, iter_stories, read_story
 
 __all__ = ["EvalSetError", "Story", "load_eval_set", "load_story", "write_builtin_set"]
@@ -44,8 +46,6 @@ BUILTIN_CAPTIONS = (
 
 def write_builtin_set(root: Path, stories: int = 3, size: tuple[int, int] = (96, 72)) -> Path:
     """Writes a small synthetic evaluation set (PIL images + captions); used by tests and as a smoke-test set."""
-    from PIL import Image, ImageDraw
-
     root = Path(root)
     for s in range(stories):
         captions = BUILTIN_CAPTIONS[s % len(BUILTIN_CAPTIONS)]

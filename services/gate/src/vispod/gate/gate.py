@@ -50,9 +50,9 @@ from vispod.gate.decision import (
 from vispod.gate.decisions_log import DecisionsLog
 from vispod.gate.decisions_report import render_decisions_report
 from vispod.gate.evalset import Story
-from vispod.gate.evaluation import GenerationFailed, generate, story_event
 from vispod.gate.policy import comparisons_of, load_rule, non_inferior_to
 from vispod.gate.settings import GateSettings
+from vispod.gate.story_calls import GenerationFailed, generate, story_event
 from vispod.v1 import events_pb2, generator_pb2, judge_pb2, metrics_pb2
 
 log = logging.getLogger(__name__)

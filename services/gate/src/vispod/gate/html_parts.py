@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are written by services and CLIs
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from PIL import Image
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
@@ -69,8 +70,6 @@ def png_img(data: bytes, alt: str, css: str = "plot") -> str:
 
 def photo_img(path: Path, alt: str, max_side: int = 480) -> str:
     """A photo downscaled and re-encoded as JPEG, embedded as base64 (the page stays self-contained)."""
-    from PIL import Image
-
     with Image.open(path) as img:
         img = img.convert("RGB")
         img.thumbnail((max_side, max_side))

@@ -17,8 +17,14 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from vispod.common.bus import EventPublisher
+from vispod.common.grpc_server import client_channel
 from vispod.common.kafka_address import bootstrap_from
-from vispod.v1 import events_pb2, generator_pb2
+from vispod.common.lifecycle_signing import sign_command
+from vispod.common.settings import GrpcTlsSettings, KafkaSettings
+from vispod.common.signing import Signer
+from vispod.common.topics import Topic
+from vispod.v1 import events_pb2, generator_pb2, generator_pb2_grpc
 
 S = events_pb2.AdapterState
 _TARGET = {"promote": S.ADAPTER_STATE_ACTIVE, "canary": S.ADAPTER_STATE_CANARY, "reject": S.ADAPTER_STATE_REJECTED}
@@ -44,12 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if args.key is None:
         raise SystemExit("--key (the admin's private key) is required: generators obey only signed commands")
     command = admin_command(listing, args.action, args.adapter_id, args.share, args.reason or f"admin: {args.action}")
-    from vispod.common.bus import EventPublisher
-    from vispod.common.lifecycle_signing import sign_command
-    from vispod.common.settings import KafkaSettings
-    from vispod.common.signing import Signer
-    from vispod.common.topics import Topic
-
     sign_command(command, Signer.from_file(args.key, "admin"))
     publisher = EventPublisher(KafkaSettings(bootstrap=bootstrap_from(args.bootstrap)), "admin")
     try:
@@ -108,10 +108,6 @@ def render(listing: generator_pb2.ListAdaptersResponse) -> str:
 
 
 def _list(address: str) -> generator_pb2.ListAdaptersResponse:
-    from vispod.common.grpc_server import client_channel
-    from vispod.common.settings import GrpcTlsSettings
-    from vispod.v1 import generator_pb2_grpc
-
     with client_channel(address, GrpcTlsSettings()) as channel:
         return generator_pb2_grpc.GeneratorServiceStub(channel).ListAdapters(generator_pb2.ListAdaptersRequest(),
                                                                              timeout=15)

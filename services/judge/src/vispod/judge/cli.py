@@ -16,8 +16,13 @@ import time
 from pathlib import Path
 
 from vispod.common.images import ImageAccessError
-from vispod.common.settings import DatasetSettings
+from vispod.common.settings import DatasetSettings, load_settings
 from vispod.common.story_folder import STORY_FILE, read_story
+from vispod.judge import stats
+from vispod.judge.images import prepare_images
+from vispod.judge.judging import build_panel
+from vispod.judge.protocol import PairInput, photos_text
+from vispod.judge.settings import JudgeSettings
 
 EXAMPLE_SET = str(DatasetSettings().vist_podcast_50)
 
@@ -66,11 +71,6 @@ TIE_POLICY = ("win_rate counts ties as half over valid verdicts; win_rate_excl_t
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: every installed package's CLI module is imported when `vispod` starts, and the panel pulls in
-    # the judges' HTTP and model code.
-    from vispod.judge import stats
-    from vispod.judge.judging import build_panel
-
     if (refusal := _refusal(args)) is not None:
         print(f"vispod judge: {refusal}", file=sys.stderr)
         return 2
@@ -142,9 +142,6 @@ def _refusal(args: argparse.Namespace) -> str | None:
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """JudgeSettings (VISPOD_JUDGE_*) with the command line's choices on top."""
-    from vispod.common.settings import load_settings
-    from vispod.judge.settings import JudgeSettings
-
     overrides: dict[str, object] = {"consume": False}
     if args.judges:
         overrides["judges"] = args.judges
@@ -159,8 +156,6 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _story_images(story: Path, settings):  # type: ignore[no-untyped-def]
     """The story's photos as the judges get them (bounded in number, side and bytes)."""
-    from vispod.judge.images import prepare_images
-
     raw = [p.read_bytes() for p in _photos(story)]
     return prepare_images(
         raw, max_images=settings.max_images, max_side=settings.max_image_side, max_bytes=settings.max_image_bytes,
@@ -174,9 +169,6 @@ def _photos(story: Path) -> list[Path]:
 
 def _judge_story(panel, settings, story: Path, a: str, b: str, images: list):  # type: ignore[no-untyped-def]
     """One story's verdicts: the statistics' records and the story's entry in the JSON report."""
-    from vispod.judge import stats
-    from vispod.judge.protocol import PairInput, photos_text
-
     text_a = (story / f"{a}.txt").read_text(encoding="utf-8")
     text_b = (story / f"{b}.txt").read_text(encoding="utf-8")
     pair = PairInput(text_a, text_b, photos_text(_captions(story), len(_photos(story))), images)

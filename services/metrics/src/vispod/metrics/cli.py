@@ -7,6 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from vispod.common.settings import load_settings
+from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE
+from vispod.metrics.image_cache import ImageInput
+from vispod.metrics.scoring import build_grounding
+from vispod.metrics.settings import MetricsSettings
+from vispod.metrics.speaker_turns import parse_turns
 from vispod.metrics.style import MODES, style_of_text
 
 
@@ -26,13 +32,6 @@ def _style(args: argparse.Namespace) -> int:
 
 
 def _grounding(args: argparse.Namespace) -> int:
-    from vispod.common.settings import load_settings
-    from vispod.metrics.clip_model import RANDOM_WEIGHTS_NOTE
-    from vispod.metrics.image_cache import ImageInput
-    from vispod.metrics.scoring import build_grounding
-    from vispod.metrics.settings import MetricsSettings
-    from vispod.metrics.speaker_turns import parse_turns
-
     overrides: dict[str, object] = {"grounding_enabled": True}
     if args.clip_weights:
         overrides.update(clip_weights=Path(args.clip_weights), clip_random_init=False)

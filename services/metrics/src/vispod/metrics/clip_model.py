@@ -43,7 +43,7 @@ class ClipBundle:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    import torch
+    import torch  # heavy (seconds): only a service with grounding on loads CLIP
 
     if path.suffix == ".safetensors":
         try:
@@ -68,6 +68,7 @@ def load_clip(
     seed: int = 0,
 ) -> ClipBundle:
     """The named open_clip model with weights from `weights`, or random weights when `random_init` is set."""
+    # heavy (seconds): only a service with grounding on loads CLIP
     import open_clip
     import torch
 

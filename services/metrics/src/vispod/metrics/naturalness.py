@@ -48,7 +48,7 @@ class Naturalness:
 
 def turn_vectors(grounder: CaptionGrounder, texts: Sequence[str]) -> list[list[float]]:
     """One unit vector per text: the normalised mean of its windows' embeddings."""
-    import torch
+    import torch  # heavy (seconds): only with the text model on
 
     windows, owners = grounder.embed(list(texts))
     sums = torch.zeros((len(texts), windows.shape[1]))

@@ -79,6 +79,7 @@ def build_grounding(settings: MetricsSettings) -> GroundingScorer | None:
     """The CLIP scorer the settings ask for (None when grounding is off)."""
     if not settings.grounding_enabled:
         return None
+    # heavy (seconds): torch, and the grounding module built on it, only when grounding is on
     import torch
 
     from vispod.metrics.grounding import GroundingScorer

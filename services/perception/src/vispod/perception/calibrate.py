@@ -23,6 +23,8 @@ from PIL import Image
 
 from vispod.common.story_folder import iter_stories
 from vispod.common.visual_vocabulary import coco_category, imagenet_term, supporting_terms
+from vispod.perception.classifier import ImageClassifier
+from vispod.perception.detector import ObjectDetector
 
 GRID = tuple(round(t, 2) for t in np.arange(0.20, 0.91, 0.05))
 BETA = 0.5
@@ -116,9 +118,6 @@ def noise_model(runs: list[PhotoRun], refs: dict[str, frozenset[str]], t: float)
 
 
 def run_models(stories: list, floor: float = 0.1) -> list[PhotoRun]:
-    from vispod.perception.classifier import ImageClassifier
-    from vispod.perception.detector import ObjectDetector
-
     detector = ObjectDetector(floor, 100)
     classifier = ImageClassifier(0.0, 5)
     runs = []

@@ -22,7 +22,7 @@ class ImageClassifier:
     task = "labels"
 
     def __init__(self, min_score: float, max_labels: int) -> None:
-        import timm
+        import timm  # heavy: loaded with the model
         import torch
 
         self.min_score = min_score

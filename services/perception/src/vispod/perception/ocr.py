@@ -31,7 +31,7 @@ class TextReader:
     task = "text"
 
     def __init__(self, min_score: float, max_texts: int, threads: int = 1) -> None:
-        from rapidocr_onnxruntime import RapidOCR
+        from rapidocr_onnxruntime import RapidOCR  # heavy (onnxruntime): loaded with the model
 
         self.min_score = min_score
         self.max_texts = max_texts

@@ -11,6 +11,9 @@ from typing import Protocol
 from PIL import Image
 
 from vispod.common.lru import LRU
+from vispod.perception.classifier import ImageClassifier
+from vispod.perception.detector import ObjectDetector
+from vispod.perception.ocr import TextReader
 from vispod.perception.settings import PerceptionSettings
 from vispod.v1 import common_pb2
 
@@ -69,10 +72,6 @@ _LOAD_LOCK = threading.Lock()
 
 @cache
 def _loaded(settings_json: str) -> tuple:
-    from vispod.perception.classifier import ImageClassifier
-    from vispod.perception.detector import ObjectDetector
-    from vispod.perception.ocr import TextReader
-
     s = PerceptionSettings.model_validate_json(settings_json)
     runners: list = []
     if s.objects:

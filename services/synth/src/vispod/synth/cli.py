@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vispod.synth.tiny import build_tiny_sd_pipeline
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     synth = sub.add_parser("synth", help="the text-to-image service and its tiny test pipeline")
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(_args: argparse.Namespace) -> int:
+    # deferred: `vispod` registers every command at each start; the service pulls ~190 modules (Kafka, gRPC)
     from vispod.synth.service import main
 
     main()
@@ -25,7 +28,5 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from vispod.synth.tiny import build_tiny_sd_pipeline
-
     print(build_tiny_sd_pipeline(args.out, seed=args.seed))
     return 0

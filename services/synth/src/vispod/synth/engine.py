@@ -55,7 +55,7 @@ class SynthResult:
 
 
 def resolve_dtype(dtype: str, device: str) -> Any:
-    import torch
+    import torch  # heavy: torch, only when an engine is built
 
     if dtype == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
@@ -64,7 +64,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
 
 def load_pipeline(model_path: Path, device: str, dtype: str) -> Any:
     """Load any text-to-image pipeline diffusers knows from a local folder; never reaches a hub."""
-    from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+    from diffusers import AutoPipelineForText2Image, DiffusionPipeline  # heavy: only when a pipeline loads
 
     if not (model_path / "model_index.json").is_file():
         raise FileNotFoundError(f"no diffusers pipeline at {model_path} (model_index.json missing)")
@@ -93,7 +93,7 @@ class Synthesizer:
             raise ValueError("VISPOD_SYNTH_MODEL_PATH is not set: the synth service needs a local diffusers pipeline")
         self.settings = settings
         if settings.cpu_threads:
-            import torch
+            import torch  # heavy: torch, only when an engine is built
 
             torch.set_num_threads(settings.cpu_threads)
         self.pipe = (
@@ -109,7 +109,7 @@ class Synthesizer:
 
     def render(self, req: SynthRequest) -> list[RenderedImage]:
         """Draw one PNG per prompt, in prompt order."""
-        import torch
+        import torch  # heavy: torch, only when an engine is built
 
         if req.negative_prompt and not self._takes_negative:
             raise RequestError(f"negative_prompt: the {type(self.pipe).__name__} pipeline takes no negative prompt")

@@ -86,7 +86,7 @@ TINY = SDShape(image_side=64, vae_channels=(8, 16), unet_channels=(16, 32), unet
 def random_sd_modules(shape: SDShape, tokenizer: Any = None) -> tuple[Any, Any, Any]:
     """Random-initialised (text encoder, VAE, UNet) of `shape`, built in that order (torch's seed decides the
     weights); the text encoder takes the tokenizer's vocabulary and special tokens when one is given."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel  # heavy: only when a tiny pipeline is built
     from transformers import CLIPTextConfig, CLIPTextModel
 
     special = {} if tokenizer is None else {"bos_token_id": tokenizer.bos_token_id,
@@ -134,7 +134,7 @@ def random_sd_modules(shape: SDShape, tokenizer: Any = None) -> tuple[Any, Any, 
 
 def sd15_scheduler():  # type: ignore[no-untyped-def]
     """Stable Diffusion 1.5's DDIM schedule (the tiny pipeline's and the GPU benchmark's)."""
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler  # heavy: only when a pipeline is built
 
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                          set_alpha_to_one=False, steps_offset=1)
@@ -145,7 +145,7 @@ def build_tiny_sd_pipeline(out_dir: Path | str, seed: int = 0, sample_size: int 
 
     `sample_size` is the default image side in pixels (the VAE downsamples by 2 here, not 8).
     """
-    import torch
+    import torch  # heavy: only when a tiny pipeline is built
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 

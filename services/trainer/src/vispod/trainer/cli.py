@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vispod.common.settings import load_settings
+from vispod.trainer.settings import TrainerSettings
+
 # flag -> setting; every flag is optional so the Job can configure by environment alone.
 _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--pairs", "pairs_dir", Path, "pairs folder (pairs.jsonl, images/, manifest.json)"),
@@ -49,9 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from vispod.common.settings import load_settings
-    from vispod.trainer.settings import TrainerSettings
-
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in _FLAGS if getattr(args, dest, None) is not None}
     for dest in ("resume", "publish", "serve_metrics"):
         if getattr(args, dest, None) is not None:
@@ -60,6 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # deferred: `vispod` registers every command at each start; training pulls torch and transformers (seconds)
     from vispod.trainer.run import main
 
     return main(settings_from_args(args))

@@ -113,7 +113,7 @@ def shard(model: nn.Module, d: Dist, *, text_only: bool, param_dtype: torch.dtyp
     """FSDP2 over the ranks: one unit per decoder layer, the root for the rest; with param_dtype (bf16) compute
     runs in it while gradients are reduced and the optimizer steps in fp32. FSDP averages gradients over ranks:
     the loop scales each rank's loss by the world size to get their sum (see LoraTrainer)."""
-    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.device_mesh import init_device_mesh  # heavy: only under torchrun
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh("cuda" if dist.get_backend() == "nccl" else "cpu", (d.world_size,))

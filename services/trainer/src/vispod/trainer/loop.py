@@ -125,7 +125,7 @@ def load_base(path: Path, device: torch.device, bf16: bool, checkpointing: bool,
             raise ValueError("quantization=4bit needs a transformers model folder, not a GGUF file")
         model, processor, _ = load_text_base(path, dtype)
     else:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText, AutoProcessor  # heavy (seconds): only when a model loads
 
         extra: dict[str, Any] = {}
         if four_bit:
@@ -134,7 +134,7 @@ def load_base(path: Path, device: torch.device, bf16: bool, checkpointing: bool,
         processor = AutoProcessor.from_pretrained(path)
     model.config.use_cache = False
     if four_bit:
-        from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training  # heavy: only for QLoRA
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -35,7 +35,7 @@ def language_target_regex(modules: Sequence[str], text_only: bool = False) -> st
 def apply_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: Sequence[str],
                text_only: bool = False) -> Any:
     """Wraps the model with peft LoRA; everything but the adapter (vision tower and merger included) is frozen."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # heavy: only when a model is wrapped
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
                         target_modules=language_target_regex(target_modules, text_only))
@@ -81,7 +81,7 @@ def four_bit_config(dtype: torch.dtype) -> Any:
     """QLoRA's quantisation: NF4 with double quantisation, compute in bf16; the vision tower and head stay 16-bit."""
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ValueError("quantization=4bit needs bitsandbytes: pip install 'vispod-trainer[qlora]'")
-    from transformers import BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig  # heavy: only for QLoRA
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])

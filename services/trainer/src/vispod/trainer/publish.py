@@ -24,7 +24,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from vispod.common.adapter_store import AdapterStore, StoredVersion, StoreRejected, StoreUnavailable
 from vispod.common.artifacts import ArtifactExists, ArtifactStore, sha256_file
 from vispod.common.base_identity import weights_digest
+from vispod.common.embedded_models import resolve_gguf
 from vispod.common.events import derived_id
+from vispod.common.random_weights import has_random_weights
 from vispod.common.signing import Signer
 from vispod.common.topics import Topic
 from vispod.v1 import events_pb2
@@ -51,8 +53,6 @@ class BaseIdentity:
 def base_identity(path: Path, model_id: str = "", revision: str = "") -> BaseIdentity:
     """Names the base model: explicit settings win; a Hugging Face cache snapshot path gives repo id and commit;
     otherwise the folder name and a sha256 over config.json and the weight index (or the weights if unsharded)."""
-    from vispod.common.random_weights import has_random_weights
-
     path = Path(path).resolve()
     parts = path.parts
     if "snapshots" in parts:
@@ -220,7 +220,5 @@ def check_name(name: str, version: str = "") -> None:
 def text_base_identity(name_or_path: Path | str, model_id: str = "") -> BaseIdentity:
     """A text-only GGUF base: named like the generator names it (`smollm2`, or the file's name), revision = the
     GGUF file's sha256. Embedded models are real weights."""
-    from vispod.common.embedded_models import resolve_gguf
-
     path = resolve_gguf(name_or_path)
     return BaseIdentity(model_id or Path(str(name_or_path)).name, weights_digest(path), False)

@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vispod.common.artifacts import ArtifactExists, ArtifactStore
+from vispod.common.bus import EventPublisher
+from vispod.common.logging import configure_logging
+from vispod.common.metrics_http import MetricsServer
 from vispod.trainer import telemetry as tm
-from vispod.trainer.dataset import dataset_hash, load_pairs
+from vispod.trainer.dataset import DatasetError, dataset_hash, load_pairs
 from vispod.trainer.distributed import Dist
-from vispod.trainer.loop import LoraTrainer, StepCallback, TrainResult, resolve_device
+from vispod.trainer.loop import Interrupted, LoraTrainer, StepCallback, TrainResult, resolve_device
 from vispod.trainer.publish import (
+    PublishError,
     base_identity,
     check_name,
     code_version,
@@ -61,8 +66,6 @@ def _on_main(d: Dist, fn: Callable[[], T]) -> T | None:
 
 
 def _choose_version(settings: TrainerSettings, store: Any) -> str:
-    from vispod.common.artifacts import ArtifactExists
-
     if settings.adapter_version:
         if settings.adapter_version in store.versions(settings.adapter_name) and not settings.resume:
             raise ArtifactExists(f"{settings.adapter_name}@{settings.adapter_version} is already published; "
@@ -117,8 +120,6 @@ def _open_store(settings: TrainerSettings) -> tuple[Any, Any, str]:
     if settings.adapter_store.url:
         store, signer = settings.adapter_store.open(), settings.adapter_store.signer()
     else:
-        from vispod.common.artifacts import ArtifactStore
-
         log.warning("no adapter store configured: publishing an UNSIGNED local folder (local use only)")
         store = ArtifactStore(settings.artifact_root)
     return store, signer, _choose_version(settings, store)
@@ -136,8 +137,6 @@ def _write_and_publish(settings: TrainerSettings, trainer: LoraTrainer, result: 
     if settings.publish:
         own = publisher is None
         if own:
-            from vispod.common.bus import EventPublisher
-
             publisher = EventPublisher(settings.kafka, source=settings.service_name)
         try:
             event = publish_adapter(store=store, publisher=publisher, adapter_dir=result.adapter_dir, manifest=manifest,
@@ -165,12 +164,6 @@ def main(settings: TrainerSettings) -> int:
     Exit codes: 0 done; 2 bad dataset or inputs and 3 version already published (retrying cannot help: a Job's
     podFailurePolicy should FailJob on them); 143 interrupted after a checkpoint; 1 anything else (retry).
     """
-    from vispod.common.artifacts import ArtifactExists
-    from vispod.common.logging import configure_logging
-    from vispod.trainer.dataset import DatasetError
-    from vispod.trainer.loop import Interrupted
-    from vispod.trainer.publish import PublishError
-
     configure_logging(settings.service_name, settings.log_level)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -178,8 +171,6 @@ def main(settings: TrainerSettings) -> int:
     server = None
     d = Dist.from_env()
     if settings.serve_metrics and d.is_main:  # rank 0 publishes the job's metrics (every rank's throughput included)
-        from vispod.common.metrics_http import MetricsServer
-
         server = MetricsServer(settings.metrics_host, settings.metrics_port, ready=lambda: True)
         server.start()
     try:

@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from vispod.common.embedded_models import MODELS, resolve_gguf
+
 
 def is_text_model(path: Path | str) -> bool:
     """A .gguf file or an embedded model's name: a text-only causal LM."""
-    from vispod.common.embedded_models import MODELS
     return str(path) in MODELS or str(path).endswith(".gguf")
 
 
@@ -47,9 +48,7 @@ class TextProcessor:
 
 def load_text_base(name_or_path: Path | str, dtype: torch.dtype) -> tuple[Any, TextProcessor, Path]:
     """(model, processor, gguf file) for an embedded model's name or a .gguf path."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from vispod.common.embedded_models import resolve_gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy (seconds): only when a model loads
 
     gguf = resolve_gguf(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

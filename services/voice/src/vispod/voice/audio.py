@@ -14,7 +14,7 @@ PEAK_LIMIT = 10 ** (-1 / 20)
 
 def resample(audio: np.ndarray, src_rate: float, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling by the nearest small rational ratio (error < 0.1%)."""
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # heavy: scipy.signal (~1 s), only when resampling
 
     ratio = Fraction(dst_rate / src_rate).limit_denominator(1000)
     if ratio == 1:

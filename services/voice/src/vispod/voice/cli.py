@@ -8,6 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vispod.common.settings import load_settings
+from vispod.voice.dialogue import DialogueError, load_dialogue_file
+from vispod.voice.engines import EngineError, build_engine
+from vispod.voice.podcast import Podcaster
+from vispod.voice.settings import VoiceSettings
+
 OUT_SUFFIXES = (".opus", ".ogg", ".wav")
 
 
@@ -25,12 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _speak(args: argparse.Namespace) -> int:
-    from vispod.common.settings import load_settings
-    from vispod.voice.dialogue import DialogueError, load_dialogue_file
-    from vispod.voice.engines import EngineError, build_engine
-    from vispod.voice.podcast import Podcaster
-    from vispod.voice.settings import VoiceSettings
-
     overrides: dict[str, object] = {"consume": False}
     if args.engine:
         overrides["engine"] = args.engine

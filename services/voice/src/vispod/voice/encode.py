@@ -36,7 +36,7 @@ class PodcastWriter:
 
     def __init__(self, wav_path: Path, opus_path: Path, chapters: list[tuple[str, float]], *, title: str = "",
                  opusenc: str = "opusenc", bitrate_kbps: int = 48, complexity: int = 5) -> None:
-        import soundfile as sf
+        import soundfile as sf  # deferred: libsndfile, only when audio is written
 
         self.wav = sf.SoundFile(str(wav_path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16",
                                 format="WAV")

@@ -38,7 +38,7 @@ class LoudnessMeter:
     """Feed mono float samples in pieces with `add`; `integrated()` gives LUFS of everything so far."""
 
     def __init__(self, rate: int) -> None:
-        from scipy.signal import lfilter_zi
+        from scipy.signal import lfilter_zi  # heavy: scipy.signal (~1 s), only when measuring
 
         self.rate = rate
         self.step = rate // 10
@@ -50,7 +50,7 @@ class LoudnessMeter:
         self._count = 0
 
     def add(self, audio: np.ndarray) -> None:
-        from scipy.signal import lfilter
+        from scipy.signal import lfilter  # heavy: scipy.signal, only when measuring
 
         x = np.asarray(audio, dtype=np.float64)
         for i, (b, a) in enumerate(self._filters):

@@ -13,6 +13,7 @@ moves the complete set into place: a tampered blob or record leaves nothing behi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -251,8 +252,6 @@ class AdapterStore:
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 

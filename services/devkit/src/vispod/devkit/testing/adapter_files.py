@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from vispod.generator.adapters.gguf_lora import read_base
 from vispod.v1 import events_pb2
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -18,6 +19,7 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 def make_lora_adapter(model_dir: Path, out_dir: Path, seed: int = 1, r: int = 4, alpha: float = 64.0) -> Path:
     """A peft LoRA adapter for the model in model_dir (q/k/v/o projections, random non-zero init),
     saved with save_pretrained to out_dir: adapter_model.safetensors + adapter_config.json."""
+    # heavy: torch, peft and transformers, wanted only by the tests that build adapters
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -33,6 +35,7 @@ def make_lora_adapter(model_dir: Path, out_dir: Path, seed: int = 1, r: int = 4,
 
 def make_fake_adapter_files(out_dir: Path, base_model: str, seed: int = 0) -> Path:
     """Structurally valid adapter files without a model (registry tests that never load them)."""
+    # heavy: torch (seconds to import), wanted only by the tests that build adapter files
     import torch
     from safetensors.torch import save_file
 
@@ -68,10 +71,9 @@ def make_gguf_base_adapter(base_gguf: Path, out_dir: Path, base_model_id: str, s
                            layers: int = 2) -> Path:
     """A peft LoRA (q/v projections of the first `layers` blocks, random small factors) shaped for a llama.cpp
     GGUF base model, read from its weight shapes: loadable by the llamacpp backend without loading the model."""
+    # heavy: torch (seconds to import), wanted only by the tests that build adapter files
     import torch
     from safetensors.torch import save_file
-
-    from vispod.generator.adapters.gguf_lora import read_base
 
     shapes = read_base(base_gguf).shapes
     gen = torch.Generator().manual_seed(seed)

@@ -35,6 +35,7 @@ _CHAT_TEMPLATE = (
 
 
 def _train_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
+    # heavy: transformers, wanted only by the tests that build the tiny model
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -53,6 +54,7 @@ def _train_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
 def build_tiny_qwen3_vl(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """Writes a tiny Qwen3-VL model + processor to out_dir (loadable with AutoModelForImageTextToText /
     AutoProcessor.from_pretrained(out_dir)) and returns out_dir."""
+    # heavy: torch and transformers, wanted only by the tests that build the tiny model
     import torch
     from transformers import (
         Qwen2VLImageProcessor,

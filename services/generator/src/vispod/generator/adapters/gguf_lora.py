@@ -23,7 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
 import numpy as np
+from safetensors.numpy import load_file
 
 from vispod.common.artifacts import sha256_file
 
@@ -50,10 +52,8 @@ class BaseInfo:
 
 def read_base(path: Path) -> BaseInfo:
     """What the converter needs from a GGUF base model (architecture, heads, weight shapes)."""
-    from gguf import GGUFReader
-
     path = Path(path)
-    reader = GGUFReader(str(path), "r")
+    reader = gguf.GGUFReader(str(path), "r")
 
     def field(key: str):
         f = reader.fields.get(key)
@@ -82,8 +82,6 @@ def _permute_rows(b: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _gguf_name(hf_module: str, base: BaseInfo) -> str:
-    import gguf
-
     arch = {name: a for a, name in gguf.MODEL_ARCH_NAMES.items()}.get(base.architecture)
     if arch is None:
         raise LoraConversionError(f"architecture {base.architecture!r} is unknown to the gguf package")
@@ -95,9 +93,6 @@ def _gguf_name(hf_module: str, base: BaseInfo) -> str:
 
 def convert(adapter_dir: Path, base: BaseInfo, out_path: Path) -> None:
     """Write the GGUF LoRA for the peft adapter in `adapter_dir` (LoraConversionError if it does not fit)."""
-    import gguf
-    from safetensors.numpy import load_file
-
     adapter_dir = Path(adapter_dir)
     try:
         config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))

@@ -2,13 +2,17 @@
 
 Errors map once: an invalid event → InvalidArgument, an unauthorised command → PermissionDenied (both dead-lettered
 at once with the reason, the consumer goes on); a refused admin call → InvalidArgument (gRPC INVALID_ARGUMENT).
+The handlers see a registry through `Registry`, what they need of it: the registry module imports them, never
+the other way round.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -16,18 +20,27 @@ from vispod.common.bus import Output
 from vispod.common.errors import InvalidArgument, PermissionDenied
 from vispod.common.events import Envelope
 from vispod.common.lifecycle_signing import sign_command, verify_command
-from vispod.common.signing import SignatureInvalid, Signer
+from vispod.common.signing import Keyring, SignatureInvalid, Signer
 from vispod.common.topics import Topic
 from vispod.generator.adapters import metrics
-from vispod.generator.adapters.freshness import StaleCommand
-from vispod.generator.adapters.lifecycle import CANARY, CANDIDATE, STATES, Admin, Change, Decide, Refused, Register
-from vispod.generator.adapters.state import AdapterRecord, state_name, state_value
+from vispod.generator.adapters.freshness import CommandClock, StaleCommand
+from vispod.generator.adapters.install import Installer
+from vispod.generator.adapters.lifecycle import (
+    CANARY,
+    CANDIDATE,
+    STATES,
+    Admin,
+    Change,
+    Command,
+    Decide,
+    Refused,
+    Register,
+    Result,
+)
+from vispod.generator.adapters.state import AdapterRecord, RegistryState, state_name, state_value
 from vispod.generator.adapters.verify import AdapterRejected
 from vispod.generator.adapters.version import AdapterVersion, split_adapter_id
 from vispod.v1 import events_pb2, generator_pb2
-
-if TYPE_CHECKING:
-    from vispod.generator.adapters.registry import AdapterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +50,40 @@ _ACTIONS = {Action.ACTION_CANARY: "canary", Action.ACTION_PROMOTE: "promote",
 NOTIFIER = "generator"  # events a generator publishes about its own changes: news, never commands
 
 
+@runtime_checkable
+class Registry(Protocol):
+    """What the handlers use of vispod.generator.adapters.registry.AdapterRegistry."""
+
+    base_model_id: str
+    installer: Installer
+    keyring: Keyring | None
+    apply_actors: frozenset[str]
+    command_clock: CommandClock
+
+    @property
+    def previous_active(self) -> str: ...
+    @property
+    def emit_lock(self) -> threading.Lock: ...
+    def snapshot_state(self) -> RegistryState: ...
+    def state_of(self, adapter_id: str) -> str | None: ...
+    def can_serve(self, adapter_id: str) -> bool: ...
+    def is_own_event(self, event_id: str) -> bool: ...
+    def ensure_loaded(self, version: AdapterVersion, raise_unavailable: bool) -> None: ...
+    def mark_installed(self, adapter_id: str) -> None: ...
+    def execute(self, command: Command) -> Result: ...
+    def emit(self, changes: Iterable[Change], actor: str) -> None: ...
+    def after(self, changes: Iterable[Change]) -> None: ...
+
+
 # --- gRPC admin --------------------------------------------------------------------------------
-def list_adapters(reg: AdapterRegistry) -> generator_pb2.ListAdaptersResponse:
+def list_adapters(reg: Registry) -> generator_pb2.ListAdaptersResponse:
     st = reg.snapshot_state()
     return generator_pb2.ListAdaptersResponse(
         adapters=[adapter_info(r, reg.can_serve(r.adapter_id)) for r in st.adapters.values()],
         active_adapter_id=st.active or "", previous_active_adapter_id=reg.previous_active)
 
 
-def admin_update(reg: AdapterRegistry, request: generator_pb2.UpdateAdapterRequest,
+def admin_update(reg: Registry, request: generator_pb2.UpdateAdapterRequest,
                  actor: str) -> generator_pb2.AdapterInfo:
     name = _ACTIONS.get(request.action)
     if name is None:
@@ -70,7 +108,7 @@ def adapter_info(rec: AdapterRecord, servable: bool) -> generator_pb2.AdapterInf
 
 
 # --- Kafka: adapter.published ------------------------------------------------------------------
-def handle_published(reg: AdapterRegistry, env: Envelope) -> list[Output]:
+def handle_published(reg: Registry, env: Envelope) -> list[Output]:
     """Fetch, verify, register as CANDIDATE; the CANDIDATE event is returned as an Output (published with
     the offset commit). InvalidArgument (→ DLQ) for a rejected artifact; other errors are transient (retried)."""
     msg = env.message
@@ -135,7 +173,7 @@ def _rejected(adapter_id: str, exc: AdapterRejected) -> InvalidArgument:
 
 
 # --- Kafka: adapter.lifecycle ------------------------------------------------------------------
-def handle_lifecycle(reg: AdapterRegistry, env: Envelope) -> list[Output]:
+def handle_lifecycle(reg: Registry, env: Envelope) -> list[Output]:
     """Obeys decisions made elsewhere (the gate, an admin), idempotently, when they are signed by a trusted
     gate or admin key. Unsigned, wrongly signed or self-declared commands are dead-lettered with the reason.
     Emits nothing: the decision is already on the topic."""

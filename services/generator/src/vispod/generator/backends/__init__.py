@@ -14,7 +14,8 @@ __all__ = ["Backend", "BackendError", "BackendUnavailable", "GenerationInput", "
 
 
 def make_backend(settings) -> Backend:  # settings: GeneratorSettings
-    """The backend the settings name; imports only that backend's dependencies."""
+    """The backend the settings name; imports only that backend's dependencies (llama.cpp, torch and
+    transformers, or an HTTP client: each heavy, and optional per image), hence the imports in this function."""
     if settings.backend == "llamacpp":
         try:
             from vispod.generator.backends.llamacpp import LlamaCppBackend

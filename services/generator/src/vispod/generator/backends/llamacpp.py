@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.adapters.gguf_lora import BaseInfo, LoraConversionError, cached_gguf, read_base
 from vispod.generator.backends.base import CAPTIONS, BackendError, GenerationInput, GenerationStream, Step
 from vispod.generator.backends.llamacpp_engine import LlamaEngine
 from vispod.generator.backends.llamacpp_native import LlamaEngineError
 from vispod.generator.backends.llamacpp_sampler import Sampling
+from vispod.generator.models import resolve_model_path
 from vispod.generator.prompting import render_plain
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,6 @@ class LlamaCppBackend:
 
     @classmethod
     def from_settings(cls, s) -> LlamaCppBackend:
-        from vispod.generator.models import resolve_model_path
         return cls(resolve_model_path(s.model_path), prompt_format=s.prompt_format, n_parallel=s.concurrency,
                    n_ctx_per_seq=s.context_tokens, n_threads=s.threads, top_k=s.top_k,
                    repeat_penalty=s.repeat_penalty, no_repeat_ngram=s.no_repeat_ngram,
@@ -72,7 +74,6 @@ class LlamaCppBackend:
         source = self.engine.metadata.get("tokenizer.chat_template")
         if not source:
             raise BackendError(f"{self.model} has no chat template: set prompt_format=plain for a base model")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         return env.from_string(source)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from vispod.common.random_weights import has_random_weights
+from vispod.common.smollm2 import find_smollm2_gguf
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.adapters.peft_switch import PeftSwitcher
 from vispod.generator.backends.base import CAPTIONS, PIXELS, BackendError, GenerationInput, GenerationStream
@@ -109,14 +110,14 @@ class LocalBackend:
         kwargs: dict = {"dtype": self.dtype}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
-        if text_only:
+        if text_only:  # transformers: heavy, imported only by the backend that loads a model
             from transformers import AutoModelForCausalLM, AutoTokenizer
             tok_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, **tok_kwargs)
             self.processor = None
             self._model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
         else:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoModelForImageTextToText, AutoProcessor  # heavy, as above
             self.processor = AutoProcessor.from_pretrained(model_path)
             self.tokenizer = self.processor.tokenizer
             self._model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
@@ -131,7 +132,6 @@ class LocalBackend:
     def from_settings(cls, s) -> LocalBackend:
         model_path = s.model_path
         if str(model_path) == "smollm2":
-            from vispod.common.smollm2 import find_smollm2_gguf
             model_path = find_smollm2_gguf()
         return cls(model_path, text_only=s.text_only, device=s.device, dtype=s.dtype, gguf_file=s.gguf_file,
                    max_loaded_adapters=s.max_loaded_adapters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vispod.judge.backends.anthropic_messages import AnthropicJudge
 from vispod.judge.backends.base import (
     Completion,
     JudgeBackend,
@@ -10,6 +11,8 @@ from vispod.judge.backends.base import (
     JudgePrompt,
     RetryPolicy,
 )
+from vispod.judge.backends.gemini import GeminiJudge
+from vispod.judge.backends.local import LocalJudge
 from vispod.judge.settings import JudgeSettings, parse_judge_spec
 
 __all__ = [
@@ -28,18 +31,15 @@ def _key(secret: object) -> str | None:
 
 
 def _api_options(kind: str, settings: JudgeSettings) -> tuple[type[JudgeBackend], dict[str, object]]:
-    """The backend class of an API kind, and the options only that kind takes."""
+    """The backend class of an API kind, and the options only that kind takes. The openai and tgi modules are
+    imported here: they bring huggingface_hub's HTTP stack, which only deployments using them pay for."""
     if kind in ("openai", "vllm"):
         from vispod.judge.backends.openai_chat import OpenAIChatJudge
 
         return OpenAIChatJudge, {"json_mode": settings.openai_json_mode}
     if kind == "anthropic":
-        from vispod.judge.backends.anthropic_messages import AnthropicJudge
-
         return AnthropicJudge, {"version": settings.anthropic_version}
     if kind == "gemini":
-        from vispod.judge.backends.gemini import GeminiJudge
-
         return GeminiJudge, {}
     from vispod.judge.backends.tgi import TGIJudge
 
@@ -50,8 +50,6 @@ def build_backend(spec: str, settings: JudgeSettings, retry: RetryPolicy | None 
     """A backend for one configured judge spec; keys and URLs come from settings (<kind>_base_url, <kind>_api_key)."""
     kind, model = parse_judge_spec(spec)
     if kind == "local":
-        from vispod.judge.backends.local import LocalJudge
-
         return LocalJudge(
             spec,
             model_path=settings.local_model_path,

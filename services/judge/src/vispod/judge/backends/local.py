@@ -43,7 +43,7 @@ class LocalJudge(JudgeBackend):
         seed: int = 0,
         prefill: str = '{"winner": "',
     ) -> None:
-        import torch
+        import torch  # heavy (seconds), and only in the judge's `local` extra
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if model_path is None:

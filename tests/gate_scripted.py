@@ -1,14 +1,20 @@
 """Real gRPC servers on 127.0.0.1 implementing the generator, metrics and judge contracts with scripted answers,
-so the gate's behaviour can be tested on its own (the real services are used in test_gate_full_loop.py)."""
+so the gate and `vispod eval` can be tested on their own (the real services are used in test_gate_full_loop.py).
+`servers` is their fixture, and `builtin_set` the gate's synthetic evaluation set (both imported by the gate's and
+the evaluation's conftest)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
+import pytest
 
+from vispod.gate.evalset import write_builtin_set
 from vispod.v1 import (
     common_pb2,
     events_pb2,
@@ -149,3 +155,16 @@ class Servers:
     def stop(self) -> None:
         for server in self._servers:
             server.stop(0)
+
+
+@pytest.fixture
+def builtin_set(tmp_path: Path) -> Path:
+    return write_builtin_set(tmp_path / "evalset")
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    """The scripted generator, metrics and judge services, stopped after the test."""
+    s = Servers()
+    yield s
+    s.stop()

@@ -10,7 +10,7 @@ import pytest
 
 from vispod.common.cli import main as vispod
 from vispod.common.settings import DatasetSettings
-from vispod.gate.report import PUBLISHED
+from vispod.evaluation.eval_report import PUBLISHED
 
 DATASET = DatasetSettings().vist_podcast_50  # VISPOD_DATASETS_ROOT, by default shared/ beside the repo
 SYSTEMS = ("qwen3-vl-32b-sporc-lora", "qwen3-vl-235b-base")
