@@ -5,8 +5,10 @@ scheduling and an uninstall that leaves nothing.
 
 Run on the node (root) with the project's venv, after scripts/k8s/up.sh and scripts/k8s/images.py. The last line:
   k8s e2e: pods ready N/N, dialogue ok, adapter <id> served, upgrade kept it, rollout ok, uninstall clean
-What it proves is plumbing on real weights that are small (SmolLM2-135M): the gate's thresholds are opened
-(min win rate 0) so that a 2-step adapter passes; its quality is measured elsewhere (make mini-paper).
+What it proves is plumbing on real weights that are small (SmolLM2-135M): the gate decides by itself, with the
+rule of deploy/k8s-local/gate-plan.yaml on the metrics service's numbers when the 135M judge gives no valid verdict
+(the decision's reason says which rule decided); a rejection on that evidence fails the run. Quality is measured
+elsewhere (make mini-paper).
 """
 
 from __future__ import annotations
@@ -165,21 +167,6 @@ def example_story(work: Path) -> Path:
     return story
 
 
-def admin_key(c: Cluster, work: Path) -> Path:
-    """An admin key pair: admin.pub joins the lifecycle keys every generator trusts (the generator is restarted to
-    read it); the private key stays on the node, with the e2e."""
-    from vispod.common.signing import generate_keypair
-
-    key, pub = generate_keypair(work / "admin-keys", "admin")
-    secret = c.json("get", "secret", "vispod-lifecycle-keys")
-    secret["data"]["admin.pub"] = base64.b64encode(pub.read_bytes()).decode()
-    c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vispod-lifecycle-keys"},
-                        "type": "Opaque", "data": secret["data"]}))
-    c.kubectl("rollout", "restart", "deployment/generator")
-    c.kubectl("rollout", "status", "deployment/generator", "--timeout=600s", timeout=620)
-    return key
-
-
 def seed_data(dirs: dict[str, Path], work: Path) -> Path:
     """An example story (real photos from scikit-image) as the gate's eval set, and a few training pairs."""
     from vispod.devkit.mini_paper_data import DataProfile, build
@@ -190,6 +177,8 @@ def seed_data(dirs: dict[str, Path], work: Path) -> Path:
     if eval_set.exists():
         shutil.rmtree(eval_set)
     shutil.copytree(story, eval_set)
+    # The gate's rule when the judge has no valid verdict (VISPOD_GATE_PLAN_FILE in values-cpu.yaml).
+    shutil.copyfile(LOCAL / "gate-plan.yaml", dirs["vispod-models"] / "gate-plan.yaml")
     chown_tree(dirs["vispod-models"])
     build(dirs["trainer-data"] / "pairs", None, load_split(), DataProfile(chitchat_pairs=6, paper_pairs=0))
     chown_tree(dirs["trainer-data"])
@@ -361,19 +350,11 @@ def main(argv: list[str] | None = None) -> int:
             return states[-1] if states else None
 
         decision = wait(f"the gate's decision on {adapter_id}", lambda: lifecycle("gate"), 1500, every=10)
-        if decision.state == 3:  # ADAPTER_STATE_ACTIVE
-            say(f"the gate promoted {adapter_id}: {decision.reason}")
-            summary["gate"] = "gate promoted it"
-        else:
-            # The offline judge (SmolLM2-135M) rarely gives a valid verdict: the gate then keeps the candidate. The
-            # operator's path: a promotion signed with the admin key the generators trust (vispod adapters).
-            say(f"the gate kept {adapter_id} a candidate: {decision.reason}; promoting it with a signed admin command")
-            summary["gate"] = f"gate evaluated it ({decision.reason.split(':')[0]}), admin promoted it"
-            key = admin_key(c, work)
-            run(sys.executable, "-m", "vispod.common.cli", "adapters", "promote", adapter_id,
-                "--generator", f"{c.pod_ip('generator')}:8081", "--key", str(key),
-                "--bootstrap", f"{c.pod_ip('kafka')}:9092", "--reason", "k8s e2e: admin promotion")
-            wait(f"{adapter_id} to become ACTIVE", lambda: (lifecycle("admin") or decision).state == 3, 120)
+        # The gate alone decides (no admin command, no opened threshold): a rejection on the evidence fails the run.
+        if decision.state != 3:  # ADAPTER_STATE_ACTIVE
+            raise Failed(f"the gate did not promote {adapter_id} (state {decision.state}): {decision.reason}")
+        say(f"the gate promoted {adapter_id}: {decision.reason}")
+        summary["gate"] = f"the gate promoted it by itself: {decision.reason.split(':')[0]}"
         served = submit_story(c, story, dirs["vispod-artifacts"])
         if served.adapter_id != adapter_id:
             raise Failed(f"after promotion the generator served {served.adapter_id or '(base)'}, not {adapter_id}")
