@@ -170,7 +170,7 @@ def example_story(work: Path) -> Path:
 def seed_data(dirs: dict[str, Path], work: Path) -> Path:
     """An example story (real photos from scikit-image) as the gate's eval set, and a few training pairs."""
     from vispod.devkit.mini_paper_data import DataProfile, build
-    from vispod.gate.splits import load_split
+    from vispod.evaluation.splits import load_split
 
     story = example_story(work)
     eval_set = dirs["vispod-models"] / "eval-set" / "story_example"

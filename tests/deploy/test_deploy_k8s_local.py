@@ -1,0 +1,48 @@
+"""The local cluster's story (scripts/k8s/e2e.py, deploy/k8s-local) stays runnable: it is not part of `make test`
+(it needs root and minutes), so what can rot without a cluster is checked here."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import yaml
+
+from vispod.gate.policy import load_rule
+from vispod.gate.settings import GateSettings
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = REPO / "deploy" / "k8s-local"
+
+
+def test_every_vispod_name_the_e2e_imports_exists() -> None:
+    """A module moved elsewhere (vispod.gate.splits became vispod.evaluation.splits) broke the e2e at its first
+    phase, seen only on the cluster."""
+    tree = ast.parse((REPO / "scripts" / "k8s" / "e2e.py").read_text())
+    imported = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("vispod") for alias in node.names]
+    assert imported
+    missing = []
+    for module, name in imported:
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError:
+            found = False
+        if not found:
+            missing.append(f"{module}.{name}")
+    assert not missing
+
+
+def test_the_cpu_clusters_gate_decides_by_the_plan_without_the_judge(tmp_path: Path) -> None:
+    """values-cpu.yaml's gate settings load as the pod would (the plan at its mounted path) and name a valid rule
+    on metrics the CPU profile computes (no CLIP weights there: no grounding metric)."""
+    env = yaml.safe_load((LOCAL / "values-cpu.yaml").read_text())["gate"]["env"]
+    mounted = Path(env["VISPOD_GATE_PLAN_FILE"])
+    assert mounted.parent == Path(env["VISPOD_GATE_EVAL_SET"]).parent  # on the models volume, beside the eval set
+    plan = tmp_path / mounted.name
+    plan.write_text((LOCAL / "gate-plan.yaml").read_text())
+    settings = GateSettings(plan_file=plan, without_judge_evidence=env["VISPOD_GATE_WITHOUT_JUDGE_EVIDENCE"])
+    rule = load_rule(settings.plan_file)
+    assert settings.without_judge_evidence == "plan" and "VISPOD_GATE_MIN_WIN_RATE_LOWER" not in env
+    assert rule.names and not any("grounding" in name for name in rule.names)
