@@ -8,7 +8,8 @@ What the Dockerfile builds, assembled from parts that exist on this machine:
           wheel is a CUDA build; triton and the lazily loaded cuDNN engines stay out: 5.2 GB -> ~3 GB)
   deps    the service's other third-party distributions, copied file by file (their RECORD) from the project's
           venv, so every image carries the versions the test suite ran with (requirements/constraints.txt)
-  vispod  vispod-common + vispod-<service> from this checkout, with the generated gRPC stubs
+  vispod  vispod-<service> and the vispod packages it requires (vispod-common, …) from this checkout, with the
+          generated gRPC stubs
 Plus `jre` images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
 vispod/tgi-cpu: the generator's image with tgi_cpu_engine.py, a CPU stand-in for TGI (adapters fixed at start-up).
 
@@ -228,17 +229,30 @@ def rootfs_layer(name: str, out: Path) -> Path:
     return out
 
 
-def vispod_layer(service: str, out: Path) -> Path:
-    """vispod-common + vispod-<service> sources from this checkout, with the generated stubs (always rebuilt)."""
+def vispod_dists(service: str) -> list[str]:
+    """The vispod distributions a service needs: itself and every vispod package it requires, transitively (the
+    generator needs vispod-perception: an image with common + the service alone crashed at import)."""
+    roots = [(f"vispod-{service}", EXTRAS.get(service, set()))] + [(n, set()) for n in EXTRA_DISTS.get(service, [])]
+    return sorted(n for n in closure(roots) if is_vispod(n))
+
+
+def vispod_sources(service: str) -> list[tuple[Path, str]]:
+    """(source file in this checkout, path in the image) of every vispod distribution the service needs."""
     entries = []
-    for svc in ("common", service):
-        root = REPO / "services" / svc / "src"
+    for name in vispod_dists(service):
+        root = REPO / "services" / name.removeprefix("vispod-") / "src"
         for src in root.rglob("*"):
             if src.is_file() and "__pycache__" not in src.parts and not src.name.endswith(".pyc"):
                 entries.append((src, f"{SITE}/{src.relative_to(root)}"))
+    return entries
+
+
+def vispod_layer(service: str, out: Path) -> Path:
+    """The service's vispod sources from this checkout, with the generated stubs (always rebuilt)."""
+    entries = vispod_sources(service)
     # Entry points (vispod.commands) are read from metadata: ship the installed distributions' metadata too.
     extra: dict[str, bytes] = {}
-    for name in (f"vispod-{service}", "vispod-common"):
+    for name in vispod_dists(service):
         d = dist(name)
         info = f"{norm(name).replace('-', '_')}-{d.version}.dist-info"
         extra[f"{SITE}/{info}/METADATA"] = (d.read_text("METADATA") or "").encode()

@@ -46,3 +46,30 @@ def test_the_cpu_clusters_gate_decides_by_the_plan_without_the_judge(tmp_path: P
     rule = load_rule(settings.plan_file)
     assert settings.without_judge_evidence == "plan" and "VISPOD_GATE_MIN_WIN_RATE_LOWER" not in env
     assert rule.names and not any("grounding" in name for name in rule.names)
+
+
+def _vispod_imports(source: Path) -> set[str]:
+    """The vispod packages (vispod.<x>) a module imports at its top level (what `python -m vispod.<svc>` loads)."""
+    found = set()
+    for node in ast.parse(source.read_text()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found |= {n.split(".")[1] for n in names if n.startswith("vispod.") and n.count(".") >= 1}
+    return found
+
+
+def test_each_local_image_ships_every_vispod_package_its_code_imports() -> None:
+    """The generator imports vispod.perception at start-up; an image with vispod-common and vispod-generator alone
+    crashed in a loop on the cluster (ModuleNotFoundError)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts" / "k8s"))
+    try:
+        import images
+    finally:
+        sys.path.pop(0)
+    for service in images.PY_SERVICES:
+        sources = images.vispod_sources(service)
+        shipped = {Path(path).parts[4] for _, path in sources if Path(path).parts[3] == "vispod"}
+        imported = set().union(*(_vispod_imports(src) for src, path in sources if path.endswith(".py")))
+        assert imported <= shipped, f"{service}: imports {sorted(imported - shipped)} that its image lacks"
