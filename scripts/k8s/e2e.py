@@ -129,7 +129,7 @@ def chown_tree(path: Path) -> None:
 
 
 def make_secrets(c: Cluster, work: Path) -> dict[str, str]:
-    """The chart's Secrets: lifecycle keys (gate), adapter keys (trainer) and the S3 credentials."""
+    """The chart's Secrets: lifecycle keys (gate), adapter keys (trainer), the S3 credentials (writer, readers)."""
     from vispod.common.signing import generate_keypair
 
     keys = work / "keys"
@@ -148,6 +148,9 @@ def make_secrets(c: Cluster, work: Path) -> dict[str, str]:
         secret("vispod-adapter-keys", {"trainer.pub": (keys / "trainer.pub").read_bytes()}),
         secret("vispod-trainer-signing-key", {"trainer.key": (keys / "trainer.key").read_bytes()}),
         secret("vispod-adapter-store", {k: v.encode() for k, v in s3.items()}),
+        # The readers' credentials (generator, adapter-sync): S3Proxy knows one identity, so the same keys; a real
+        # store gives them read-only rights.
+        secret("vispod-adapter-store-reader", {k: v.encode() for k, v in s3.items()}),
     ]
     c.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     return s3

@@ -73,3 +73,17 @@ def test_each_local_image_ships_every_vispod_package_its_code_imports() -> None:
         shipped = {Path(path).parts[4] for _, path in sources if Path(path).parts[3] == "vispod"}
         imported = set().union(*(_vispod_imports(src) for src, path in sources if path.endswith(".py")))
         assert imported <= shipped, f"{service}: imports {sorted(imported - shipped)} that its image lacks"
+
+
+def test_the_e2e_creates_every_key_and_credentials_secret_the_chart_mounts() -> None:
+    """The chart's references to these Secrets are optional (absent: the pod's own identity), so a missing one is no
+    error at install: the generator started without S3 credentials (readerCredentialsSecret, new in the chart)
+    and dead-lettered every AdapterPublished with NoCredentialsError."""
+    values = yaml.safe_load((REPO / "helm" / "vispod" / "values.yaml").read_text())
+    wanted = {values["adapterStore"][k] for k in ("credentialsSecret", "readerCredentialsSecret", "publicKeysSecret",
+                                                  "signingKeySecret")}
+    wanted |= {v for k, v in values["lifecycle"].items() if k.endswith("Secret")}
+    tree = ast.parse((REPO / "scripts" / "k8s" / "e2e.py").read_text())
+    created = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+               and getattr(node.func, "id", "") == "secret" and isinstance(node.args[0], ast.Constant)}
+    assert wanted <= created, sorted(wanted - created)
