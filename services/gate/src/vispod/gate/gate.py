@@ -221,7 +221,7 @@ class Gate:
                                 self.rule, candidate, ev.baseline)
         evidence = {"judge_left_out": 1.0, **{f"plan_{k}": v for k, v in guard.evidence.items()}}
         return Decision(guard.decision, f"{missing}: the judge is left out and the plan's rule decides on the "
-                                        f"metrics service's numbers, {len(ev.metrics['candidate'])} stories: "
+                                        f"metrics service's numbers (stories: {len(ev.metrics['candidate'])}): "
                                         + "; ".join(guard.reasons), evidence)
 
     def render_report(self) -> None:
