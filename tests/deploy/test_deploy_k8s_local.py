@@ -61,13 +61,7 @@ def _vispod_imports(source: Path) -> set[str]:
 def test_each_local_image_ships_every_vispod_package_its_code_imports() -> None:
     """The generator imports vispod.perception at start-up; an image with vispod-common and vispod-generator alone
     crashed in a loop on the cluster (ModuleNotFoundError)."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts" / "k8s"))
-    try:
-        import images
-    finally:
-        sys.path.pop(0)
+    images = _images_module()
     for service in images.PY_SERVICES:
         sources = images.vispod_sources(service)
         shipped = {Path(path).parts[4] for _, path in sources if Path(path).parts[3] == "vispod"}
@@ -87,3 +81,33 @@ def test_the_e2e_creates_every_key_and_credentials_secret_the_chart_mounts() -> 
     created = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
                and getattr(node.func, "id", "") == "secret" and isinstance(node.args[0], ast.Constant)}
     assert wanted <= created, sorted(wanted - created)
+
+
+def _images_module():
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts" / "k8s"))
+    try:
+        import images
+    finally:
+        sys.path.pop(0)
+    return images
+
+
+def test_every_image_the_local_profiles_run_is_one_the_cluster_gets(helm_template) -> None:
+    """Nothing is pulled (pullPolicy Never): an image the chart names and images.py does not build stays in
+    ErrImageNeverPull (TGI's adapter-sync init container needs vispod/adaptersync, a new image)."""
+    from deploy_tools import load_docs
+
+    images = _images_module()
+    built = {f"vispod/{svc}" for svc in images.PY_SERVICES} | {"vispod/tgi-cpu"}
+    rendered = helm_template(str(LOCAL / "values-cpu.yaml"), str(LOCAL / "values-tgi-cpu.yaml"))
+    named = set()
+    for doc in load_docs(rendered):
+        spec = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+        if doc.get("kind") == "CronJob":
+            spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            named.add(c["image"].rsplit(":", 1)[0])
+    assert {"vispod/adaptersync", "vispod/tgi-cpu", "vispod/generator"} <= named
+    assert named <= built, sorted(named - built)
