@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         if decision.state != 3:  # ADAPTER_STATE_ACTIVE
             raise Failed(f"the gate did not promote {adapter_id} (state {decision.state}): {decision.reason}")
         say(f"the gate promoted {adapter_id}: {decision.reason}")
-        summary["gate"] = f"the gate promoted it by itself: {decision.reason.split(':')[0]}"
+        summary["gate"] = f"the gate promoted it by itself ({decision.reason.split(';')[0]})"
         served = submit_story(c, story, dirs["vispod-artifacts"])
         if served.adapter_id != adapter_id:
             raise Failed(f"after promotion the generator served {served.adapter_id or '(base)'}, not {adapter_id}")
@@ -413,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
             run("kubectl", "delete", "namespace", c.ns, "--ignore-not-found", "--wait=false", check=False)
             run("kubectl", "delete", "pv", "-l", f"vispod-e2e={c.ns}", "--ignore-not-found", check=False)
     say(f"timings: {json.dumps(timings)}, total {time.monotonic() - started:.0f} s")
-    print("k8s e2e: " + ", ".join(summary.get(k, f"{k} NOT RUN") for k in
-                                  ("pods", "dialogue", "adapter", "upgrade", "rollout", "uninstall", "gpu")))
     say(summary.get("gate", ""))
+    print("k8s e2e: " + ", ".join(summary.get(k, f"{k} NOT RUN") for k in
+                                  ("pods", "dialogue", "adapter", "upgrade", "rollout", "uninstall", "gpu")),
+          flush=True)
     return 0
 
 
@@ -453,6 +454,8 @@ def tgi_rollout(c: Cluster, node: str, values: list[Path], story: Path, artifact
     served = submit_story(c, story, artifacts)
     if served.adapter_id != adapter_id or served.backend != "tgi":
         raise Failed(f"through TGI the generator served {served.adapter_id or '(base)'} on {served.backend}")
+    say(f"dialogue through TGI: {len(served.dialogue.turns)} turns by {served.model} ({served.backend}), "
+        f"adapter={served.adapter_id}")
     c.helm("upgrade", RELEASE, str(CHART), *files, "--set", "voice.env.VISPOD_VOICE_ENGINE=espeak", "--wait",
            "--timeout", "10m")
     if adapter_id not in lora_adapters():

@@ -11,7 +11,13 @@ bash "$HERE/up.sh" || exit 1
 echo "k8s-e2e: cluster up after $((SECONDS - started)) s" >&2
 "$PY" "$HERE/images.py" || exit 1
 echo "k8s-e2e: images imported after $((SECONDS - started)) s" >&2
-"$PY" "$HERE/e2e.py" "$@"
-status=$?
-echo "k8s-e2e: wall time $((SECONDS - started)) s (build, images and run)" >&2
+out="$(mktemp)"
+"$PY" "$HERE/e2e.py" "$@" | tee "$out"
+status=${PIPESTATUS[0]}
+trap - EXIT
+stop
+echo "k8s-e2e: wall time $((SECONDS - started)) s (build, images, run and down)" >&2
+# The story's summary is the last line (down.sh's own lines came after it).
+grep '^k8s e2e: ' "$out" | tail -1
+rm -f "$out"
 exit $status
