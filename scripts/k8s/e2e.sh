@@ -3,6 +3,10 @@
 # PY: the project's venv python (make passes it). KEEP_CLUSTER=1 leaves the cluster running afterwards.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# KUBECONFIG and the PATH to kubectl, helm and the cluster's binaries, for e2e.py too (it failed at its first
+# kubectl call without them: up.sh sets them only for itself).
+# shellcheck source=env.sh
+. "$HERE/env.sh"
 PY="${PY:-python3}"
 started=$SECONDS
 stop() { [ "${KEEP_CLUSTER:-0}" = 1 ] || bash "$HERE/down.sh"; }
