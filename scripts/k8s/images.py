@@ -33,6 +33,8 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+from oci_image import config_digest  # this folder's module (the script runs from here)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 K8S_HOME = Path(os.environ.get("VISPOD_K8S_HOME", Path.home() / ".cache" / "vispod" / "k8s"))
@@ -386,15 +388,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_import:
         return 0
     sock = os.environ.get("VISPOD_K8S_CONTAINERD_SOCK", "/run/vispod-k8s/containerd.sock")
-    # Streamed: no multi-GB archive on disk; layers containerd already holds are skipped by digest.
-    writer = subprocess.Popen([sys.executable, str(HERE / "oci_image.py"), "--spec", str(args.spec_out), "--out", "-"],
+    ctr = ["ctr", "--address", sock, "-n", "k8s.io"]
+    todo = stale(images, imported_configs(ctr))
+    if not todo:
+        log(f"all {len(images)} images already imported (same configs, so the same layers)")
+        return 0
+    spec = args.spec_out.with_name(args.spec_out.stem + "-import.json")
+    spec.write_text(json.dumps({"images": todo}, indent=1))
+    # Streamed: no multi-GB archive on disk. An image whose config containerd holds is not sent at all: the
+    # archive carries every layer of the images it names (torch alone is 3.2 GB).
+    writer = subprocess.Popen([sys.executable, str(HERE / "oci_image.py"), "--spec", str(spec), "--out", "-"],
                               stdout=subprocess.PIPE)
-    importer = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import", "-"],
-                              stdin=writer.stdout, check=False)
+    importer = subprocess.run([*ctr, "images", "import", "-"], stdin=writer.stdout, check=False)
     if writer.wait() != 0 or importer.returncode != 0:
         raise SystemExit("image import failed")
-    log(f"imported {len(images)} images")
+    log(f"imported {len(todo)} images ({len(images) - len(todo)} already there)")
     return 0
+
+
+def full_name(name: str) -> str:
+    """The name containerd records (docker.io/ for a name without a registry host)."""
+    first = name.split("/", 1)[0]
+    return name if "/" in name and ("." in first or ":" in first or first == "localhost") else f"docker.io/{name}"
+
+
+def imported_configs(ctr: list[str]) -> dict[str, str]:
+    """Image name -> config digest, for the images containerd holds (read from each one's manifest)."""
+    listing = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in listing.splitlines()[1:]:
+        ref, _, digest = [*line.split(), "", "", ""][:3]
+        got = subprocess.run([*ctr, "content", "get", digest], capture_output=True, text=True, check=False)
+        try:
+            found[ref] = json.loads(got.stdout)["config"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            continue  # an index or an unreadable manifest: import again
+    return found
+
+
+def stale(images: list[dict], imported: dict[str, str]) -> list[dict]:
+    """The images containerd lacks, or holds with another config (another layer or setting)."""
+    return [im for im in images if imported.get(full_name(im["name"])) != config_digest(im)]
 
 
 if __name__ == "__main__":

@@ -111,3 +111,19 @@ def test_every_image_the_local_profiles_run_is_one_the_cluster_gets(helm_templat
             named.add(c["image"].rsplit(":", 1)[0])
     assert {"vispod/adaptersync", "vispod/tgi-cpu", "vispod/generator"} <= named
     assert named <= built, sorted(named - built)
+
+
+def test_an_image_containerd_holds_with_the_same_config_is_not_imported_again(tmp_path: Path) -> None:
+    """Every warm run streamed all 11 images (torch's 3.2 GB layer included) into containerd again: ~100 s of the
+    e2e. The config names every layer by digest, so the same config means the same image."""
+    images = _images_module()
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(b"a layer")
+    image = {"name": "vispod/gate:0.1.0", "layers": [str(layer)], "env": {"A": "1"}}
+    held = {"docker.io/vispod/gate:0.1.0": images.config_digest(image)}
+    assert images.stale([image], held) == []
+    assert images.stale([image], {}) == [image]
+    assert images.stale([dict(image, env={"A": "2"})], held)  # another setting: imported again
+    layer.write_bytes(b"another layer")
+    assert images.stale([image], held) == [image]  # another layer: imported again
+    assert images.full_name("registry.k8s.io/pause:3.10") == "registry.k8s.io/pause:3.10"
