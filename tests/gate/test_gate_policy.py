@@ -103,3 +103,16 @@ def test_from_story_values() -> None:
 def test_a_malformed_decision_block_is_refused(change: dict) -> None:
     with pytest.raises(PlanRuleError):
         DecisionRule.from_plan({**BLOCK, **change})
+
+
+def test_the_reasons_count_better_and_worse_stories_in_the_metrics_direction() -> None:
+    """A lower hallucination rate is better: a candidate lower on 10 stories and higher on 2 is 10 better, 2 worse
+    (the cluster's decision record said "0 better, 1 worse" for a candidate that repeated itself less)."""
+    from vispod.gate.policy import non_inferior_to
+
+    lower_is_better = RULE.metrics[2]
+    guard = non_inferior_to({lower_is_better.metric: cmp(-0.03, -0.05, -0.01, wins=2, losses=10)}, RULE, "c", "a")
+    [line] = [r for r in guard.reasons if lower_is_better.metric in r]
+    assert "10 better, 2 worse" in line and "-0.030" in line, line
+    higher = decide({"format.valid": cmp(0.2, 0.05, 0.3, wins=10, losses=2)}, RULE)
+    assert any("format.valid" in r and "10 better, 2 worse" in r for r in higher.reasons)

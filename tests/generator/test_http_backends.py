@@ -1,4 +1,4 @@
-"""TGI (InferenceClient) and OpenAI-compatible (httpx) backends against a local scripted engine."""
+"""TGI and OpenAI-compatible (vLLM) backends, both plain httpx, against a local scripted engine."""
 
 from __future__ import annotations
 
@@ -116,3 +116,16 @@ def test_tgi_refuses_adapters_it_was_not_started_with(engine, story_dir) -> None
 def test_retry_after_forms() -> None:
     assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9
+
+
+def test_tgi_is_called_while_hf_hub_offline_is_set(engine, monkeypatch) -> None:
+    """Every image sets HF_HUB_OFFLINE=1 (no Hub downloads); a call to TGI is not a Hub call and must go through
+    (huggingface_hub's InferenceClient refused it: the cluster's dialogues through TGI all failed)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # as read at import in a process started with it
+    backend = TGIBackend(engine.url, ["story@3"], retry=FAST)
+    s = backend.stream(_inp(adapter=ADAPTER))
+    assert "".join(s) == GOOD_DIALOGUE and s.finish_reason == "stop"
+    assert engine.requests[0]["model"] == "story@3"

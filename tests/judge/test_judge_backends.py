@@ -192,3 +192,16 @@ def test_unknown_judge_or_criterion_is_refused() -> None:
 def test_backend_error_carries_no_key() -> None:
     err = JudgeBackendError("x")
     assert not err.retryable
+
+
+@pytest.mark.parametrize("api", ["tgi", "tgi_generate"])
+def test_tgi_judge_is_called_while_hf_hub_offline_is_set(api, monkeypatch) -> None:
+    """Every image sets HF_HUB_OFFLINE=1; a TGI judge is not the Hub and must still answer."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # as read at import in a process started with it
+    with FakeAPI(api, prefers("GOOD")) as server:
+        panel = _panel("tgi:tgi", api, "tgi_base_url", server.url, Sleeps())
+        [v] = panel.compare(PAIR, ["naturalness"])
+    assert v.outcome == A and not v.errors

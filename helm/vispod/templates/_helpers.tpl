@@ -297,9 +297,11 @@ spec:
         # Settings every service reads at start (Kafka, image roots): a change rolls the pods.
         checksum/common: {{ include (print .root.Template.BasePath "/common.yaml") .root | sha256sum }}
     spec:
-      {{- if .serviceAccount }}
+      {{- with .serviceAccount }}
+      serviceAccountName: {{ . }}
+      {{- end }}
+      {{- if .apiAccess }}
       # Its token reaches the API server only for what the Role allows (the TGI rollout).
-      serviceAccountName: {{ .serviceAccount }}
       automountServiceAccountToken: true
       {{- else }}
       automountServiceAccountToken: false

@@ -6,9 +6,10 @@
   base model and the loaded adapters (an adapter has a `parent`), `POST /v1/load_lora_adapter {lora_name,
   lora_path}` loads a folder the *server* reads, `/v1/unload_lora_adapter` drops one. The API key (vLLM's
   `--api-key`) goes in a bearer header and is never logged.
-- `tgi_errors`: huggingface_hub's InferenceClient errors (TGI's maintained client) as the retry policy's terms:
-  a retryable status → `Retry`, a timeout → TimeoutError, a broken connection → ConnectionError, any other HTTP
-  status → the caller's own error.
+- `transport_errors`, `check_answer`: the one mapping of every LLM-server call (all plain httpx: TGI too, since
+  huggingface_hub's InferenceClient refuses every request, TGI's included, while HF_HUB_OFFLINE=1, which every
+  image sets) onto the retry policy's terms: a retryable status → `Retry`, a timeout → TimeoutError, a broken
+  connection → ConnectionError, any other error status → the caller's own error.
 """
 
 from __future__ import annotations
@@ -101,34 +102,25 @@ class LoraServer:
             self.client.close()
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """huggingface_hub's InferenceClient talks through httpx2 (newer releases) or httpx: both mean unreachable."""
-    try:
-        import httpx2  # optional: only where huggingface_hub brings it
-
-        return (httpx.TransportError, httpx2.TransportError)
-    except ImportError:
-        return (httpx.TransportError,)
-
-
-TRANSPORT_ERRORS = _transport_errors()
-
-
 @contextmanager
-def tgi_errors(rejected: Callable[[int, str], Exception]) -> Iterator[None]:
-    """Inside one attempt of a TGI call: maps InferenceClient errors to the retry policy's terms; a status that is
-    not worth retrying becomes `rejected(status, detail)`."""
-    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError  # TGI's client: its users have it
-
+def transport_errors() -> Iterator[None]:
+    """Inside one attempt of an httpx call: a timeout becomes TimeoutError and a broken connection ConnectionError,
+    the retry policy's terms for "try again"."""
     try:
         yield
-    except HfHubHTTPError as exc:
-        response = exc.response
-        status = response.status_code if response is not None else 0
-        detail = response.text[:300] if response is not None else str(exc)
-        check_status(status, response.headers if response is not None else None, detail)
-        raise rejected(status, detail) from exc
-    except InferenceTimeoutError as exc:
-        raise TimeoutError(str(exc)) from exc
-    except TRANSPORT_ERRORS as exc:
+    except httpx.TimeoutException as exc:
+        raise TimeoutError(f"{type(exc).__name__}: {exc}") from exc
+    except httpx.TransportError as exc:
         raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def check_answer(response: httpx.Response, rejected: Callable[[int, str], Exception],
+                 detail: str | None = None) -> None:
+    """Inside one attempt, on a server's answer: a retryable status raises `Retry` (with its Retry-After), any
+    other error status `rejected(status, detail)`; a success returns. `detail` defaults to the body's start (a
+    streamed answer's caller reads it first)."""
+    if response.status_code < 400:
+        return
+    detail = response.text[:300] if detail is None else detail
+    check_status(response.status_code, response.headers, detail)
+    raise rejected(response.status_code, detail)

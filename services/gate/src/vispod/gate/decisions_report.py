@@ -36,9 +36,9 @@ def render_decisions_report(out_path: Path, decisions: Sequence[dict], threshold
         rows.append([d.get("time", ""), d.get("adapter_id", ""), d.get("baseline", ""), d.get("decision", ""),
                      d.get("applied_state", ""), d.get("criterion", ""), _f(ev, "win_rate"), _f(ev, "win_rate_lower"),
                      _f(ev, "grounding_delta", 2), f"{ev.get('n', 0):g}", f"{d.get('seconds', 0):.1f}",
-                     d.get("reason", "")])
+                     d.get("decided_by", "judge"), d.get("reason", "")])
     headers = ["Time", "Candidate", "Compared with", "Decision", "State", "Criterion", "Win rate", "Lower bound",
-               "CLIPScore Δ", "n", "Seconds", "Reason"]
+               "CLIPScore Δ", "n", "Seconds", "Decided by", "Reason"]
     body = f"<p>{len(decisions)} decisions.</p>" + table(headers, rows, left=6)
     if decisions:
         body += png_img(_plot(decisions, threshold), "gate decisions")

@@ -40,6 +40,7 @@ from vispod.common.topics import Topic
 from vispod.gate import prom
 from vispod.gate.clients import Clients, outcome_for_a
 from vispod.gate.decision import (
+    INVALID,
     LOSS,
     REJECT,
     Decision,
@@ -92,6 +93,15 @@ class _Deadline:
         return min(self.rpc_timeout, left)
 
 
+def _missing_judge_evidence(judged: Decision, criterion: str) -> str:
+    """What the judged rule lacked to decide ("" when it had its evidence): a valid verdict, or grounding."""
+    if not judged.evidence.get("n"):
+        return f"the judge gave no valid {criterion} verdict"
+    if "grounding_delta" not in judged.evidence:
+        return "grounding was not measured"
+    return ""
+
+
 def _rpc(what: str, exc: grpc.RpcError) -> EvaluationFailed:
     return EvaluationFailed(f"{what}: {exc.code().name}: {exc.details()}")
 
@@ -141,12 +151,19 @@ class Gate:
         started = time.monotonic()
         evidence = Evidence()
         current = ""
+        decided_by = "judge and plan" if self.rule is not None else "judge"
         try:
             current = self._wait_registered(adapter_id)
             evidence = self._evaluate(adapter_id, _Deadline(self.settings.evaluation_timeout_s,
                                                             self.settings.rpc_timeout_s))
-            decision = self._with_plan(decide(evidence.outcomes, evidence.grounding_candidate,
-                                              evidence.grounding_baseline, self.criteria), evidence, adapter_id)
+            judged = decide(evidence.outcomes, evidence.grounding_candidate, evidence.grounding_baseline,
+                            self.criteria)
+            missing = _missing_judge_evidence(judged, self.criteria.criterion)
+            if missing and self.settings.without_judge_evidence == "plan":
+                decision, decided_by = self._plan_alone(evidence, adapter_id, missing), \
+                    f"plan (judge left out: {missing})"
+            else:
+                decision = self._with_plan(judged, evidence, adapter_id)
         except EvaluationFailed as exc:
             decision = failed_evaluation(str(exc))
         except Exception as exc:  # a bug or a surprise must not become a retry loop: record it, do not promote
@@ -159,7 +176,8 @@ class Gate:
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"), "event_id": event_id, "adapter_id": adapter_id,
             "baseline": evidence.baseline, "decision": decision.decision, "failed": decision.failed,
-            "reason": decision.reason, "criterion": self.criteria.criterion, "tie_policy": self.criteria.tie_policy,
+            "reason": decision.reason, "decided_by": decided_by, "criterion": self.criteria.criterion,
+            "tie_policy": self.criteria.tie_policy,
             "min_win_rate_lower": self.criteria.min_win_rate_lower,
             "max_grounding_drop": self.criteria.max_grounding_drop, "plan_sha256": self.plan_sha256,
             "evidence": decision.evidence,
@@ -193,6 +211,18 @@ class Gate:
             return Decision(REJECT, f"{decision.reason}; but the plan's rule: {guard.reasons[0]}", evidence)
         return Decision(decision.decision, f"{decision.reason}; plan: {guard.reasons[0]}", evidence,
                         decision.failed)
+
+    def _plan_alone(self, ev: Evidence, candidate: str, missing: str) -> Decision:
+        """The judge left out (its rule lacks evidence): the plan's guard alone, every metric of the plan's rule at
+        least non-inferior to the active model on the metrics service's numbers; it rejects as readily as before."""
+        if self.rule is None:  # the settings refuse this; a Gate built around them must not promote by accident
+            raise EvaluationFailed("no plan to decide without the judge")
+        guard = non_inferior_to(comparisons_of(ev.metrics["candidate"], ev.metrics["baseline"], self.rule),
+                                self.rule, candidate, ev.baseline)
+        evidence = {"judge_left_out": 1.0, **{f"plan_{k}": v for k, v in guard.evidence.items()}}
+        return Decision(guard.decision, f"{missing}: the judge is left out and the plan's rule decides on the "
+                                        f"metrics service's numbers (stories: {len(ev.metrics['candidate'])}): "
+                                        + "; ".join(guard.reasons), evidence)
 
     def render_report(self) -> None:
         try:
@@ -313,9 +343,10 @@ class Gate:
         except grpc.RpcError as exc:
             raise _rpc(f"judging story {story.story_id}", exc) from exc
         outcomes = [outcome_for_a(v.outcome) for v in judgement.verdicts if v.criterion == self.criteria.criterion]
-        if not outcomes:
+        if not outcomes and self.settings.without_judge_evidence == "reject":
             raise EvaluationFailed(f"the judge returned no {self.criteria.criterion} verdict for story "
                                    f"{story.story_id}")
+        outcomes = outcomes or [INVALID]  # no verdict at all: no valid one (the plan may decide without the judge)
         ev.outcomes.append(outcomes)
         row["outcomes"] = outcomes
 

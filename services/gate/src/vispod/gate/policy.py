@@ -154,8 +154,10 @@ def classify(cmp: PairedComparison | None, metric: MetricRule, rule: DecisionRul
 def _describe(metric: MetricRule, cmp: PairedComparison | None, verdict: str) -> str:
     if verdict == UNMEASURED or cmp is None or cmp.estimate is None:
         return f"{metric.metric}: not measured on both systems"
+    # The difference as measured (its sign in the metric's units); the story counts in the metric's direction.
+    towards = oriented(cmp, metric.better)
     return (f"{metric.metric} ({metric.better} is better): {cmp.estimate:+.3f} (BCa {cmp.confidence:.0%} "
-            f"{cmp.lower:+.3f} to {cmp.upper:+.3f}; {cmp.wins} better, {cmp.losses} worse, {cmp.ties} tied of "
+            f"{cmp.lower:+.3f} to {cmp.upper:+.3f}; {towards.wins} better, {towards.losses} worse, {cmp.ties} tied of "
             f"{cmp.n} stories; sign test p={cmp.sign_p:.3g}; δ={metric.delta:g}): {verdict}")
 
 

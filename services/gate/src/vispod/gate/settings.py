@@ -42,6 +42,10 @@ class GateSettings(ServiceSettings):
     # the one the mini-paper decides by) must pass too, on the metrics service's numbers for the candidate against
     # the active model, story by story. Unset: the judge and CLIPScore rule above alone.
     plan_file: Path | None = None
+    # When the judged rule lacks its evidence (no valid verdict from any judge, or grounding not measured: e.g. a
+    # CPU cluster with a 135M judge and no CLIP weights): "reject" (no promotion), or "plan": the judge is left out
+    # and the plan's rule alone decides, on the metrics service's numbers; the decision record says which decided.
+    without_judge_evidence: Literal["reject", "plan"] = "reject"
     # What a failed gate does to the candidate: leave it a candidate (the rule) or reject it for good.
     reject_action: Literal["keep_candidate", "reject"] = "keep_candidate"
     # Also apply the decision through GeneratorService.UpdateAdapter (secondary; the event is primary).
@@ -91,6 +95,13 @@ class GateSettings(ServiceSettings):
 
     def report_file(self) -> Path:
         return self.report_path or (self.artifact_root / "gate" / "report.html")
+
+    @model_validator(mode="after")
+    def _plan_for_fallback(self) -> GateSettings:
+        if self.without_judge_evidence == "plan" and self.plan_file is None:
+            raise ValueError("VISPOD_GATE_WITHOUT_JUDGE_EVIDENCE=plan needs VISPOD_GATE_PLAN_FILE (the rule that "
+                             "decides without the judge)")
+        return self
 
     @model_validator(mode="after")
     def _fits_poll_interval(self) -> GateSettings:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from vispod.common.http_retry import RetryPolicy, check_status, sse_events
-from vispod.common.llm_server import EngineRefused, LoraServer, bearer
+from vispod.common.llm_server import EngineRefused, LoraServer, bearer, check_answer, transport_errors
 from vispod.common.llm_server import chat_messages as server_messages
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
@@ -40,9 +40,9 @@ def chat_messages(inp: GenerationInput, text_only: bool) -> list[dict]:
     return server_messages(inp.system, inp.user, urls)
 
 
-def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, what: str, close: Callable[[], object],
-                timeouts: tuple[type[BaseException], ...] = (httpx.TimeoutException,)) -> Iterator[str]:
-    """The text of OpenAI-style chat-completion chunks (vLLM's SSE, TGI's client), recording usage and the
+def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, what: str,
+                close: Callable[[], object]) -> Iterator[str]:
+    """The text of OpenAI-style chat-completion chunks (vLLM's and TGI's SSE), recording usage and the
     finish reason on `result`; a timeout or broken connection mid-stream is BackendUnavailable. A stream that
     ends without a finish reason is a BackendError: the engine failed after its 200 (e.g. llama.cpp's server
     when its chat template raised), and its answer must not pass for a complete, empty one."""
@@ -62,7 +62,7 @@ def chat_stream(events: Iterable[Mapping[str, Any]], result: GenerationStream, w
                     yield text
         if not result.finish_reason:
             raise BackendError(f"{what} ended without a finish reason: the engine failed mid-answer (see its log)")
-    except timeouts as exc:
+    except httpx.TimeoutException as exc:
         raise BackendUnavailable(f"{what} timed out: {exc}") from exc
     except httpx.TransportError as exc:
         raise BackendUnavailable(f"{what} broke: {exc}") from exc
@@ -88,6 +88,31 @@ class ChatServerBackend:
     def retry_from(s) -> RetryPolicy:  # type: ignore[no-untyped-def]
         """The retry policy of the generator settings `s`."""
         return RetryPolicy(s.http_retries, s.backoff_base_s, s.backoff_max_s, s.backoff_max_s)
+
+    def chat_body(self, inp: GenerationInput, model: str) -> dict[str, Any]:
+        """A streamed chat completion's request (usage in the last chunk); `model` names the adapter or base."""
+        return {"model": model, "messages": chat_messages(inp, self.text_only), "stream": True,
+                "stream_options": {"include_usage": True}, "max_tokens": inp.max_new_tokens,
+                "temperature": inp.temperature, "top_p": inp.top_p, "seed": inp.seed}
+
+    def chat_completion(self, client: httpx.Client, url: str, body: dict[str, Any], what: str,
+                        rejected: Callable[[int, str], Exception]) -> GenerationStream:
+        """POSTs a streamed chat completion under the retry policy (errors mapped by llm_server, the one place);
+        an error status not worth retrying becomes `rejected(status, detail)`."""
+
+        def open_stream() -> httpx.Response:
+            with transport_errors():
+                r = client.send(client.build_request("POST", url, json=body), stream=True)
+            if r.status_code >= 400:
+                detail = r.read().decode("utf-8", "replace")[:300]
+                r.close()
+                check_answer(r, rejected, detail)
+            return r
+
+        response = self.retry.call(open_stream, what, exhausted=BackendUnavailable)
+        result = GenerationStream(iter(()))
+        result.chunks = chat_stream(sse_events(response.iter_lines()), result, what, response.close)
+        return result
 
 
 class OpenAIBackend(ChatServerBackend):
@@ -130,10 +155,9 @@ class OpenAIBackend(ChatServerBackend):
 
         def attempt() -> None:
             try:
-                self._server.load(adapter.adapter_id, adapter.local_path,
-                                  on_status=lambda r: check_status(r.status_code, r.headers, r.text[:200]))
-            except httpx.TransportError as exc:
-                raise ConnectionError(str(exc)) from exc
+                with transport_errors():
+                    self._server.load(adapter.adapter_id, adapter.local_path,
+                                      on_status=lambda r: check_status(r.status_code, r.headers, r.text[:200]))
             except EngineRefused as exc:
                 raise AdapterUnavailable(str(exc)) from exc
 
@@ -162,33 +186,13 @@ class OpenAIBackend(ChatServerBackend):
                                          "adapter-sync container has not loaded a verified copy")
         elif inp.adapter and inp.adapter.adapter_id not in self._loaded:
             self.load_adapter(inp.adapter)  # e.g. after an engine restart the registry's hook did not see
-        body = {
-            "model": model, "messages": chat_messages(inp, self.text_only), "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": inp.max_new_tokens,
-            "temperature": inp.temperature, "top_p": inp.top_p, "seed": inp.seed,
-        }
+        def rejected(status: int, detail: str) -> Exception:
+            if status == 404 and inp.adapter:
+                return AdapterUnavailable(f"engine does not serve adapter {model}: {detail}")
+            return BackendError(f"engine rejected the request: HTTP {status} {detail}")
 
-        def open_stream() -> httpx.Response:
-            try:
-                req = self._client.build_request("POST", "/v1/chat/completions", json=body)
-                r = self._client.send(req, stream=True)
-            except httpx.TimeoutException as exc:
-                raise TimeoutError(str(exc)) from exc
-            except httpx.TransportError as exc:
-                raise ConnectionError(str(exc)) from exc
-            if r.status_code >= 400:
-                detail = r.read().decode("utf-8", "replace")[:300]
-                r.close()
-                check_status(r.status_code, r.headers, detail)
-                if r.status_code == 404 and inp.adapter:
-                    raise AdapterUnavailable(f"engine does not serve adapter {model}: {detail}")
-                raise BackendError(f"engine rejected the request: HTTP {r.status_code} {detail}")
-            return r
-
-        response = self.retry.call(open_stream, "chat completion", exhausted=BackendUnavailable)
-        result = GenerationStream(iter(()))
-        result.chunks = chat_stream(sse_events(response.iter_lines()), result, "stream", response.close)
-        return result
+        return self.chat_completion(self._client, "/v1/chat/completions", self.chat_body(inp, model),
+                                    "chat completion", rejected)
 
     def close(self) -> None:
         self._client.close()

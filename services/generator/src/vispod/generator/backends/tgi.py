@@ -1,9 +1,10 @@
-"""text-generation-inference (TGI) through `huggingface_hub.InferenceClient`.
+"""text-generation-inference (TGI) over plain httpx.
 
 Requests go to TGI's OpenAI-compatible `/v1/chat/completions` route (TGI applies the model's chat
 template there): images as `image_url` parts with data URIs, in story order before the
 instruction; the adapter is selected per request by the `model` field, which TGI reads as the
-`adapter_id`; output is streamed (SSE).
+`adapter_id`; output is streamed (SSE). Not huggingface_hub's InferenceClient: it refuses every request, TGI's
+included, while HF_HUB_OFFLINE=1, which every vispod image sets (the cluster's dialogues through TGI all failed).
 
 TGI's limits, which this backend respects rather than hides:
 - LoRA adapters are fixed when the server starts (`LORA_ADAPTERS=id,name=/path,…`); a new adapter
@@ -19,23 +20,18 @@ TGI's limits, which this backend respects rather than hides:
 
 from __future__ import annotations
 
-import itertools
 import logging
 
-from huggingface_hub import InferenceClient
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import InferenceTimeoutError
+import httpx
 
 from vispod.common.http_retry import RetryPolicy
-from vispod.common.llm_server import tgi_errors
 from vispod.generator.adapters import AdapterUnavailable, AdapterVersion
 from vispod.generator.backends.base import (
     BackendError,
-    BackendUnavailable,
     GenerationInput,
     GenerationStream,
 )
-from vispod.generator.backends.openai import ChatServerBackend, chat_messages, chat_stream
+from vispod.generator.backends.openai import ChatServerBackend
 from vispod.generator.backends.tgi_rollout import AdapterRollout, KubernetesRollout
 
 log = logging.getLogger(__name__)
@@ -55,6 +51,7 @@ class TGIBackend(ChatServerBackend):
         self._pending: tuple[str, ...] | None = None   # a held set whose rollout could not start yet
         self.model = model_label or "tgi"
         self.timeout_s = timeout_s
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
 
     @classmethod
     def from_settings(cls, s) -> TGIBackend:
@@ -99,31 +96,12 @@ class TGIBackend(ChatServerBackend):
             have = sorted(self.rollout.ready() if self.rollout is not None else self.adapters) or "none"
             raise AdapterUnavailable(f"TGI was not started with adapter {inp.adapter.adapter_id} (on every "
                                      f"replica; its adapters are fixed at start-up: {have})")
-        messages = chat_messages(inp, self.text_only)
         model = inp.adapter.adapter_id if inp.adapter else "tgi"
         base_url = self.rollout.base_url if self.rollout is not None else self.base_url
-        # No telemetry: the client's first call would fetch an agent registry from huggingface.co for its User-Agent.
-        hf_constants.HF_HUB_DISABLE_TELEMETRY = True
-        client = InferenceClient(base_url=base_url, timeout=self.timeout_s)
-
-        def open_stream():
-            with tgi_errors(lambda status, detail: BackendError(f"TGI rejected the request: HTTP {status} {detail}")):
-                it = client.chat_completion(messages, model=model, stream=True, max_tokens=inp.max_new_tokens,
-                                            temperature=inp.temperature, top_p=inp.top_p, seed=inp.seed,
-                                            stream_options={"include_usage": True})
-                # The request is sent lazily: pull the first chunk here so HTTP errors surface inside the retry.
-                first = next(iter(it), None)
-                return it, first
-
-        try:
-            it, first = self.retry.call(open_stream, "TGI chat completion", exhausted=BackendUnavailable)
-        except BaseException:
-            client.close()
-            raise
-        result = GenerationStream(iter(()))
-        chunks = itertools.chain([first], it) if first is not None else iter(())
-        result.chunks = chat_stream(chunks, result, "TGI stream", client.close, timeouts=(InferenceTimeoutError,))
-        return result
+        url = f"{base_url.rstrip('/')}/v1/chat/completions"
+        return self.chat_completion(
+            self._client, url, self.chat_body(inp, model), "TGI chat completion",
+            lambda status, detail: BackendError(f"TGI rejected the request: HTTP {status} {detail}"))
 
     def close(self) -> None:
-        pass
+        self._client.close()

@@ -1,4 +1,5 @@
-"""Shared HTTP plumbing of the API judges: one httpx client, vispod.common.http_retry's policy."""
+"""Shared HTTP plumbing of the API judges: one httpx client, vispod.common.http_retry's policy, and
+vispod.common.llm_server's one mapping of HTTP errors onto it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from vispod.common.http_retry import Retry, check_status
+from vispod.common.http_retry import Retry
+from vispod.common.llm_server import check_answer, transport_errors
 from vispod.common.logging import redact
 from vispod.judge.backends.base import Completion, JudgeBackendError, JudgePrompt, RemoteJudge
 
@@ -38,16 +40,11 @@ class HttpJudge(RemoteJudge):
         url, headers, body = self.request(prompt)
 
         def attempt() -> Completion:
-            try:
+            with transport_errors():
                 resp = self._client.post(url, headers=headers, json=body)
-            except httpx.TimeoutException as exc:
-                raise TimeoutError("timeout") from exc
-            except httpx.TransportError as exc:
-                raise ConnectionError(f"transport error: {type(exc).__name__}") from exc
-            check_status(resp.status_code, resp.headers, _snippet(resp))
-            if resp.status_code >= 400:
-                # 400/401/403/404...: the request or the key is wrong; retrying will not help.
-                raise JudgeBackendError(f"{self.name}: HTTP {resp.status_code}: {_snippet(resp)}")
+            # 400/401/403/404...: the request or the key is wrong; retrying will not help.
+            check_answer(resp, lambda status, detail: JudgeBackendError(f"{self.name}: HTTP {status}: {detail}"),
+                         _snippet(resp) if resp.status_code >= 400 else "")
             try:
                 return self.parse(resp.json())
             except (ValueError, KeyError, TypeError, IndexError) as exc:

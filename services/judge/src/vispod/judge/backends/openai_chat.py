@@ -32,9 +32,14 @@ class OpenAIChatJudge(HttpJudge):
         return f"{self.base_url}/chat/completions", bearer(self._api_key), body
 
     def parse(self, body: Any) -> Completion:
-        message = body["choices"][0]["message"]
-        text = message.get("content")
-        if not isinstance(text, str):
-            raise BadResponse("choices[0].message.content is not a string")
-        usage = body.get("usage") or {}
-        return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        return parse_chat_completion(body)
+
+
+def parse_chat_completion(body: Any) -> Completion:
+    """An OpenAI-style chat completion's text and token counts (OpenAI, vLLM, TGI)."""
+    message = body["choices"][0]["message"]
+    text = message.get("content")
+    if not isinstance(text, str):
+        raise BadResponse("choices[0].message.content is not a string")
+    usage = body.get("usage") or {}
+    return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
