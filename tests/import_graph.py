@@ -44,8 +44,9 @@ def source_modules(srcs: list[Path]) -> dict[str, Path]:
 
 
 def import_graph(modules: dict[str, Path], srcs: list[Path]) -> dict[str, set[str]]:
-    """Module -> the modules among `modules` it imports. A module's import of a package it lies in is left out:
-    that package is initialised before the module runs."""
+    """Module -> the modules among `modules` it imports, and the packages those lie in (importing a.b.c runs
+    a/__init__ and a/b/__init__ first: a package that imports its submodules is part of every import of one). A
+    module's import of a package it lies in is left out: that package is initialised before the module runs."""
 
     def known(name: str) -> str | None:   # `a.b.name` is module a.b.name if it exists, else module a.b
         while name and name not in modules:
@@ -58,8 +59,14 @@ def import_graph(modules: dict[str, Path], srcs: list[Path]) -> dict[str, set[st
         # `from a.b import c` imports module a.b.c when there is one, else a name of a.b
         targets = {known(f"{module}.{n}" if n else module) for _, module, names in imports(path, src)
                    for n in (names or [""])}
-        graph[name] = {t for t in targets if t and t != name and not name.startswith(t + ".")}
+        parents = {p for t in targets if t for p in _packages_of(t) if p in modules}
+        graph[name] = {t for t in targets | parents if t and t != name and not name.startswith(t + ".")}
     return graph
+
+
+def _packages_of(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(2, len(parts))]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

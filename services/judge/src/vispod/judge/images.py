@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Sequence
 
@@ -36,11 +35,3 @@ def prepare_images(raw: Sequence[bytes | Image.Image], *, max_images: int, max_s
                 rgb.save(buf, format="JPEG", quality=40)
         out.append(JudgeImage(mime="image/jpeg", data=buf.getvalue()))
     return tuple(out)
-
-
-def b64(image: JudgeImage) -> str:
-    return base64.b64encode(image.data).decode("ascii")
-
-
-def data_url(image: JudgeImage) -> str:
-    return f"data:{image.mime};base64,{b64(image)}"

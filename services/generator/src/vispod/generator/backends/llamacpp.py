@@ -22,7 +22,7 @@ from vispod.generator.backends.base import CAPTIONS, BackendError, GenerationInp
 from vispod.generator.backends.llamacpp_engine import LlamaEngine
 from vispod.generator.backends.llamacpp_native import LlamaEngineError
 from vispod.generator.backends.llamacpp_sampler import Sampling
-from vispod.generator.models import resolve_model_path
+from vispod.generator.backends.model_files import resolve_model_path
 from vispod.generator.prompting import render_plain
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from typing import Any
 
 from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.backends.http import BadResponse, HttpJudge
-from vispod.judge.images import b64
 
 
 class AnthropicJudge(HttpJudge):
@@ -20,7 +19,7 @@ class AnthropicJudge(HttpJudge):
         content: list[dict[str, Any]] = []
         if self.accepts_images:
             content += [
-                {"type": "image", "source": {"type": "base64", "media_type": im.mime, "data": b64(im)}}
+                {"type": "image", "source": {"type": "base64", "media_type": im.mime, "data": im.b64()}}
                 for im in prompt.images
             ]
         content.append({"type": "text", "text": prompt.user})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,12 @@ from vispod.judge import metrics
 class JudgeImage:
     mime: str  # image/jpeg or image/png
     data: bytes
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{self.b64()}"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from typing import Any
 
 from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.backends.http import BadResponse, HttpJudge
-from vispod.judge.images import b64
 
 
 class GeminiJudge(HttpJudge):
@@ -15,7 +14,7 @@ class GeminiJudge(HttpJudge):
     def request(self, prompt: JudgePrompt) -> tuple[str, dict[str, str], dict[str, Any]]:
         parts: list[dict[str, Any]] = []
         if self.accepts_images:
-            parts += [{"inlineData": {"mimeType": im.mime, "data": b64(im)}} for im in prompt.images]
+            parts += [{"inlineData": {"mimeType": im.mime, "data": im.b64()}} for im in prompt.images]
         parts.append({"text": prompt.user})
         config: dict[str, Any] = {"maxOutputTokens": self.max_tokens, "responseMimeType": "application/json"}
         if prompt.attempt == 0:

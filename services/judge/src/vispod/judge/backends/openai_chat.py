@@ -7,7 +7,6 @@ from typing import Any
 from vispod.common.llm_server import bearer, chat_messages
 from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.backends.http import BadResponse, HttpJudge
-from vispod.judge.images import data_url
 
 
 class OpenAIChatJudge(HttpJudge):
@@ -18,7 +17,7 @@ class OpenAIChatJudge(HttpJudge):
         self.json_mode = json_mode
 
     def request(self, prompt: JudgePrompt) -> tuple[str, dict[str, str], dict[str, Any]]:
-        urls = [data_url(im) for im in prompt.images] if self.accepts_images else []
+        urls = [im.data_url() for im in prompt.images] if self.accepts_images else []
         body: dict[str, Any] = {
             "model": self.model,
             "messages": chat_messages(prompt.system, prompt.user, urls, images_first=False),

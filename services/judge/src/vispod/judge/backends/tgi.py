@@ -16,7 +16,6 @@ from vispod.common.llm_server import bearer, chat_messages
 from vispod.judge.backends.base import Completion, JudgePrompt
 from vispod.judge.backends.http import BadResponse, HttpJudge
 from vispod.judge.backends.openai_chat import parse_chat_completion
-from vispod.judge.images import data_url
 
 
 class TGIJudge(HttpJudge):
@@ -32,14 +31,14 @@ class TGIJudge(HttpJudge):
         # TGI rejects temperature 0: near-greedy first, sampling on the retry.
         temperature = max(self.temperature or 0.0, 0.01) if prompt.attempt == 0 else 0.7
         if self.route == "generate":
-            images = "".join(f"![]({data_url(im)})" for im in prompt.images) if self.accepts_images else ""
+            images = "".join(f"![]({im.data_url()})" for im in prompt.images) if self.accepts_images else ""
             body: dict[str, Any] = {
                 "inputs": f"{images}{prompt.system}\n\n{prompt.user}\n\nAnswer:",
                 "parameters": {"max_new_tokens": self.max_tokens, "temperature": temperature, "details": True,
                                "decoder_input_details": True},
             }
             return f"{self.base_url}/generate", bearer(self._api_key), body
-        urls = [data_url(im) for im in prompt.images] if self.accepts_images else []
+        urls = [im.data_url() for im in prompt.images] if self.accepts_images else []
         body = {"model": self.model or "tgi",
                 "messages": chat_messages(prompt.system, prompt.user, urls, images_first=False),
                 "max_tokens": self.max_tokens, "temperature": temperature}
