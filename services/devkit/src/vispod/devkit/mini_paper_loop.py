@@ -220,6 +220,7 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         adapter_state_dir=workdir / name / "state", adapter_cache_dir=workdir / name / "cache",
         lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
         shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
+        generation_deadline_s=1800,   # a busy 2-core machine must not turn slow dialogues into failed ones
         temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images, text_input=text_input,
         share_prompt_prefix=False,   # a story's dialogue must not depend on which stories run beside it
         **extra,
