@@ -14,6 +14,7 @@ from vispod_cli import VISPOD, lines_until_ready
 from vispod.common.bus import EventReader
 from vispod.common.settings import KafkaSettings
 from vispod.common.topics import Topic
+from vispod.devkit.demo import pick_story
 from vispod.devkit.example_story import write_example_story
 
 
@@ -112,3 +113,14 @@ def test_plain_up_starts_every_service_on_embedded_defaults_and_submit_gets_a_di
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
+
+
+def test_the_demo_finds_the_vist_set_the_datasets_setting_names_at_run_time(tmp_path: Path, monkeypatch) -> None:
+    """The CLI sets VISPOD_DATASETS_ROOT after the demo module is imported: a fresh clone's `make demo` once fell
+    back to the example story beside a present shared/datasets."""
+    story = write_example_story(tmp_path / "datasets" / "vist-podcast-50" / "story_1")
+    doc = json.loads((story / "story.json").read_text())
+    (story / "story.json").write_text(json.dumps(doc | {"complete": True}))  # as the VIST set marks its stories
+    monkeypatch.setenv("VISPOD_DATASETS_ROOT", str(tmp_path / "datasets"))
+    folder, what = pick_story(None, tmp_path / "out")
+    assert folder == story.resolve() and what.startswith("VIST story")

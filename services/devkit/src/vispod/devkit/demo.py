@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 import grpc
 
 from vispod.common.bus import EventPublisher, EventReader
-from vispod.common.settings import KafkaSettings
+from vispod.common.settings import DatasetSettings, KafkaSettings
 from vispod.common.story_folder import IMAGE_MIME, iter_stories, read_story
 from vispod.common.topics import Topic, dlq_topic
 from vispod.common.visual_vocabulary import coco_category, concrete_nouns
@@ -33,12 +33,11 @@ from vispod.devkit.demo_adapter import demo_adapter, publish_and_route
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
 from vispod.devkit.local_kafka import die_with_parent
-from vispod.devkit.local_stack import SHARED_DATASETS, UP_STATE
+from vispod.devkit.local_stack import UP_STATE
 from vispod.devkit.submit import build_event, describe, follow
 from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 from vispod.voice.player import podcast_player
 
-VIST_SET = SHARED_DATASETS / "vist-podcast-50"
 REFERENCE_SYSTEM = "qwen3-vl-32b-sporc-lora"
 DEMO_TARGET_WORDS = 600
 DEMO_SPEAKERS = ["Alex:an upbeat host who loves stories", "Sam:a thoughtful photographer"]
@@ -73,12 +72,14 @@ def pick_story(story: Path | None, out: Path) -> tuple[Path, str]:
         if not story.is_dir() or not read_story(story).images:
             raise SystemExit(f"{story}: no photos there ({', '.join(sorted(IMAGE_MIME))} files, or a story.json)")
         return story.resolve(), f"story {story}"
-    if VIST_SET.exists():
-        for story in iter_stories(VIST_SET, "story_*"):
+    vist = DatasetSettings().vist_podcast_50  # read now: the CLI sets the root after imports
+    if vist.exists():
+        for story in iter_stories(vist, "story_*"):
             # The first story with all five photos (its captions are sent only with --captions).
             if story.meta.get("complete") and story.fully_captioned:
-                return story.folder, f"VIST story {story.story_id} from {VIST_SET}"
-    print(f"note: {VIST_SET} is absent; using an example story made from bundled photos", flush=True)
+                return story.folder, f"VIST story {story.story_id} from {vist}"
+    why = "has no complete story" if vist.exists() else "is absent"
+    print(f"note: {vist} {why}; using an example story made from bundled photos", flush=True)
     return write_example_story(out / "example-story"), "the example story (scikit-image sample photos)"
 
 

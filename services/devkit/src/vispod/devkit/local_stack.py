@@ -26,7 +26,6 @@ from vispod.devkit.supervisor import GaveUp, RestartPolicy, Supervised, Supervis
 
 # Start order: producers of what others consume come first.
 SERVICES = ("synth", "generator", "metrics", "judge", "voice", "gate")
-SHARED_DATASETS = DatasetSettings().root
 UP_STATE = STACK_RECORD
 # What a plain `vispod up` needs beyond each service's own defaults on a machine with only the embedded weights.
 # Both are RANDOM weights, opted into here and labelled in every output: no CLIP weights exist offline, so
@@ -130,8 +129,9 @@ def run_stack(names: list[str] | None, image_roots: list[Path], workdir: Path, r
     inbox = workdir / "images"
     inbox.mkdir(parents=True, exist_ok=True)
     roots = [workdir / "artifacts", inbox, Path("out").resolve(), *[r.resolve() for r in image_roots]]
-    if SHARED_DATASETS.exists():
-        roots.append(SHARED_DATASETS)
+    datasets = DatasetSettings().root  # read now: the CLI sets it after this module is imported
+    if datasets.exists():
+        roots.append(datasets)
     running: list[Running] = []
     code = 0
     try:
