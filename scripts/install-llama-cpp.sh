@@ -19,7 +19,7 @@ fi
 mkdir -p "$WHEELS"
 wheel="$(ls "$WHEELS"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -1)"
 if [ -z "$wheel" ]; then
-  echo "compiling llama.cpp (llama-cpp-python $VERSION) from source: about 10-15 minutes on 2 cores, once per machine …"
+  echo "compiling llama.cpp (llama-cpp-python $VERSION) from source: about 4 minutes on 2 idle cores (longer on busy ones), once per machine …"
   log="$WHEELS/llama-cpp-python-$VERSION.build.log"
   # A portable x86-64 build (AVX2/FMA/F16C), not -march=native: native builds enable AMX/AVX-512 paths that
   # die with SIGILL in VMs that report those flags without enabling them. No llava/mtmd library (unused).
