@@ -22,8 +22,10 @@ import torch, torch.distributed as dist
 dist.init_process_group("gloo")
 t = torch.tensor([float(dist.get_rank() + 1)])
 dist.all_reduce(t)
-print(json.dumps({"rank": dist.get_rank(), "sum": t.item(), "master_addr": os.environ["MASTER_ADDR"],
-                  "gloo_ifname": os.environ.get("GLOO_SOCKET_IFNAME")}), flush=True)
+out = os.path.join(sys.argv[1], f"rank{dist.get_rank()}.json")
+with open(out, "w") as fh:
+    json.dump({"rank": dist.get_rank(), "sum": t.item(), "master_addr": os.environ["MASTER_ADDR"],
+               "gloo_ifname": os.environ.get("GLOO_SOCKET_IFNAME")}, fh)
 dist.destroy_process_group()
 """
 
@@ -34,11 +36,11 @@ def test_standalone_workers_meet_on_loopback_and_reduce(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "GLOO_SOCKET_IFNAME")}
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run([sys.executable, "-m", "vispod.trainer.launch", "--standalone", "--nproc-per-node", "2",
-                           "--max-restarts", "0", "--monitor-interval", "0.1", str(script)],
+                           "--max-restarts", "0", "--monitor-interval", "0.1", str(script), str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    docs = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-                  key=lambda d: d["rank"])
+    # each rank writes its own file: two workers printing to one pipe can interleave their lines
+    docs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert docs == [{"rank": r, "sum": 3.0, "master_addr": "127.0.0.1", "gloo_ifname": "lo"} for r in (0, 1)]
 
 
