@@ -121,6 +121,29 @@ def test_a_rerun_generates_only_the_stories_it_lacks_and_a_new_key_starts_over(t
     assert asked[-1] == ["1"]
 
 
+def test_an_earlier_plan_versions_dialogues_are_reused_only_under_the_same_key(tmp_path: Path) -> None:
+    """A new plan version regenerates what it changed (the tuned model's new adapters) and reuses the dialogues of
+    systems it did not change; the earlier version's file is never written."""
+    asked: list[list[str]] = []
+
+    def produce(todo: list[PhotoStory]) -> dict[str, events_pb2.DialogueGenerated]:
+        asked.append([s.story_id for s in todo])
+        return {s.story_id: events_pb2.DialogueGenerated(image_set_id=f"new-{s.story_id}") for s in todo}
+
+    stories = [PhotoStory(sid, (), ()) for sid in ("1", "2")]
+    v1 = tmp_path / "v1" / "gens.json"
+    v1.parent.mkdir()
+    v1.write_text(json.dumps({"key": "base-key", "dialogues": {"1": {"imageSetId": "v1-1"}}}))
+    before = v1.read_bytes()
+    got = cached_generations(tmp_path / "v2" / "gens.json", "base-key", stories, produce, earlier=[v1])
+    assert got["1"].image_set_id == "v1-1" and got["2"].image_set_id == "new-2" and asked == [["2"]]
+    retrained = cached_generations(tmp_path / "v2" / "tuned.json", "new-adapter-key", stories, produce, earlier=[v1])
+    assert [d.image_set_id for d in retrained.values()] == ["new-1", "new-2"] and asked[-1] == ["1", "2"]
+    assert v1.read_bytes() == before
+    again = cached_generations(tmp_path / "v2" / "gens.json", "base-key", stories, produce, earlier=[v1])
+    assert again["1"].image_set_id == "v1-1" and len(asked) == 2   # now kept in v2's own file
+
+
 def test_the_dialogue_archive_is_gzipped_json_lines_with_identical_bytes_for_identical_rows(tmp_path: Path) -> None:
     story = PhotoStory("7", tuple(Path(f"/p{i}.jpg") for i in range(5)), tuple("c" for _ in range(5)))
     row = archive_row(story, Sample(load_plan().system("tuned"), 1234, "mini-paper@v-1", 17), _facts_result())

@@ -10,6 +10,7 @@ import yaml
 
 from vispod.evaluation.plan import (
     CURRENT_PLAN,
+    PLANS,
     PlanError,
     TestSplitAlreadyRead,
     ledger_entries,
@@ -19,9 +20,10 @@ from vispod.evaluation.plan import (
 from vispod.evaluation.splits import load_split
 
 
-def test_the_committed_plan_is_valid_and_hashed() -> None:
-    plan = load_plan()
-    assert plan.version == 1 and len(plan.sha256) == 64
+@pytest.mark.parametrize("path", sorted(PLANS.glob("mini-paper-v*.yaml")), ids=lambda p: p.stem)
+def test_every_committed_plan_is_valid_and_hashed(path: Path) -> None:
+    plan = load_plan(path)
+    assert path.stem == f"mini-paper-v{plan.version}" and len(plan.sha256) == 64
     assert not set(plan.dev) & set(plan.test)
     assert set(plan.dev) | set(plan.test) | set(plan.excluded) == set(load_split().eval)
     assert [s.role for s in plan.systems] == ["tuned", "small_base", "bigger_base", "large_base", "upper_bound",
@@ -33,6 +35,11 @@ def test_the_committed_plan_is_valid_and_hashed() -> None:
     assert len(plan.adapter_training_seeds) >= 3
     assert {m.metric for m in plan.rule.metrics} <= set(plan.metrics)
     assert not any(m.startswith("naturalness.") for m in plan.rule.names)  # none passed its validation
+
+
+def test_the_current_plan_is_the_newest_version() -> None:
+    versions = sorted(load_plan(p).version for p in PLANS.glob("mini-paper-v*.yaml"))
+    assert versions == list(range(1, len(versions) + 1)) and load_plan().version == versions[-1] >= 2
 
 
 def _variant(tmp_path: Path, **changes: object) -> Path:
@@ -61,6 +68,8 @@ def _variant(tmp_path: Path, **changes: object) -> Path:
     ({"decision__metrics": [{"metric": "naturalness.novelty", "role": "superiority"}],
       "metrics": ["naturalness.novelty"]}, "failed their validation"),
     ({"decision__metrics": [{"metric": "style.words", "role": "superiority"}]}, "does not list"),
+    ({"training__object_miss_rate": 1.5}, "object_miss_rate must be a share"),
+    ({"training__object_miss_rate": "none"}, "object_miss_rate must be a share"),
 ])
 def test_a_plan_that_breaks_a_rule_is_refused(tmp_path: Path, changes: dict, clue: str) -> None:
     with pytest.raises(PlanError, match=clue):
@@ -80,6 +89,7 @@ def test_the_test_split_is_read_once_per_version(tmp_path: Path) -> None:
     assert (first["forced"], second["forced"], second["reason"]) == (False, True, "generator crashed mid-run")
     assert first["sha256"] == plan.sha256 and first["stories"] == list(plan.test)
     # a new version reads its own test split once
-    v2 = load_plan(_variant(tmp_path, version=2))
-    assert read_test_split(v2, ledger) == v2.test and v2.sha256 != plan.sha256
-    assert [json.loads(line)["version"] for line in ledger.read_text().splitlines()] == [1, 1, 2]
+    newer = load_plan(_variant(tmp_path, version=plan.version + 1))
+    assert read_test_split(newer, ledger) == newer.test and newer.sha256 != plan.sha256
+    assert [json.loads(line)["version"] for line in ledger.read_text().splitlines()] == [
+        plan.version, plan.version, plan.version + 1]

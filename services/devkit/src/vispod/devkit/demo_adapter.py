@@ -1,8 +1,8 @@
 """The adapter `vispod demo` serves, and how it reaches the demo's generator.
 
 The demo serves the adapter that `make mini-paper` last promoted on this machine (its gate decision is recorded
-beside the cached adapter); without one, it trains the quick profile once (cached by data, configuration and base
-weights). That adapter is the plan's first training seed's, so the committed test results
+beside the cached adapter); without one, it trains the current plan's profile once (cached by data, configuration and
+base weights). That adapter is the plan's first training seed's, so the committed test results
 (results/mini-paper/v<N>/test/results.json) hold the gate's decision on it when their cache key matches: promoted,
 it serves by default; rejected or undecided, it is requested explicitly as a candidate and the demo says so.
 Either way the adapter goes through the bus like the trainer Job's: stored, AdapterPublished, verified and
@@ -20,9 +20,9 @@ from vispod.common.bus import EventPublisher
 from vispod.devkit.checkout import CHECKOUT
 from vispod.devkit.local_adapter_store import store_settings
 from vispod.devkit.mini_paper_loop import (
-    PROFILES,
     PROMOTED,
     ensure_adapter,
+    plan_profile,
     publish,
     publish_decision,
     vist_podcast_dir,
@@ -57,7 +57,7 @@ def demo_adapter(out: Path, dataset: Path | None = None) -> DemoAdapter:
             return DemoAdapter(promoted["record"], promoted["decision"])
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    record = ensure_adapter(PROFILES["quick"], dataset or vist_podcast_dir(), out / "adapter")
+    record = ensure_adapter(plan_profile(load_plan()), dataset or vist_podcast_dir(), out / "adapter")
     return DemoAdapter(record, committed_decision(record))
 
 

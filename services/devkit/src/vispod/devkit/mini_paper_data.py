@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vispod.evaluation.splits import Split, check_no_overlap
+from vispod.perception.settings import calibration
 
 PAPER_SYSTEM = "qwen3-vl-32b-sporc-lora"
 
@@ -37,6 +38,9 @@ class DataProfile:
     # What a scene's "photo" is in the instruction: facts derived from the scene's words with the detector's noise
     # (vispod.dataset.scene_facts; what a photo without caption gives at serving time), or a caption sentence.
     scene_input: str = "facts"
+    # The share of the objects a training scene's turns name that its facts leave out. None: the detector's measured
+    # miss rate (calibration.json, 0.69: plan v1). Plan v2 trains on 0.0: facts that list what the turns name.
+    object_miss_rate: float | None = None
 
 
 def prompt_fn(captions: Sequence[str], speakers: Sequence[tuple[str, str]], words: int,
@@ -56,18 +60,23 @@ def facts_prompt_fn(texts: Sequence[str], speakers: Sequence[tuple[str, str]], w
     return prompt_fn(texts, speakers, words, facts=True)
 
 
-def with_facts(pairs: list, rng: random.Random) -> tuple[list, dict[str, int]]:
+def with_facts(pairs: list, rng: random.Random,
+               object_miss_rate: float | None = None) -> tuple[list, dict[str, int]]:
     """Each pair's scenes described by synthetic facts from their own words (the facts' phrase stands where a
-    caption stood: in the instruction and in the scene's marker, as the generator writes them)."""
+    caption stood: in the instruction and in the scene's marker, as the generator writes them); the detector's
+    measured noise, with its miss rate replaced by `object_miss_rate` when one is given."""
     from dataclasses import replace
 
     from vispod.dataset.scene_facts import scene_facts
     from vispod.perception.describe import NOTHING, facts_phrase
 
+    noise = dict(calibration()["noise"])
+    if object_miss_rate is not None:
+        noise["object_miss_rate"] = object_miss_rate
     out, counts = [], {"scenes": 0, "scenes_without_facts": 0, "objects": 0}
     for pair in pairs:
         texts = [" ".join(t for s, _, t in pair.turns if s == scene) for scene in range(len(pair.captions))]
-        facts = [scene_facts(text, rng) for text in texts]
+        facts = [scene_facts(text, rng, noise) for text in texts]
         phrases = tuple(facts_phrase(f) for f in facts)
         counts["scenes"] += len(facts)
         counts["scenes_without_facts"] += sum(p == NOTHING for p in phrases)
@@ -140,7 +149,7 @@ def build(out_dir: Path, dataset: Path | None, split: Split, profile: DataProfil
     rng.shuffle(pairs)
     fact_counts: dict[str, int] = {}
     if facts:
-        pairs, fact_counts = with_facts(pairs, rng)
+        pairs, fact_counts = with_facts(pairs, rng, profile.object_miss_rate)
     card = {
         "what": ("facts" if facts else "caption") + " → scene-by-scene podcast dialogue pairs for a text-only model "
                 "(SmolLM2-135M-Instruct)",

@@ -113,6 +113,15 @@ PROFILES = {
 Say = Callable[[str], None]
 
 
+def plan_profile(plan: Plan) -> TrainProfile:
+    """The plan's training profile, with the data choices its `training` block makes (object_miss_rate)."""
+    training = plan.document["training"]
+    profile = PROFILES[training["profile"]]
+    if training.get("object_miss_rate") is not None:
+        profile = replace(profile, data=replace(profile.data, object_miss_rate=float(training["object_miss_rate"])))
+    return profile
+
+
 def vist_podcast_dir() -> Path | None:
     """vist-podcast-50 under the one datasets setting (VISPOD_DATASETS_ROOT), or None when it is absent."""
     path = DatasetSettings().vist_podcast_50
@@ -333,7 +342,10 @@ def _system_info(system: PlanSystem, plan: Plan, records: dict[int, dict[str, An
     used = [t for t in plan.adapter_training_seeds if any(a == t for a, _ in plan.samples_of(system))]
     if used:
         first = records[used[0]]
-        source = first["data"]["profile"].get("scene_input", "captions")
+        data = first["data"]["profile"]
+        source = data.get("scene_input", "captions")
+        if source == "facts" and data.get("object_miss_rate") is not None:
+            source += f" missing {data['object_miss_rate']:.0%} of the objects the turns name"
         adapter = ", ".join(adapter_ids[t] for t in used)
         weights += (f" + LoRA adapter(s) of training seed(s) {used} trained here ({first['profile']} profile, "
                     f"{first['data']['pairs']} pairs, scenes as {source})")
@@ -373,7 +385,7 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
     out.mkdir(parents=True, exist_ok=True)
     say(f"plan v{plan.version} ({plan.path.name}, sha256 {plan.sha256[:12]}…), {split} split: {len(stories)} stories "
         "of 5 photos; the systems read the photos' perception facts (captions: upper bound and evaluation only)")
-    profile = PROFILES[plan.document["training"]["profile"]]
+    profile = plan_profile(plan)
     records = {t: ensure_adapter(replace(profile, seed=t), dataset, out.parent / "adapters" / f"seed{t}", say)
                for t in plan.adapter_training_seeds}
     target_words = int(plan.document["generation"]["target_words"])
@@ -417,7 +429,9 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
                     got = cached_generations(
                         out / "generations" / f"{sample.key}.json",
                         generation_key(sample, target_words, adapter_key), stories,
-                        lambda todo, sample=sample: generate_all(address(sample.system), todo, sample, target_words))
+                        lambda todo, sample=sample: generate_all(address(sample.system), todo, sample, target_words),
+                        earlier=[out.parent.parent / f"v{v}" / split / "generations" / f"{sample.key}.json"
+                                 for v in range(plan.version - 1, 0, -1)])
                     for story in stories:
                         outputs.append(story_output(story, got[story.story_id], system, target_words))
                         rows.append(archive_row(story, sample, got[story.story_id]))

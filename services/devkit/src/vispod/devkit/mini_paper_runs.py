@@ -120,20 +120,28 @@ def generate_all(address: str, stories: Sequence[PhotoStory], sample: Sample, ta
     return out
 
 
-def cached_generations(path: Path, key: str, stories: Sequence[PhotoStory],
-                       produce: Callable[[list[PhotoStory]], dict[str, Any]]) -> dict[str, Any]:
-    """A sample's dialogues per story, kept in `path` under `key`: a rerun generates only the stories it lacks (a
-    dialogue depends on its story, the settings and its seed, not on the other stories)."""
-    kept: dict[str, Any] = {}
+def _kept(path: Path, key: str) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
-        if doc.get("key") == key:
-            kept = doc["dialogues"]
     except (OSError, ValueError):
-        pass
+        return {}
+    return dict(doc["dialogues"]) if doc.get("key") == key else {}
+
+
+def cached_generations(path: Path, key: str, stories: Sequence[PhotoStory],
+                       produce: Callable[[list[PhotoStory]], dict[str, Any]],
+                       earlier: Sequence[Path] = ()) -> dict[str, Any]:
+    """A sample's dialogues per story, kept in `path` under `key`: a rerun generates only the stories it lacks (a
+    dialogue depends on its story, the settings and its seed, not on the other stories). `earlier`: the same
+    sample's files of earlier plan versions, read only, and only under the same key (same model, input, prompt,
+    adapter and decoding: the same dialogue)."""
+    kept = _kept(path, key)
+    for other in earlier:
+        kept = {**_kept(other, key), **kept}
     missing = [s for s in stories if s.story_id not in kept]
     if missing:
         kept.update({sid: json_format.MessageToDict(m) for sid, m in produce(missing).items()})
+    if missing or _kept(path, key) != kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"key": key, "dialogues": kept}))
     return {s.story_id: json_format.ParseDict(kept[s.story_id], events_pb2.DialogueGenerated()) for s in stories}

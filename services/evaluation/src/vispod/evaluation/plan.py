@@ -30,7 +30,7 @@ from vispod.evaluation.splits import DEFAULT_SPLIT, load_split
 from vispod.gate.policy import DecisionRule
 
 PLANS = Path(__file__).with_name("plans")
-CURRENT_PLAN = PLANS / "mini-paper-v1.yaml"
+CURRENT_PLAN = PLANS / "mini-paper-v2.yaml"
 DEFAULT_LEDGER = Path("results/mini-paper/test-split-reads.jsonl")
 MIN_ADAPTER_SEEDS = 3
 
@@ -171,6 +171,9 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     seeds = tuple(int(s) for s in (doc.get("generation") or {}).get("seeds") or ())
     if len(seeds) < len(adapter_seeds):
         raise PlanError(f"{path}: generation.seeds needs a seed per adapter training seed ({len(adapter_seeds)})")
+    miss_rate = (doc.get("training") or {}).get("object_miss_rate")
+    if miss_rate is not None and not (isinstance(miss_rate, int | float) and 0.0 <= miss_rate <= 1.0):
+        raise PlanError(f"{path}: training.object_miss_rate must be a share between 0 and 1, got {miss_rate!r}")
     metrics = tuple(str(m) for m in doc.get("metrics") or ())
     unknown = sorted(set(metrics) - metric_keys())
     if unknown:
