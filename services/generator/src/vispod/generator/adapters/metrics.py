@@ -10,6 +10,9 @@ ROUTES = ("base", "active", "canary", "explicit")
 ADAPTER_STATE = Gauge("vispod_generator_adapter_state", "Adapters in each lifecycle state", ["state"])
 LOAD_FAILURES = Counter("vispod_generator_adapter_load_failures_total",
                         "Adapters rejected or not loadable, by reason", ["reason"])
+EVENTS_SKIPPED = Counter("vispod_generator_adapter_events_skipped_total",
+                         "AdapterPublished events announcing another base model (another generator pool's adapters), "
+                         "skipped without a download; not failures", ["reason"])
 LIFECYCLE_CHANGES = Counter("vispod_generator_adapter_lifecycle_changes_total",
                             "Adapter state changes, by new state", ["state"])
 CANARY_SHARE = Gauge("vispod_generator_adapter_canary_share", "Share of traffic routed to the canary adapter")
@@ -38,3 +41,4 @@ for _i in ("gate", "admin"):
     COMMANDS_OBEYED.labels(_i)
 for _r in ("signature", "identity"):
     COMMANDS_REFUSED.labels(_r)
+EVENTS_SKIPPED.labels("other_base_model")

@@ -128,6 +128,13 @@ def normalise_model_id(model_id: str) -> str:
     return parts[-1].lower() if parts else ""
 
 
+def same_base_model(ours: str, theirs: str, mode: BaseModelCheck) -> bool:
+    """Does `theirs` name the base model this generator serves, under the check mode?"""
+    if mode == "off":
+        return True
+    return theirs == ours if mode == "strict" else normalise_model_id(theirs) == normalise_model_id(ours)
+
+
 def check_base_model(ours: str, event_base: str, config_base: str, mode: BaseModelCheck) -> None:
     """Every base model the artifact names (event and adapter_config.json) must be ours."""
     if mode == "off":
@@ -136,8 +143,7 @@ def check_base_model(ours: str, event_base: str, config_base: str, mode: BaseMod
     if not named:
         raise AdapterRejected("base_model_mismatch", "neither the event nor adapter_config.json names a base model")
     for theirs in named:
-        same = theirs == ours if mode == "strict" else normalise_model_id(theirs) == normalise_model_id(ours)
-        if not same:
+        if not same_base_model(ours, theirs, mode):
             raise AdapterRejected("base_model_mismatch", f"adapter was trained on {theirs!r}, this generator serves "
                                                          f"{ours!r} (check: {mode})")
 
