@@ -54,6 +54,7 @@ from vispod.devkit.mini_paper_runs import (
     story_output,
     write_archive,
 )
+from vispod.evaluation import hallucination_sources as sources
 from vispod.evaluation.mini_paper import SystemInfo, SystemRun, evaluate, reference_runs
 from vispod.evaluation.mini_paper.records import SAW_CAPTIONS
 from vispod.evaluation.mini_paper.report import Showcase, render
@@ -497,6 +498,8 @@ def _write(results: dict[str, Any], rows: list[dict[str, Any]], showcase: list[S
     write_atomic(out / "report.html", render(results, showcase))
     write_atomic(committed / "results.json", text)
     write_archive(committed / "dialogues.jsonl.gz", rows)
+    # where the unsupported object mentions come from, and the paper's transcripts on the same evidence (reported)
+    write_atomic(committed / sources.OUTPUT, json.dumps(sources.analyse(committed), indent=1) + "\n")
 
 
 def _served_by_default(address: str, story: PhotoStory, adapter_id: str, promoted: bool, target_words: int,

@@ -72,6 +72,16 @@ def _captions(story: Story) -> list[str]:
     return [e.caption or "" for e in story.entries]
 
 
+def story_captions(dataset: Path, story_id: str) -> list[str]:
+    """A story's photo captions, in story order ("" where VIST has none)."""
+    return _captions(_story(dataset, story_id))
+
+
+def story_text(dataset: Path, story_id: str, system_key: str) -> str | None:
+    """One of the paper's published transcripts of a story (a REFERENCES key), or None when it is absent."""
+    return _story(dataset, story_id).text(system_key)
+
+
 def eval_stories(dataset: Path | None = None, split_path: Path = DEFAULT_SPLIT) -> list[EvalStory]:
     """The held-out stories of the declared split, with their captions (the generators' input)."""
     dataset = dataset or dataset_root()
