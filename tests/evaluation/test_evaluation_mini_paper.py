@@ -130,7 +130,8 @@ def test_results_report_and_decision(tmp_path: Path, grounder: CaptionGrounder) 
 
     html = (tmp_path / "report.html").read_text()
     for needle in ("Gate decision: PROMOTE", "data:image/png;base64,", "not instruction-tuned", "not pixels",
-                   "all-MiniLM-L6-v2 (real)", "Differences, tuned − other", "1.000 [1.000, 1.000]", "Plan v1"):
+                   "all-MiniLM-L6-v2 (real)", "Differences, tuned − other", "1.000 [1.000, 1.000]",
+                   f"Plan v{load_plan().version}"):
         assert needle in html, needle
     assert "<script" not in html and "http" not in html.replace("https://", "")
 
