@@ -53,6 +53,7 @@ def test_a_run_folder_gets_its_breakdown_and_the_papers_transcripts_story_wide(t
         out.writelines(json.dumps(r) + "\n" for r in rows)
     assert main([str(run)]) == 0
     doc = json.loads((run / OUTPUT).read_text())
+    assert doc["run"] == f"{tmp_path.name}/run"      # the run's own folders, never this machine's path
     tuned = doc["systems"]["tuned"]
     # the story's value is the mean of its dialogues: (1/2 + 0) / 2; the failed one is counted, as in the plan
     assert (tuned["rate_own_photos"], tuned["share_other_photo"], tuned["failed_dialogues"]) == (0.25, 0.5, 1)

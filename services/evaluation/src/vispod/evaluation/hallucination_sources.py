@@ -120,7 +120,7 @@ def analyse(run_dir: Path, dataset: Path | None = None) -> dict[str, Any]:
             with_facts[sid] = [sources(turns, [photo_evidence(c, f) for c, f in zip(caps, facts[sid], strict=True)])]
         if bare:
             references[info.name] = {"captions_only": _summary(bare), "captions_and_facts": _summary(with_facts)}
-    return {"what": __doc__.split("\n\n")[0], "run": str(run_dir),
+    return {"what": __doc__.split("\n\n")[0], "run": "/".join(Path(run_dir).resolve().parts[-2:]),  # v<N>/<split>
             "systems": {name: {**_summary(stories), "failed_dialogues": failed[name]}
                         for name, stories in per_system.items()},
             "paper_transcripts_story_wide": references}
