@@ -76,18 +76,17 @@ def _gang(env: dict[str, str], stderr: Path, start_over: Path | None = None) -> 
     empty first, for a test that asserts a whole run. Returns the last gang's stdout; a second failure fails.
     Under the full suite on 2 cores a rank once died of SIGABRT ("terminate called without an active exception")
     right after loading; not reproduced in 12 runs of this file alone, in a loopback-only namespace or under load."""
-    for attempt in (1, 2):
-        proc = _launch(env, stderr)
-        stdout, _ = proc.communicate(timeout=300)
-        crashed = proc.returncode == 1 and "Signal" in stderr.read_text()
-        if not crashed or attempt == 2:
-            assert proc.returncode == 0, stderr.read_text()[-3000:]
-            return stdout
+    proc = _launch(env, stderr)
+    stdout, _ = proc.communicate(timeout=300)
+    if proc.returncode == 1 and "Signal" in stderr.read_text():
         warnings.warn(f"a rank of the gang died of a signal; the gang is replaced once as the Job would: "
                       f"{stderr.read_text()[-600:]}", stacklevel=2)
         if start_over is not None:
             shutil.rmtree(start_over, ignore_errors=True)
-    raise AssertionError("unreachable")
+        proc = _launch(env, stderr)
+        stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr.read_text()[-3000:]
+    return stdout
 
 
 def _progress(line: str) -> dict | None:

@@ -135,13 +135,14 @@ def cached_generations(path: Path, key: str, stories: Sequence[PhotoStory],
     dialogue depends on its story, the settings and its seed, not on the other stories). `earlier`: the same
     sample's files of earlier plan versions, read only, and only under the same key (same model, input, prompt,
     adapter and decoding: the same dialogue)."""
-    kept = _kept(path, key)
+    own = _kept(path, key)
+    kept = dict(own)
     for other in earlier:
         kept = {**_kept(other, key), **kept}
     missing = [s for s in stories if s.story_id not in kept]
     if missing:
         kept.update({sid: json_format.MessageToDict(m) for sid, m in produce(missing).items()})
-    if missing or _kept(path, key) != kept:
+    if kept != own:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"key": key, "dialogues": kept}))
     return {s.story_id: json_format.ParseDict(kept[s.story_id], events_pb2.DialogueGenerated()) for s in stories}

@@ -28,6 +28,12 @@ class Hallucination:
     unsupported: Counter[str]
     photos_with_perception: int
     photos_with_caption: int
+    elsewhere: int = 0  # unsupported mentions that another photo of the story supports: the wrong scene
+
+    @property
+    def nowhere(self) -> int:
+        """Unsupported mentions that no photo of the story supports."""
+        return sum(self.unsupported.values()) - self.elsewhere
 
     @property
     def rate(self) -> float:
@@ -58,7 +64,7 @@ def hallucination(turns: Sequence[common_pb2.Turn], images: Sequence[common_pb2.
         return None
     per_photo = [photo_support(ref) for ref in images]
     story = frozenset().union(*per_photo)
-    mentions = 0
+    mentions = elsewhere = 0
     unsupported: Counter[str] = Counter()
     for turn in turns:
         photos = [i for i in turn.image_refs if 0 <= i < len(images)]
@@ -67,4 +73,5 @@ def hallucination(turns: Sequence[common_pb2.Turn], images: Sequence[common_pb2.
             mentions += 1
             if not is_supported(term, support):
                 unsupported[term] += 1
-    return Hallucination(mentions, unsupported, with_facts, with_caption)
+                elsewhere += is_supported(term, story)
+    return Hallucination(mentions, unsupported, with_facts, with_caption, elsewhere)

@@ -38,7 +38,7 @@ from vispod.generator.adapters.lifecycle import (
     Result,
 )
 from vispod.generator.adapters.state import AdapterRecord, RegistryState, state_name, state_value
-from vispod.generator.adapters.verify import AdapterRejected, same_base_model
+from vispod.generator.adapters.verify import AdapterRejected
 from vispod.generator.adapters.version import AdapterVersion, split_adapter_id
 from vispod.v1 import events_pb2, generator_pb2
 
@@ -116,12 +116,10 @@ def handle_published(reg: Registry, env: Envelope) -> list[Output]:
     msg = env.message
     if not isinstance(msg, events_pb2.AdapterPublished):
         raise InvalidArgument(f"expected AdapterPublished, got {type(msg).__name__}")
-    installer = reg.installer
-    if msg.base_model_id and not same_base_model(installer.base_model_id, msg.base_model_id,
-                                                 installer.base_model_check):
+    if reg.installer.announces_another_base(msg):
         metrics.EVENTS_SKIPPED.labels("other_base_model").inc()
         log.info("adapter for another base model: not this generator's", extra={
-            "adapter_id": msg.adapter_id, "base_model_id": msg.base_model_id, "serves": installer.base_model_id})
+            "adapter_id": msg.adapter_id, "base_model_id": msg.base_model_id, "serves": reg.installer.base_model_id})
         return []
     try:
         adapter_id, manifest = reg.installer.check_event(msg)

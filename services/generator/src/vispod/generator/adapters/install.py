@@ -23,6 +23,7 @@ from vispod.generator.adapters.verify import (
     check_manifest,
     check_safetensors_header,
     read_adapter_config,
+    same_base_model,
     verify_folder,
 )
 from vispod.generator.adapters.version import split_adapter_id
@@ -47,8 +48,14 @@ class Installer:
         with self._locks_lock:
             return self._locks.setdefault(adapter_id, threading.Lock())
 
+    def announces_another_base(self, msg: events_pb2.AdapterPublished) -> bool:
+        """The event's own claim names a base model this generator does not serve: another pool's adapter."""
+        return bool(msg.base_model_id) and not same_base_model(self.base_model_id, msg.base_model_id,
+                                                                self.base_model_check)
+
     def check_event(self, msg: events_pb2.AdapterPublished) -> tuple[str, dict[str, str]]:
-        """(adapter id, validated manifest) of an AdapterPublished; AdapterRejected before any download."""
+        """(adapter id, validated manifest) of an AdapterPublished for this base (see announces_another_base);
+        AdapterRejected before any download."""
         try:
             name, version = split_adapter_id(msg.adapter_id)
         except ValueError as exc:
@@ -59,8 +66,6 @@ class Installer:
         if not msg.artifact_uri:
             raise AdapterRejected("bad_event", "artifact_uri is empty")
         manifest = check_manifest(msg.file_sha256)
-        if msg.base_model_id:  # cheap check before any download: the event's own claim
-            check_base_model(self.base_model_id, msg.base_model_id, "", self.base_model_check)
         if why := digest_mismatch(self.base_model_digest, msg.base_model_revision):
             raise AdapterRejected("base_model_mismatch", why)
         return msg.adapter_id, manifest
