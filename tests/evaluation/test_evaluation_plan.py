@@ -70,6 +70,8 @@ def _variant(tmp_path: Path, **changes: object) -> Path:
     ({"decision__metrics": [{"metric": "style.words", "role": "superiority"}]}, "does not list"),
     ({"training__object_miss_rate": 1.5}, "object_miss_rate must be a share"),
     ({"training__object_miss_rate": "none"}, "object_miss_rate must be a share"),
+    ({"generation__prompt_version": "../v1"}, "prompt_version must name a prompt folder"),
+    ({"generation__prompt_version": 2}, "prompt_version must name a prompt folder"),
 ])
 def test_a_plan_that_breaks_a_rule_is_refused(tmp_path: Path, changes: dict, clue: str) -> None:
     with pytest.raises(PlanError, match=clue):

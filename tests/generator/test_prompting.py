@@ -27,3 +27,24 @@ def test_caption_prompt_lists_scenes_in_order_and_retry_names_the_reason() -> No
     assert p.user.index("Scene 1: a beach") < p.user.index("Scene 2: a cake")
     assert "in German" in p.user and "about 300 words" in p.user and "Style:" not in p.user
     assert "only one speaker spoke" in p.user
+
+
+FACTS = ["a dog and a bench", "a cake and two people", "nothing recognised with confidence"]
+
+
+def test_prompt_v2_gives_each_scenes_facts_only_in_its_marker_on_the_scene_plan() -> None:
+    v1 = build_prompt(speakers=_speakers(), num_images=3, target_words=300, language="en", style="", captions=FACTS,
+                      version="v1", plan="scenes", facts=True)
+    v2 = build_prompt(speakers=_speakers(), num_images=3, target_words=300, language="en", style="", captions=FACTS,
+                      version="v2", plan="scenes", facts=True)
+    assert "v2" in available_versions()
+    assert "Scene 2: a cake and two people" in v1.user               # v1: every scene's objects listed up front
+    assert not any(text in v2.user for text in FACTS)                 # v2: none (the markers carry them)
+    assert "its own marker lists, not those of another scene" in v2.user and "Do not invent" in v2.user
+    # the whole-dialogue plan writes no markers: v2 lists the scenes there as v1 does
+    whole = build_prompt(speakers=_speakers(), num_images=3, target_words=300, language="en", style="",
+                         captions=FACTS, version="v2", plan="whole", facts=True)
+    assert "Scene 2: a cake and two people" in whole.user
+    captions = build_prompt(speakers=_speakers(), num_images=3, target_words=300, language="en", style="",
+                            captions=FACTS, version="v2", plan="scenes", facts=False)
+    assert "Scene 2: a cake and two people" in captions.user

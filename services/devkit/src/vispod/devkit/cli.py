@@ -1,5 +1,6 @@
-"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`, and
-the evaluation harness's `eval` (vispod-evaluation has no entry point of its own: it comes with the kit)."""
+"""The developer kit's commands: `vispod kafka`, `example`, `up`, `submit`, `demo`, `generate`, `mini-paper`,
+`mini-paper-screen` and the evaluation harness's `eval` (vispod-evaluation has no entry point of its own: it comes
+with the kit)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from vispod.common.kafka_address import bootstrap_from
-from vispod.devkit import demo, generate, local_kafka, mini_paper_loop
+from vispod.devkit import demo, generate, local_kafka, mini_paper_loop, mini_paper_screen
 from vispod.devkit.checkout import use_shared_datasets
 from vispod.devkit.example_story import write_example_story
 from vispod.devkit.local_adapter_store import STORES
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.register(sub)
     generate.register(sub)
     mini_paper_loop.register(sub)
+    mini_paper_screen.register(sub)
     evaluation_cli.register(sub)
 
 

@@ -44,6 +44,8 @@ from vispod.common.what_was_seen import seen_short
 from vispod.devkit import local_kafka
 from vispod.devkit.mini_paper_data import DataProfile, build, cache_key
 from vispod.devkit.mini_paper_runs import (
+    PLAN_DECODING,
+    Decoding,
     PhotoStory,
     Sample,
     archive_row,
@@ -69,6 +71,7 @@ from vispod.evaluation.plan import (
 )
 from vispod.evaluation.splits import load_split
 from vispod.gate.html_parts import write_atomic
+from vispod.generator.prompting import available_versions
 from vispod.generator.service import build as build_generator
 from vispod.generator.settings import GeneratorSettings
 from vispod.trainer.publish import publish_adapter
@@ -220,7 +223,7 @@ def publish(record: dict[str, Any], store_root: Path, kafka) -> str:
 @contextlib.contextmanager
 def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, prompt_format: str = "chat",
                       name: str = "generator", check_images: bool = True, text_input: str = "captions+facts",
-                      **extra: Any) -> Iterator[tuple[Any, str]]:
+                      decoding: Decoding = PLAN_DECODING, **extra: Any) -> Iterator[tuple[Any, str]]:
     """The generator service in-process (its gRPC on 127.0.0.1), consuming the adapter topics. `check_images=False`:
     a text-only model's requests are not checked for their photos (it reads the captions). `extra`: further
     GeneratorSettings (e.g. few_shot)."""
@@ -231,8 +234,9 @@ def generator_service(workdir: Path, kafka, roots: list[Path], *, model: str, pr
         lifecycle_keys_dir=local_identities(workdir / "keys"), images=ImageAccessSettings(file_roots=roots),
         shutdown_drain_s=0, shutdown_grace_s=1, max_attempts=1,
         generation_deadline_s=1800,   # a busy 2-core machine must not turn slow dialogues into failed ones
-        temperature=0.7, top_p=0.9, validate_images_in_text_mode=check_images, text_input=text_input,
-        share_prompt_prefix=False,   # a story's dialogue must not depend on which stories run beside it
+        temperature=decoding.temperature, top_p=decoding.top_p, validate_images_in_text_mode=check_images,
+        text_input=text_input,
+        share_prompt_prefix=False,   # no prompt cache shared between stories (batching still is: cached_generations)
         **extra,
     )
     handle = build_generator(settings).start()
@@ -379,6 +383,10 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
         if refused:
             say(refused)
             return 2
+    if plan.prompt_version not in available_versions():
+        say(f"the plan asks for prompt {plan.prompt_version}, which the generator does not have "
+            f"(it has {', '.join(available_versions())})")
+        return 2
     ids = plan.dev if split == "dev" else plan.test
     ids = ids[:max_stories] if max_stories else ids
     stories = photo_stories(dataset, ids)
@@ -405,7 +413,7 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
                     name = (f"generator-{system.model}-{system.input}-{system.scaffold}"
                             + ("-fewshot" if system.few_shot else ""))
                     shutil.rmtree(out / name / "state", ignore_errors=True)  # a new broker: no saved adapter state
-                    extra: dict[str, Any] = {"plan": system.scaffold}
+                    extra: dict[str, Any] = {"plan": system.scaffold, "prompt_version": plan.prompt_version}
                     if system.few_shot:
                         extra["few_shot"] = True
                     _, services[key] = stack.enter_context(generator_service(
@@ -429,7 +437,7 @@ def run_loop(plan: Plan, split: str, out: Path, results_root: Path, max_stories:
                     adapter_key = records[sample.adapter_seed]["key"] if sample.adapter_seed is not None else ""
                     got = cached_generations(
                         out / "generations" / f"{sample.key}.json",
-                        generation_key(sample, target_words, adapter_key), stories,
+                        generation_key(sample, target_words, adapter_key, prompt_version=plan.prompt_version), stories,
                         lambda todo, sample=sample: generate_all(address(sample.system), todo, sample, target_words),
                         earlier=[out.parent.parent / f"v{v}" / split / "generations" / f"{sample.key}.json"
                                  for v in range(plan.version - 1, 0, -1)])

@@ -31,6 +31,7 @@ from vispod.v1 import common_pb2, events_pb2, generator_pb2, generator_pb2_grpc
 
 SPEAKERS = (("Speaker 1", "the host"), ("Speaker 2", "the co-host"))
 PHOTOS = 5
+FIRST_PROMPT = "v1"   # the prompt version of plans v1 and v2 (GeneratorSettings.prompt_version's default)
 
 
 class StoryRefused(ValueError):
@@ -63,6 +64,16 @@ def photo_stories(dataset: Path, story_ids: Sequence[str]) -> list[PhotoStory]:
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """The sampling every plan system's generator uses."""
+    temperature: float = 0.7
+    top_p: float = 0.9
+
+
+PLAN_DECODING = Decoding()
+
+
+@dataclass(frozen=True)
 class Sample:
     """One dialogue the plan asks for: a system, an adapter (its training seed) or the base, a generation seed."""
 
@@ -77,11 +88,14 @@ class Sample:
         return f"{self.system.role}-{adapter}-seed{self.seed}"
 
 
-def generation_key(sample: Sample, target_words: int, adapter_key: str = "") -> str:
+def generation_key(sample: Sample, target_words: int, adapter_key: str = "", decoding: Decoding = PLAN_DECODING,
+                   prompt_version: str = FIRST_PROMPT) -> str:
     """What a dialogue depends on beyond its story (its cache key): model, input, prompt, adapter, decoding."""
     s = sample.system
+    wording = f"|prompt={prompt_version}" if rewords(s, prompt_version) else ""
     return (f"v6-photo|{s.model}|input={s.input}|format={s.prompt_format}|few_shot={s.few_shot}|"
-            f"adapter={adapter_key or 'base'}|words={target_words}|seed={sample.seed}|t=0.7|p=0.9|{s.scaffold}")
+            f"adapter={adapter_key or 'base'}|words={target_words}|seed={sample.seed}|t={decoding.temperature:g}|"
+            f"p={decoding.top_p:g}|{s.scaffold}{wording}")
 
 
 def request(story: PhotoStory, sample: Sample, target_words: int) -> events_pb2.ImageSetSubmitted:
@@ -131,10 +145,12 @@ def _kept(path: Path, key: str) -> dict[str, Any]:
 def cached_generations(path: Path, key: str, stories: Sequence[PhotoStory],
                        produce: Callable[[list[PhotoStory]], dict[str, Any]],
                        earlier: Sequence[Path] = ()) -> dict[str, Any]:
-    """A sample's dialogues per story, kept in `path` under `key`: a rerun generates only the stories it lacks (a
-    dialogue depends on its story, the settings and its seed, not on the other stories). `earlier`: the same
-    sample's files of earlier plan versions, read only, and only under the same key (same model, input, prompt,
-    adapter and decoding: the same dialogue)."""
+    """A sample's dialogues per story, kept in `path` under `key`: a rerun generates only the stories it lacks.
+    The file is the record, not a memo: the same key does not pin the words. llama.cpp's parallel slots batch
+    requests together, and a batch's floating-point sums differ from a lone request's, so sampling diverges after
+    some tokens (ggml-org/llama.cpp#7052); regenerated on this machine, 4 of 6 dev dialogues of one key differed.
+    `earlier`: the same sample's files of earlier plan versions, read only, and only under the same key (same
+    model, input, prompt, adapter and decoding)."""
     own = _kept(path, key)
     kept = dict(own)
     for other in earlier:
@@ -158,21 +174,36 @@ def scene_texts(story: PhotoStory, result: events_pb2.DialogueGenerated, system:
     return described([""] * len(facts), facts, "facts").texts
 
 
+def instruction(system: PlanSystem, texts: Sequence[str], target_words: int, version: str) -> str:
+    """The exact instruction a plan system's model reads for these scene texts under prompt `version`."""
+    facts = system.input == "facts"
+    example = worked_example(version=version, facts=facts, plan=system.scaffold) if system.few_shot else ""
+    prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
+                          num_images=len(texts), target_words=target_words, language="en", style="",
+                          captions=list(texts), version=version, plan=system.scaffold, facts=facts, example=example)
+    return f"{prompt.system}\n{prompt.user}"
+
+
+def rewords(system: PlanSystem, version: str) -> bool:
+    """Whether prompt `version` words this system's instruction otherwise than v1, under which every earlier cache
+    key was written (a version that changes only what other systems read leaves this system's dialogues valid)."""
+    texts = [f"scene {i + 1}" for i in range(PHOTOS)]
+    return version != FIRST_PROMPT and instruction(system, texts, 700, version) != instruction(system, texts, 700,
+                                                                                             FIRST_PROMPT)
+
+
 def story_output(story: PhotoStory, result: events_pb2.DialogueGenerated, system: PlanSystem,
                  target_words: int) -> StoryOutput:
-    """A dialogue as the evaluation reads it: the human captions (its reference), the exact instruction (the worked
-    example included: copying it is echo too), the text, the turns with their photos, and the facts the model saw."""
+    """A dialogue as the evaluation reads it: the human captions (its reference), the exact instruction under the
+    prompt version that wrote it (the worked example included: copying it is echo too), the text, the turns with
+    their photos, and the facts the model saw."""
     texts = scene_texts(story, result, system)
-    facts = system.input == "facts"
-    example = worked_example(version="v1", facts=facts, plan=system.scaffold) if system.few_shot else ""
-    prompt = build_prompt(speakers=[common_pb2.Speaker(name=n, persona=p) for n, p in SPEAKERS],
-                          num_images=len(story.photos), target_words=target_words, language="en", style="",
-                          captions=texts, version="v1", plan=system.scaffold, facts=facts, example=example)
+    prompt = instruction(system, texts, target_words, result.prompt_version or FIRST_PROMPT)
     turns = [(t.speaker, t.text, list(t.image_refs)) for t in result.dialogue.turns]
     perception = [json_format.MessageToDict(img.perception) if img.HasField("perception") else {}
                   for img in result.images] if system.input == "facts" else []
-    return StoryOutput(story.story_id, list(story.captions), f"{prompt.system}\n{prompt.user}",
-                       result.dialogue.text or result.error, turns, perception)
+    return StoryOutput(story.story_id, list(story.captions), prompt, result.dialogue.text or result.error, turns,
+                       perception)
 
 
 def write_archive(path: Path, rows: Sequence[dict[str, Any]]) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from vispod.evaluation.splits import DEFAULT_SPLIT, load_split
 from vispod.gate.policy import DecisionRule
 
 PLANS = Path(__file__).with_name("plans")
-CURRENT_PLAN = PLANS / "mini-paper-v2.yaml"
+CURRENT_PLAN = PLANS / "mini-paper-v3.yaml"
 DEFAULT_LEDGER = Path("results/mini-paper/test-split-reads.jsonl")
 MIN_ADAPTER_SEEDS = 3
 
@@ -94,6 +95,11 @@ class Plan:
             return list(zip(adapters, self.seeds, strict=False))
         seeds = self.seeds if system.seeds == "all" else self.seeds[:1]
         return [(a, s) for a in adapters for s in seeds]
+
+    @property
+    def prompt_version(self) -> str:
+        """The generator's prompt version every system is asked under (prompts/<version>; v1 before plan v3)."""
+        return str((self.document.get("generation") or {}).get("prompt_version", "v1"))
 
     def as_json(self) -> dict[str, object]:
         return {"path": self.path.name, "sha256": self.sha256, "version": self.version, "dev": list(self.dev),
@@ -171,6 +177,10 @@ def load_plan(path: Path = CURRENT_PLAN, split_path: Path = DEFAULT_SPLIT) -> Pl
     seeds = tuple(int(s) for s in (doc.get("generation") or {}).get("seeds") or ())
     if len(seeds) < len(adapter_seeds):
         raise PlanError(f"{path}: generation.seeds needs a seed per adapter training seed ({len(adapter_seeds)})")
+    prompt_version = (doc.get("generation") or {}).get("prompt_version", "v1")
+    if not (isinstance(prompt_version, str) and re.fullmatch(r"v[0-9]{1,3}", prompt_version)):
+        raise PlanError(f"{path}: generation.prompt_version must name a prompt folder such as v1, "
+                        f"got {prompt_version!r}")
     miss_rate = (doc.get("training") or {}).get("object_miss_rate")
     if miss_rate is not None and not (isinstance(miss_rate, int | float) and 0.0 <= miss_rate <= 1.0):
         raise PlanError(f"{path}: training.object_miss_rate must be a share between 0 and 1, got {miss_rate!r}")

@@ -70,4 +70,4 @@ def worked_example(*, version: str, facts: bool, plan: str) -> str:
         dialogue = "\n".join(f"{speaker_label(k % EXAMPLE_SPEAKERS)}: {turn[0].upper()}{turn[1:]}"
                              for k, turn in enumerate(turns))
     return Template(prompt_file(version, "few_shot.txt")).substitute(
-        scenes=scene_list(texts, version=version, facts=facts).strip(), dialogue=dialogue).strip()
+        scenes=scene_list(texts, version=version, facts=facts, plan=plan).strip(), dialogue=dialogue).strip()

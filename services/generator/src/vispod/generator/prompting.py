@@ -9,6 +9,7 @@ from string import Template
 
 from vispod.v1 import common_pb2
 
+BY_MARKER = "scenes_facts_by_marker.txt"
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
                   "pt": "Portuguese", "nl": "Dutch", "ja": "Japanese", "zh": "Chinese", "ko": "Korean"}
 
@@ -54,10 +55,18 @@ def language_name(tag: str) -> str:
     return LANGUAGE_NAMES.get(base, tag)
 
 
-def scene_list(texts: list[str], *, version: str, facts: bool) -> str:
-    """What a text-only model reads about the scenes: the list of texts in story order under its heading."""
+def has_prompt_file(version: str, name: str) -> bool:
+    return resources.files("vispod.generator").joinpath("prompts", version, name).is_file()
+
+
+def scene_list(texts: list[str], *, version: str, facts: bool, plan: str = "whole") -> str:
+    """What a text-only model reads about the scenes: the list of texts in story order under its heading. A
+    version with `scenes_facts_by_marker.txt` (v2 on) gives the facts only in each scene's marker when the scene
+    plan writes them there (plan "scenes"): no list of every scene's objects up front to borrow from."""
     scene_lines = "\n".join(f"Scene {i + 1}: {c.strip()}" for i, c in enumerate(texts))
     name = "scenes_facts.txt" if facts else "scenes_captions.txt"
+    if facts and plan == "scenes" and has_prompt_file(version, BY_MARKER):
+        name = BY_MARKER
     return _template(version, name).substitute(num_images=len(texts), scene_lines=scene_lines)
 
 
@@ -80,7 +89,7 @@ def build_prompt(*, speakers: list[common_pb2.Speaker], num_images: int, target_
     if captions is None:
         scenes = _template(version, "scenes_pixels.txt").substitute(num_images=num_images)
     else:
-        scenes = scene_list(captions, version=version, facts=facts)
+        scenes = scene_list(captions, version=version, facts=facts, plan=plan)
     style_line = f"- Style: {style.strip()}\n" if style.strip() else ""
     user = _template(version, "user.txt").substitute(
         scenes=scenes.strip() + "\n", target_words=target_words, num_speakers=len(speakers), label_list=label_list,
