@@ -1,7 +1,7 @@
 """Evaluate generated outputs saved as JSON, then write results.json and report.html.
 
     python -m vispod.evaluation.mini_paper runs.json --out out/mini-paper [--no-references] [--resamples 2000]
-        [--plan plans/mini-paper-v2.yaml]
+        [--plan plans/mini-paper-v3.yaml]
 
 runs.json: {"tuned": NAME, "bigger_base": NAME, "small_base": NAME, "baseline": NAME (optional, default
 small_base), "adapter": "name@version", "train_ids": [story ids trained on],
