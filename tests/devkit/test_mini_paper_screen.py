@@ -47,9 +47,12 @@ def test_a_prompt_version_keys_only_the_systems_whose_instruction_it_rewords() -
 
 
 def test_a_story_counts_once_whatever_its_number_of_dialogues() -> None:
-    rows = {"a": [{"hallucination.rate": 0.0}, {"hallucination.rate": 1.0}, {"hallucination.rate": 1.0}],
-            "b": [{"hallucination.rate": 0.0}],
-            "c": [{"hallucination.rate": None}]}      # no value (no evidence): absent, not zero
+    def scored(story: str, rate: float | None) -> dict:
+        return {"story_id": story, "hallucination.rate": rate, "format.valid": 1.0, "reasons": [], "codes": [],
+                "unsupported_terms": [], "style_paper": {}, "style_robust": {}}
+
+    rows = [scored("a", 0.0), scored("a", 1.0), scored("a", 1.0), scored("b", 0.0),
+            scored("c", None)]                      # no value (no evidence): absent, not zero
     means = story_means(rows)
     assert means["hallucination.rate"] == pytest.approx((2 / 3 + 0.0) / 2, abs=1e-4)
     assert means["aligned_grounding.margin"] is None

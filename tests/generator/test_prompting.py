@@ -48,3 +48,11 @@ def test_prompt_v2_gives_each_scenes_facts_only_in_its_marker_on_the_scene_plan(
     captions = build_prompt(speakers=_speakers(), num_images=3, target_words=300, language="en", style="",
                             captions=FACTS, version="v2", plan="scenes", facts=False)
     assert "Scene 2: a cake and two people" in captions.user
+
+
+def test_a_version_takes_the_files_it_does_not_reword_from_the_version_it_extends() -> None:
+    from vispod.generator.prompting import BY_MARKER, has_prompt_file, prompt_file
+
+    assert prompt_file("v2", "user.txt") == prompt_file("v1", "user.txt")           # from v1, through extends.txt
+    assert has_prompt_file("v2", BY_MARKER) and not has_prompt_file("v1", BY_MARKER)
+    assert not has_prompt_file("v2", "no_such_file.txt") and not has_prompt_file("v9", "user.txt")

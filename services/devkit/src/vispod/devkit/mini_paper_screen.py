@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import fmean
@@ -40,7 +41,7 @@ from vispod.devkit.mini_paper_runs import (
     photo_stories,
     story_output,
 )
-from vispod.evaluation.mini_paper.evaluate import score_story, text_scorer
+from vispod.evaluation.mini_paper.evaluate import score_story, story_rows, text_scorer
 from vispod.evaluation.plan import CURRENT_PLAN, Plan, PlanError, load_plan
 from vispod.gate.html_parts import write_atomic
 from vispod.metrics.caption_grounding import CaptionGrounder
@@ -68,14 +69,12 @@ class Candidate:
         return f"v{plan.version}-{model}-t{self.decoding.temperature:g}-p{self.decoding.top_p:g}"
 
 
-def story_means(rows_by_story: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
-    """Each metric's mean over stories of the story's mean over its dialogues (a missing value counts as absent)."""
-    means: dict[str, float | None] = {}
-    for key in SCREENED:
-        per_story = [fmean(vals) for rows in rows_by_story.values()
-                     if (vals := [r[key] for r in rows if r.get(key) is not None])]
-        means[key] = round(fmean(per_story), 4) if per_story else None
-    return means
+def story_means(samples: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Each metric's mean over stories of the story's mean over its dialogues (the plan run's story rows); a story
+    without a value is left out."""
+    rows = story_rows(samples, SCREENED)
+    return {key: round(fmean(values), 4) if (values := [r[key] for r in rows if r.get(key) is not None]) else None
+            for key in SCREENED}
 
 
 def screen(plan: Plan, candidate: Candidate, out: Path, results: Path) -> dict[str, Any]:
@@ -113,11 +112,11 @@ def screen(plan: Plan, candidate: Candidate, out: Path, results: Path) -> dict[s
     finally:
         broker.stop()
     scorer = text_scorer(CaptionGrounder())
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for by_story in got.values():
-        for story in stories:
-            scored = score_story(story_output(story, by_story[story.story_id], system, target_words), scorer)
-            rows.setdefault(story.story_id, []).append({k: scored.get(k) for k in SCREENED})
+    samples = [score_story(story_output(story, by_story[story.story_id], system, target_words), scorer)
+               for by_story in got.values() for story in stories]
+    per_story: dict[str, list[dict[str, Any]]] = {}
+    for sample in samples:
+        per_story.setdefault(sample["story_id"], []).append({k: sample.get(k) for k in SCREENED})
     doc = {"what": "a candidate change screened on the dev split (vispod.devkit.mini_paper_screen); not a plan "
                    "version, never the test split",
            "plan": {"version": plan.version, "sha256": plan.sha256}, "split": "dev", "stories": list(plan.dev),
@@ -127,7 +126,7 @@ def screen(plan: Plan, candidate: Candidate, out: Path, results: Path) -> dict[s
                          "temperature": candidate.decoding.temperature, "top_p": candidate.decoding.top_p},
            "adapter": record and {"key": record["key"], "train_seconds": record.get("train_seconds"),
                                   "train_loss_final": (record.get("metrics") or {}).get("train_loss_final")},
-           "generation_seeds": list(plan.seeds), "means": story_means(rows), "per_story": rows,
+           "generation_seeds": list(plan.seeds), "means": story_means(samples), "per_story": per_story,
            "seconds": round(time.monotonic() - started)}
     results.mkdir(parents=True, exist_ok=True)
     write_atomic(results / f"{tag}.json", json.dumps(doc, indent=1) + "\n")

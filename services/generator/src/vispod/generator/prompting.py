@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from string import Template
 
 from vispod.v1 import common_pb2
 
 BY_MARKER = "scenes_facts_by_marker.txt"
+MAX_EXTENDS = 8
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
                   "pt": "Portuguese", "nl": "Dutch", "ja": "Japanese", "zh": "Chinese", "ko": "Korean"}
 
@@ -27,13 +29,32 @@ def render_plain(system: str, user: str) -> str:
     return f"{system}\n\n{user}\n\n"
 
 
+EXTENDS = "extends.txt"   # a version folder holds only what it rewords; this names the version it takes the rest from
+
+
+def _located(version: str, name: str) -> Traversable | None:
+    """File `name` of prompt `version`: its own, else that of the version it extends (recursively)."""
+    folder = resources.files("vispod.generator").joinpath("prompts", version)
+    for _ in range(MAX_EXTENDS):
+        if folder.joinpath(name).is_file():
+            return folder.joinpath(name)
+        if not folder.joinpath(EXTENDS).is_file():
+            return None
+        folder = folder.parent.joinpath(folder.joinpath(EXTENDS).read_text(encoding="utf-8").strip())
+    return None
+
+
 @cache
 def prompt_file(version: str, name: str) -> str:
-    """The text of a file of prompt `version` (FileNotFoundError when that version has none)."""
-    path = resources.files("vispod.generator").joinpath("prompts", version, name)
-    if not path.is_file():
+    """The text of a file of prompt `version` (FileNotFoundError when neither it nor what it extends has one)."""
+    path = _located(version, name)
+    if path is None:
         raise FileNotFoundError(f"prompt template {version}/{name} not found")
     return path.read_text(encoding="utf-8")
+
+
+def has_prompt_file(version: str, name: str) -> bool:
+    return _located(version, name) is not None
 
 
 def _template(version: str, name: str) -> Template:
@@ -42,7 +63,7 @@ def _template(version: str, name: str) -> Template:
 
 def available_versions() -> list[str]:
     root = resources.files("vispod.generator").joinpath("prompts")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.joinpath("user.txt").is_file())
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and has_prompt_file(p.name, "user.txt"))
 
 
 def speaker_label(index: int) -> str:
@@ -53,10 +74,6 @@ def speaker_label(index: int) -> str:
 def language_name(tag: str) -> str:
     base = (tag or "en").split("-")[0].lower()
     return LANGUAGE_NAMES.get(base, tag)
-
-
-def has_prompt_file(version: str, name: str) -> bool:
-    return resources.files("vispod.generator").joinpath("prompts", version, name).is_file()
 
 
 def scene_list(texts: list[str], *, version: str, facts: bool, plan: str = "whole") -> str:
